@@ -1,0 +1,220 @@
+// Package app wires healthhub together: configuration, the store, the
+// service and REST layers, health and metrics endpoints, and the HTTP
+// server's life cycle. cmd/healthhub's main only calls Main; tests start the
+// whole server in-process through New and Serve.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"healthhub/fhir/interaction"
+	"healthhub/fhir/rest"
+	"healthhub/fhir/validate"
+	"healthhub/store"
+)
+
+// Version is the software version reported in the CapabilityStatement.
+var Version = "0.1.0-dev"
+
+// Config is everything serve needs; zero values take the defaults below.
+type Config struct {
+	Addr            string // listen address
+	DataDir         string // directory of the bbolt file
+	BaseURL         string // absolute FHIR base; derived from the listener when empty
+	MaxBody         int64  // request body limit in bytes
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultAddr            = "127.0.0.1:8080"
+	DefaultDataDir         = "./data"
+	DefaultMaxBody         = 16 << 20
+	DefaultShutdownTimeout = 15 * time.Second
+)
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.MaxBody == 0 {
+		c.MaxBody = DefaultMaxBody
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c *Config) Validate() error {
+	if c.MaxBody < 1024 {
+		return fmt.Errorf("--max-body %d is too small: at least 1024 bytes", c.MaxBody)
+	}
+	if c.ShutdownTimeout < 0 {
+		return errors.New("--shutdown-timeout must not be negative")
+	}
+	return nil
+}
+
+// App is a running healthhub.
+type App struct {
+	cfg     Config
+	store   *store.Bolt
+	handler http.Handler
+}
+
+// New opens the store and builds the handler. baseURL must be final: when
+// cfg.BaseURL is empty, pass the address the listener got.
+func New(cfg Config) (*App, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	st, err := store.Open(cfg.DataDir, store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, store: st}
+	a.handler = a.routes()
+	return a, nil
+}
+
+// BaseURLFor derives the FHIR base from a listen address.
+func BaseURLFor(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr + "/fhir"
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/fhir"
+}
+
+func (a *App) routes() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		a.storeCollector(),
+	)
+	baseURL := a.cfg.BaseURL
+	if baseURL == "" {
+		baseURL = BaseURLFor(a.cfg.Addr)
+	}
+	v := validate.New()
+	// Load the schema now, not on the first client's request (~0.2 s).
+	_ = v.Validate("Patient", []byte(`{"resourceType":"Patient"}`))
+	h := rest.New(interaction.New(a.store, v), rest.Config{
+		BaseURL:  baseURL,
+		MaxBody:  a.cfg.MaxBody,
+		Version:  Version,
+		Logger:   a.cfg.Logger,
+		Registry: reg,
+	})
+
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.ContextWithFallback = true
+	e.Use(h.Middleware()...)
+	e.NoRoute(h.NoRoute)
+	e.NoMethod(h.NoMethod)
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	e.GET("/readyz", a.ready)
+	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	h.Register(e.Group("/fhir"))
+	return e
+}
+
+func (a *App) ready(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	if err := a.store.Ping(ctx); err != nil {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable"})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+}
+
+// storeCollector exports the database's size and transaction counts.
+func (a *App) storeCollector() prometheus.Collector {
+	return &storeMetrics{st: a.store,
+		size:   prometheus.NewDesc("healthhub_db_size_bytes", "Size of the bbolt database file in use.", nil, nil),
+		txs:    prometheus.NewDesc("healthhub_db_transactions_total", "Database transactions by kind.", []string{"kind"}, nil),
+		failed: prometheus.NewDesc("healthhub_db_write_failures_total", "Write transactions that did not commit (including refused preconditions).", nil, nil),
+	}
+}
+
+type storeMetrics struct {
+	st                *store.Bolt
+	size, txs, failed *prometheus.Desc
+}
+
+func (m *storeMetrics) Describe(ch chan<- *prometheus.Desc) { ch <- m.size; ch <- m.txs; ch <- m.failed }
+
+func (m *storeMetrics) Collect(ch chan<- prometheus.Metric) {
+	s := m.st.Stats()
+	ch <- prometheus.MustNewConstMetric(m.size, prometheus.GaugeValue, float64(s.SizeBytes))
+	ch <- prometheus.MustNewConstMetric(m.txs, prometheus.CounterValue, float64(s.ReadTxs), "read")
+	ch <- prometheus.MustNewConstMetric(m.txs, prometheus.CounterValue, float64(s.WriteTxs), "write")
+	ch <- prometheus.MustNewConstMetric(m.failed, prometheus.CounterValue, float64(s.FailedWrites))
+}
+
+// Handler is the whole HTTP API.
+func (a *App) Handler() http.Handler { return a.handler }
+
+// Serve answers on ln until ctx ends, then stops accepting, lets in-flight
+// requests finish (bounded by ShutdownTimeout) and closes the store.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		a.Close()
+		return err
+	case <-ctx.Done():
+	}
+	a.cfg.Logger.Info("shutting down", "timeout", a.cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		a.cfg.Logger.Warn("in-flight requests did not finish in time; closing them")
+		_ = srv.Close()
+	}
+	if cerr := a.Close(); cerr != nil {
+		return cerr
+	}
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// Close closes the store (waiting for open transactions).
+func (a *App) Close() error { return a.store.Close() }

@@ -1,0 +1,109 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+const usage = `healthhub: a FHIR R4 server for a regional health information exchange.
+
+Usage:
+  healthhub serve [flags]   start the server (healthhub serve --help for flags)
+  healthhub help            show this help
+
+The server keeps everything in one bbolt file (healthhub.db) in its data
+directory; no other server is needed.
+`
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return serve(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "healthhub: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg Config
+	var logFormat string
+	fs.StringVar(&cfg.Addr, "addr", DefaultAddr, "address to listen on (host:port); loopback by default")
+	fs.StringVar(&cfg.DataDir, "data", DefaultDataDir, "directory of the database file, created if missing")
+	fs.StringVar(&cfg.BaseURL, "base-url", "", "absolute FHIR base URL used in Location, fullUrl and links (default http://<addr>/fhir)")
+	fs.Int64Var(&cfg.MaxBody, "max-body", DefaultMaxBody, "largest request body accepted, in bytes (larger: 413)")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long in-flight requests may finish after SIGTERM/SIGINT")
+	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: healthhub serve [flags]\n\nStarts the FHIR R4 server; the API is at <base-url> (/fhir), with /healthz, /readyz and /metrics beside it.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "healthhub serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	switch logFormat {
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, nil))
+	default:
+		fmt.Fprintf(stderr, "healthhub serve: --log-format %q: use text or json\n", logFormat)
+		return 2
+	}
+	log := cfg.Logger
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "healthhub serve: %v\n", err)
+		return 2
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		log.Error("cannot listen", "addr", cfg.Addr, "error", err)
+		return 1
+	}
+	cfg.Addr = ln.Addr().String() // the real port when :0 was asked
+	a, err := New(cfg)
+	if err != nil {
+		ln.Close()
+		log.Error("cannot start", "error", err)
+		return 1
+	}
+	base := cfg.BaseURL
+	if base == "" {
+		base = BaseURLFor(cfg.Addr)
+	}
+	log.Info("healthhub serving", "addr", cfg.Addr, "base_url", base, "data", cfg.DataDir, "version", Version)
+	start := time.Now()
+	if err := a.Serve(ctx, ln); err != nil {
+		log.Error("server stopped", "error", err)
+		return 1
+	}
+	log.Info("stopped cleanly", "uptime", time.Since(start).Round(time.Second).String())
+	return 0
+}

@@ -1,0 +1,87 @@
+package conformance
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Capability is what the REST layer reports it really serves; the
+// CapabilityStatement is generated from it, never written by hand.
+type Capability struct {
+	Software, Version string
+	BaseURL           string
+	Date              time.Time
+	Formats           []string
+	// TypeInteractions are the interaction codes served for every resource
+	// type in ResourceTypes (read, vread, update, delete, history-instance,
+	// history-type, create, search-type).
+	TypeInteractions   []string
+	SystemInteractions []string // transaction, batch, search-system, history-system
+	ResourceTypes      []string
+	ConditionalRead    string // not-supported | modified-since | not-match | full-support
+	UpdateCreate       bool
+}
+
+type code struct {
+	Code string `json:"code"`
+}
+
+type capResource struct {
+	Type              string `json:"type"`
+	Interaction       []code `json:"interaction"`
+	Versioning        string `json:"versioning"`
+	ReadHistory       bool   `json:"readHistory"`
+	UpdateCreate      bool   `json:"updateCreate"`
+	ConditionalCreate bool   `json:"conditionalCreate"`
+	ConditionalRead   string `json:"conditionalRead"`
+	ConditionalUpdate bool   `json:"conditionalUpdate"`
+	ConditionalDelete string `json:"conditionalDelete"`
+}
+
+// CapabilityStatement renders c as an R4 CapabilityStatement.
+func CapabilityStatement(c Capability) []byte {
+	var typeInteractions []code
+	for _, i := range c.TypeInteractions {
+		typeInteractions = append(typeInteractions, code{i})
+	}
+	resources := make([]capResource, 0, len(c.ResourceTypes))
+	for _, t := range c.ResourceTypes {
+		resources = append(resources, capResource{
+			Type:              t,
+			Interaction:       typeInteractions,
+			Versioning:        "versioned-update",
+			ReadHistory:       true,
+			UpdateCreate:      c.UpdateCreate,
+			ConditionalRead:   c.ConditionalRead,
+			ConditionalDelete: "not-supported",
+		})
+	}
+	var system []code
+	for _, i := range c.SystemInteractions {
+		system = append(system, code{i})
+	}
+	doc := map[string]any{
+		"resourceType": "CapabilityStatement",
+		"status":       "active",
+		"date":         c.Date.UTC().Format(time.RFC3339),
+		"publisher":    "healthhub",
+		"kind":         "instance",
+		"software":     map[string]any{"name": c.Software, "version": c.Version},
+		"implementation": map[string]any{
+			"description": "healthhub FHIR R4 server",
+			"url":         c.BaseURL,
+		},
+		"fhirVersion": "4.0.1",
+		"format":      c.Formats,
+		"rest": []any{map[string]any{
+			"mode":        "server",
+			"resource":    resources,
+			"interaction": system,
+		}},
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		panic("conformance: CapabilityStatement does not marshal: " + err.Error())
+	}
+	return b
+}

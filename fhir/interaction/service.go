@@ -1,0 +1,113 @@
+package interaction
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"healthhub/auth"
+	"healthhub/conformance"
+	"healthhub/fhir"
+	"healthhub/fhir/validate"
+	"healthhub/store"
+)
+
+// Service carries out interactions against a Store.
+type Service struct {
+	store     store.Store
+	validator *validate.Validator
+	newID     func() string
+}
+
+// New returns a Service over st.
+func New(st store.Store, v *validate.Validator) *Service {
+	return &Service{store: st, validator: v, newID: NewID}
+}
+
+// NewID returns a new random resource id: a UUID v4 (36 characters, within
+// the 64 the id syntax allows, and unguessable, so ids leak nothing).
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// CheckType fails with NotFound for a type that is not an R4 resource type.
+func CheckType(typ string) error {
+	if !conformance.IsResourceType(typ) {
+		return fhir.Errorf(fhir.NotFound, "not-supported", "unknown resource type %q", typ)
+	}
+	return nil
+}
+
+func checkID(typ, id string) error {
+	if !fhir.ValidID(id) {
+		return fhir.Errorf(fhir.Invalid, "value", "invalid id %q: an id is 1 to 64 of A-Z a-z 0-9 - .", id).At(typ + ".id")
+	}
+	return nil
+}
+
+func checkTypeID(typ, id string) error {
+	if err := CheckType(typ); err != nil {
+		return err
+	}
+	return checkID(typ, id)
+}
+
+func notFound(typ, id string) error {
+	return fhir.Errorf(fhir.NotFound, "not-found", "%s/%s is not known", typ, id)
+}
+
+func gone(r *fhir.Resource) error {
+	return fhir.Errorf(fhir.Gone, "deleted", "%s/%s was deleted (version %d)", r.Type, r.ID, r.VersionID)
+}
+
+// Read returns the current version of Type/id.
+func (s *Service) Read(ctx context.Context, _ auth.Principal, typ, id string) (*fhir.Resource, error) {
+	if err := checkTypeID(typ, id); err != nil {
+		return nil, err
+	}
+	var r *fhir.Resource
+	err := s.store.View(ctx, func(tx store.Tx) (err error) {
+		r, err = tx.Current(typ, id)
+		return err
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, notFound(typ, id)
+	case err != nil:
+		return nil, err
+	case r.Deleted:
+		return nil, gone(r)
+	}
+	return r, nil
+}
+
+// VRead returns one version of Type/id.
+func (s *Service) VRead(ctx context.Context, _ auth.Principal, typ, id, version string) (*fhir.Resource, error) {
+	if err := checkTypeID(typ, id); err != nil {
+		return nil, err
+	}
+	v, err := strconv.ParseUint(version, 10, 64)
+	if err != nil || v == 0 {
+		return nil, fhir.Errorf(fhir.NotFound, "not-found", "%s/%s has no version %q: versions are 1, 2, 3 ...", typ, id, version)
+	}
+	var r *fhir.Resource
+	err = s.store.View(ctx, func(tx store.Tx) (err error) {
+		r, err = tx.Version(typ, id, v)
+		return err
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, fhir.Errorf(fhir.NotFound, "not-found", "%s/%s has no version %d", typ, id, v)
+	case err != nil:
+		return nil, err
+	case r.Deleted:
+		return nil, gone(r)
+	}
+	return r, nil
+}

@@ -1,0 +1,132 @@
+package interaction
+
+import (
+	"context"
+	"errors"
+
+	"healthhub/auth"
+	"healthhub/fhir"
+	"healthhub/store"
+)
+
+// parseBody checks that body is a resource of type typ and valid; it returns
+// the parsed top level, ready for stamping. Malformed JSON and a wrong
+// resourceType are 400 (Invalid); a well-formed resource that breaks the R4
+// rules is 422 (Unprocessable).
+func (s *Service) parseBody(typ string, body []byte) (*fhir.Object, error) {
+	obj, err := fhir.ParseObject(body)
+	if err != nil {
+		return nil, fhir.Errorf(fhir.Invalid, "structure", "%s", err.Error())
+	}
+	rt, ok := obj.String("resourceType")
+	switch {
+	case !ok:
+		return nil, fhir.Errorf(fhir.Invalid, "required", "the body has no resourceType: expected %q", typ).At("resourceType")
+	case rt != typ:
+		return nil, fhir.Errorf(fhir.Invalid, "invalid", "the body is a %s, but the URL says %s", rt, typ).At("resourceType")
+	}
+	if err := s.validator.Validate(typ, body); err != nil {
+		var fe *fhir.Error
+		if errors.As(err, &fe) && fe.Kind == fhir.Invalid {
+			fe.Kind = fhir.Unprocessable
+		}
+		return nil, err
+	}
+	return obj, nil
+}
+
+// Create stores a new resource under a server-assigned id; an id in the
+// body is ignored, as R4 says.
+func (s *Service) Create(ctx context.Context, _ auth.Principal, typ string, body []byte) (*fhir.Resource, error) {
+	if err := CheckType(typ); err != nil {
+		return nil, err
+	}
+	obj, err := s.parseBody(typ, body)
+	if err != nil {
+		return nil, err
+	}
+	id := s.newID() // made before the transaction: Batch may run it twice
+	var r *fhir.Resource
+	err = s.store.Update(ctx, func(tx store.Tx) (err error) {
+		r, err = tx.Put(typ, id, obj)
+		return err
+	})
+	return r, err
+}
+
+// Precondition is an If-Match condition: the version the client last saw.
+// Zero means none.
+type Precondition uint64
+
+func (p Precondition) check(cur *fhir.Resource, typ, id string) error {
+	if p == 0 {
+		return nil
+	}
+	if cur == nil {
+		return fhir.Errorf(fhir.PreconditionFailed, "conflict", "If-Match: %s/%s does not exist", typ, id)
+	}
+	if uint64(p) != cur.VersionID {
+		return fhir.Errorf(fhir.PreconditionFailed, "conflict", "If-Match: version %d was asked for, the current version of %s/%s is %d", uint64(p), typ, id, cur.VersionID)
+	}
+	return nil
+}
+
+// Update stores a new version of Type/id, or creates it with that id
+// (update-as-create). created tells which.
+func (s *Service) Update(ctx context.Context, _ auth.Principal, typ, id string, body []byte, ifMatch Precondition) (r *fhir.Resource, created bool, err error) {
+	if err := checkTypeID(typ, id); err != nil {
+		return nil, false, err
+	}
+	obj, err := s.parseBody(typ, body)
+	if err != nil {
+		return nil, false, err
+	}
+	bodyID, ok := obj.String("id")
+	switch {
+	case !ok:
+		return nil, false, fhir.Errorf(fhir.Invalid, "required", "an update must carry the id %q in the body", id).At(typ + ".id")
+	case bodyID != id:
+		return nil, false, fhir.Errorf(fhir.Invalid, "invalid", "the body's id %q differs from the id %q in the URL", bodyID, id).At(typ + ".id")
+	}
+	err = s.store.Update(ctx, func(tx store.Tx) error {
+		r, created = nil, false // Batch may run this again
+		cur, err := tx.Current(typ, id)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err := ifMatch.check(cur, typ, id); err != nil {
+			return err
+		}
+		created = cur == nil || cur.Deleted
+		r, err = tx.Put(typ, id, obj)
+		return err
+	})
+	return r, created, err
+}
+
+// Delete marks Type/id deleted. Deleting what is absent or already deleted
+// is not an error (R4): r is nil then.
+func (s *Service) Delete(ctx context.Context, _ auth.Principal, typ, id string, ifMatch Precondition) (r *fhir.Resource, err error) {
+	if err := checkTypeID(typ, id); err != nil {
+		return nil, err
+	}
+	err = s.store.Update(ctx, func(tx store.Tx) error {
+		r = nil
+		cur, err := tx.Current(typ, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return ifMatch.check(nil, typ, id)
+		}
+		if err != nil {
+			return err
+		}
+		if err := ifMatch.check(cur, typ, id); err != nil {
+			return err
+		}
+		if cur.Deleted {
+			return nil
+		}
+		r, err = tx.Delete(typ, id)
+		return err
+	})
+	return r, err
+}

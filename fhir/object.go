@@ -1,0 +1,186 @@
+package fhir
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"strconv"
+	"time"
+)
+
+// Object is a JSON object kept as its members' raw bytes, in the order the
+// client sent them. It lets the server change a few members (id, meta) and
+// leave every other byte of the record alone.
+type Object struct {
+	members []member
+}
+
+type member struct {
+	key   string
+	value json.RawMessage
+}
+
+// ParseObject reads a JSON object. The values stay raw (compacted). It fails
+// on malformed JSON, on anything but an object, on duplicate member names and
+// on trailing data.
+func ParseObject(data []byte) (*Object, error) {
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, data); err != nil {
+		return nil, syntaxError(data, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(compact.Bytes()))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, syntaxError(data, err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, errors.New("the body is not a JSON object")
+	}
+	o := &Object{}
+	seen := make(map[string]bool)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, syntaxError(data, err)
+		}
+		key := tok.(string) // inside an object, a token here is always a key
+		if seen[key] {
+			return nil, errors.New("duplicate JSON member " + strconv.Quote(key))
+		}
+		seen[key] = true
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, syntaxError(data, err)
+		}
+		o.members = append(o.members, member{key, raw})
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, syntaxError(data, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the end of the JSON object")
+	}
+	return o, nil
+}
+
+// syntaxError names the line and column of a JSON syntax error, so the
+// client can find it; the offset is into the original body.
+func syntaxError(data []byte, err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		line, col := 1, 1
+		for i := int64(0); i < se.Offset-1 && i < int64(len(data)); i++ {
+			if data[i] == '\n' {
+				line, col = line+1, 1
+			} else {
+				col++
+			}
+		}
+		return errors.New("malformed JSON at line " + strconv.Itoa(line) + ", column " + strconv.Itoa(col) + ": " + se.Error())
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return errors.New("malformed JSON: unexpected end of input")
+	}
+	return errors.New("malformed JSON: " + err.Error())
+}
+
+// Get returns the raw value of key.
+func (o *Object) Get(key string) (json.RawMessage, bool) {
+	for _, m := range o.members {
+		if m.key == key {
+			return m.value, true
+		}
+	}
+	return nil, false
+}
+
+// String returns the value of key when it is a JSON string.
+func (o *Object) String(key string) (string, bool) {
+	raw, ok := o.Get(key)
+	if !ok || len(raw) == 0 || raw[0] != '"' {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// Set replaces key's value, or appends the member when absent.
+func (o *Object) Set(key string, value json.RawMessage) {
+	for i := range o.members {
+		if o.members[i].key == key {
+			o.members[i].value = value
+			return
+		}
+	}
+	o.members = append(o.members, member{key, value})
+}
+
+// Delete removes key.
+func (o *Object) Delete(key string) {
+	for i := range o.members {
+		if o.members[i].key == key {
+			o.members = append(o.members[:i], o.members[i+1:]...)
+			return
+		}
+	}
+}
+
+// Bytes writes the object compactly. Members named in first come first, in
+// that order; the rest keep their order.
+func (o *Object) Bytes(first ...string) []byte {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	n := 0
+	write := func(m member) {
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		n++
+		k, _ := json.Marshal(m.key)
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(m.value)
+	}
+	placed := make(map[string]bool, len(first))
+	for _, k := range first {
+		if v, ok := o.Get(k); ok {
+			write(member{k, v})
+			placed[k] = true
+		}
+	}
+	for _, m := range o.members {
+		if !placed[m.key] {
+			write(m)
+		}
+	}
+	b.WriteByte('}')
+	return b.Bytes()
+}
+
+// Stamp sets the server-owned parts of a resource: id, meta.versionId and
+// meta.lastUpdated. Every other member, including the rest of meta (profile,
+// tag, security, source, extensions), is kept as sent.
+func Stamp(o *Object, id string, version uint64, updated time.Time) ([]byte, error) {
+	meta := &Object{}
+	if raw, ok := o.Get("meta"); ok {
+		m, err := ParseObject(raw)
+		if err != nil {
+			return nil, errors.New("meta is not a JSON object")
+		}
+		meta = m
+	}
+	meta.Set("versionId", quote(strconv.FormatUint(version, 10)))
+	meta.Set("lastUpdated", quote(Instant(updated).Format(InstantLayout)))
+	o.Set("id", quote(id))
+	o.Set("meta", meta.Bytes("versionId", "lastUpdated"))
+	return o.Bytes("resourceType", "id", "meta"), nil
+}
+
+func quote(s string) json.RawMessage {
+	b, _ := json.Marshal(s)
+	return b
+}

@@ -1,0 +1,52 @@
+package fhir
+
+import (
+	"regexp"
+	"strconv"
+	"time"
+)
+
+// Resource is one version of a resource as the server holds it.
+type Resource struct {
+	Type        string
+	ID          string
+	VersionID   uint64
+	LastUpdated time.Time // UTC, millisecond precision (what meta.lastUpdated says)
+	Deleted     bool      // a deletion marker in history: JSON is nil
+	JSON        []byte    // compact, stamped with id and meta; the record of truth
+}
+
+// ETag is the weak entity tag of this version, as FHIR requires: W/"n".
+func (r *Resource) ETag() string { return `W/"` + strconv.FormatUint(r.VersionID, 10) + `"` }
+
+// Path is Type/id.
+func (r *Resource) Path() string { return r.Type + "/" + r.ID }
+
+// VersionPath is Type/id/_history/n.
+func (r *Resource) VersionPath() string {
+	return r.Path() + "/_history/" + strconv.FormatUint(r.VersionID, 10)
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
+
+// ValidID reports whether id has the R4 id syntax: 1 to 64 of [A-Za-z0-9-.].
+func ValidID(id string) bool { return idPattern.MatchString(id) }
+
+// InstantLayout formats meta.lastUpdated: UTC with milliseconds.
+const InstantLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// Instant truncates t to the precision the server stores, in UTC.
+func Instant(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
+
+// ParseVersionETag reads the version from an ETag or If-Match value: W/"3",
+// "3" or 3. ok is false when it is not one.
+func ParseVersionETag(s string) (v uint64, ok bool) {
+	if len(s) >= 2 && (s[:2] == "W/" || s[:2] == "w/") {
+		s = s[2:]
+	}
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		s = s[1 : len(s)-1]
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	return v, err == nil && v > 0
+}

@@ -1,0 +1,101 @@
+package rest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"healthhub/fhir"
+)
+
+const (
+	mimeFHIRJSON = "application/fhir+json"
+	mimeJSON     = "application/json"
+)
+
+// negotiate decides the response format from _format and Accept. JSON is
+// all we write; a request for XML or anything else we cannot produce is
+// 406. It runs before the handler, so a refused request does no work.
+func negotiate(c *gin.Context) error {
+	if f, ok := c.GetQuery("_format"); ok {
+		switch strings.TrimSpace(strings.SplitN(f, ";", 2)[0]) {
+		case "json", mimeJSON, mimeFHIRJSON:
+			return nil
+		}
+		return fhir.Errorf(fhir.NotAcceptable, "not-supported", "_format=%s is not supported: this server speaks JSON (json, application/fhir+json, application/json)", f)
+	}
+	accept := c.GetHeader("Accept")
+	if accept == "" {
+		return nil
+	}
+	for _, part := range strings.Split(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		if params["q"] == "0" {
+			continue
+		}
+		switch mt {
+		case mimeFHIRJSON, mimeJSON, "*/*", "application/*", "text/json":
+			return nil
+		}
+	}
+	return fhir.Errorf(fhir.NotAcceptable, "not-supported", "Accept: %s cannot be served: this server speaks JSON (application/fhir+json)", accept)
+}
+
+// readBody reads a request body of at most h.maxBody bytes whose media type
+// is one we read.
+func (h *Handlers) readBody(c *gin.Context) ([]byte, error) {
+	if ct := c.GetHeader("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != mimeFHIRJSON && mt != mimeJSON) {
+			return nil, fhir.Errorf(fhir.UnsupportedMedia, "not-supported", "Content-Type %q is not supported: send application/fhir+json", ct)
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, fhir.Errorf(fhir.TooLarge, "too-costly", "the body is over the limit of %d bytes", h.maxBody)
+	}
+	if err != nil {
+		return nil, fhir.Errorf(fhir.Invalid, "structure", "could not read the body").Wrap(err)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, fhir.Errorf(fhir.Invalid, "required", "the body is empty: expected a %s resource", c.Param("type"))
+	}
+	return body, nil
+}
+
+// writeJSON writes a JSON body in the negotiated content type, indented
+// when _pretty=true.
+func (h *Handlers) writeJSON(c *gin.Context, status int, body []byte) {
+	if c.Query("_pretty") == "true" {
+		var b bytes.Buffer
+		if json.Indent(&b, body, "", "  ") == nil {
+			body = b.Bytes()
+		}
+	}
+	ct := mimeFHIRJSON
+	if a := c.GetHeader("Accept"); strings.Contains(a, mimeJSON) && !strings.Contains(a, mimeFHIRJSON) {
+		ct = mimeJSON
+	}
+	c.Data(status, ct+"; charset=utf-8", body)
+}
+
+// writeResource writes one version with its ETag and Last-Modified.
+func (h *Handlers) writeResource(c *gin.Context, status int, r *fhir.Resource) {
+	setVersionHeaders(c, r)
+	h.writeJSON(c, status, r.JSON)
+}
+
+func setVersionHeaders(c *gin.Context, r *fhir.Resource) {
+	c.Header("ETag", r.ETag())
+	c.Header("Last-Modified", r.LastUpdated.Format(http.TimeFormat))
+}

@@ -1,0 +1,138 @@
+package rest
+
+import (
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"healthhub/auth"
+	"healthhub/conformance"
+	"healthhub/fhir/interaction"
+)
+
+// Config for the REST layer.
+type Config struct {
+	// BaseURL is the absolute FHIR base, e.g. http://127.0.0.1:8080/fhir,
+	// used in Location, fullUrl and links.
+	BaseURL string
+	MaxBody int64
+	Version string
+	Logger  *slog.Logger
+	// Registry receives the request metrics; nil: not registered.
+	Registry prometheus.Registerer
+}
+
+// Handlers serves the FHIR REST API over a Service.
+type Handlers struct {
+	svc     *interaction.Service
+	base    string
+	maxBody int64
+	log     *slog.Logger
+	metrics *metrics
+
+	routes      []route
+	interaction map[string]string // "METHOD /path/pattern" -> interaction code
+	capability  []byte
+}
+
+// route is one registered FHIR endpoint; the CapabilityStatement and the
+// metrics' interaction label are derived from this table.
+type route struct {
+	method, path string
+	code         string // FHIR interaction code
+	level        string // instance | type | system
+	handle       gin.HandlerFunc
+}
+
+// New builds the handlers.
+func New(svc *interaction.Service, cfg Config) *Handlers {
+	h := &Handlers{
+		svc:         svc,
+		base:        strings.TrimRight(cfg.BaseURL, "/"),
+		maxBody:     cfg.MaxBody,
+		log:         cfg.Logger,
+		metrics:     newMetrics(cfg.Registry),
+		interaction: map[string]string{},
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	h.routes = []route{
+		{http.MethodGet, "/metadata", "capabilities", "system", h.metadata},
+		{http.MethodGet, "/_history", "history-system", "system", h.history},
+		{http.MethodPost, "/:type", "create", "type", h.create},
+		{http.MethodGet, "/:type/_history", "history-type", "type", h.history},
+		{http.MethodGet, "/:type/:id", "read", "instance", h.read},
+		{http.MethodPut, "/:type/:id", "update", "instance", h.update},
+		{http.MethodDelete, "/:type/:id", "delete", "instance", h.delete},
+		{http.MethodGet, "/:type/:id/_history", "history-instance", "instance", h.history},
+		{http.MethodGet, "/:type/:id/_history/:vid", "vread", "instance", h.vread},
+	}
+	h.capability = h.capabilityStatement(cfg.Version)
+	return h
+}
+
+func (h *Handlers) capabilityStatement(version string) []byte {
+	c := conformance.Capability{
+		Software:        "healthhub",
+		Version:         version,
+		BaseURL:         h.base,
+		Date:            time.Now(),
+		Formats:         []string{mimeFHIRJSON, "json"},
+		ResourceTypes:   conformance.ResourceTypes(),
+		ConditionalRead: "full-support",
+		UpdateCreate:    true,
+	}
+	for _, r := range h.routes {
+		switch r.level {
+		case "system":
+			if r.code != "capabilities" {
+				c.SystemInteractions = append(c.SystemInteractions, r.code)
+			}
+		default:
+			c.TypeInteractions = append(c.TypeInteractions, r.code)
+		}
+	}
+	return conformance.CapabilityStatement(c)
+}
+
+// Register mounts the FHIR API on g (the /fhir group).
+func (h *Handlers) Register(g *gin.RouterGroup) {
+	for _, r := range h.routes {
+		h.interaction[r.method+" "+g.BasePath()+r.path] = r.code
+		g.Handle(r.method, r.path, h.negotiated(r.handle))
+	}
+}
+
+// negotiated refuses, before any work, a request for a format we do not write.
+func (h *Handlers) negotiated(next gin.HandlerFunc) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := negotiate(c); err != nil {
+			h.writeError(c, err)
+			return
+		}
+		next(c)
+	}
+}
+
+// NoRoute answers paths that are not part of the API.
+func (h *Handlers) NoRoute(c *gin.Context) {
+	h.writeOutcome(c, http.StatusNotFound, issue("not-found", "no such endpoint: "+c.Request.Method+" "+c.Request.URL.Path))
+}
+
+// NoMethod answers a known path with a method it does not take.
+func (h *Handlers) NoMethod(c *gin.Context) {
+	h.writeOutcome(c, http.StatusMethodNotAllowed, issue("not-supported", c.Request.Method+" is not supported on "+c.Request.URL.Path))
+}
+
+func (h *Handlers) principal(*gin.Context) auth.Principal {
+	return auth.Local() // until authentication lands
+}
+
+func (h *Handlers) metadata(c *gin.Context) {
+	h.writeJSON(c, http.StatusOK, h.capability)
+}

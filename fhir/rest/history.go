@@ -1,0 +1,154 @@
+package rest
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"healthhub/fhir"
+	"healthhub/fhir/interaction"
+)
+
+// history serves instance, type and system history (the route tells which
+// by the parameters it has).
+func (h *Handlers) history(c *gin.Context) {
+	req, err := historyRequest(c)
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
+	page, err := h.svc.History(c.Request.Context(), h.principal(c), req)
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
+	b := bundle{ResourceType: "Bundle", Type: "history"}
+	if page.Total >= 0 {
+		b.Total = &page.Total
+	}
+	b.Link = append(b.Link, link{"self", h.historyURL(c, req, req.Cursor)})
+	if page.Next != 0 {
+		b.Link = append(b.Link, link{"next", h.historyURL(c, req, page.Next)})
+	}
+	for _, r := range page.Entries {
+		b.Entry = append(b.Entry, h.historyEntry(r))
+	}
+	out, err := json.Marshal(b)
+	if err != nil {
+		h.internalError(c, err)
+		return
+	}
+	h.writeJSON(c, http.StatusOK, out)
+}
+
+func historyRequest(c *gin.Context) (interaction.HistoryRequest, error) {
+	req := interaction.HistoryRequest{Type: c.Param("type"), ID: c.Param("id")}
+	if s, ok := c.GetQuery("_count"); ok {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return req, fhir.Errorf(fhir.Invalid, "value", "_count=%q: expected a whole number of at least 1", s)
+		}
+		req.Count = n
+	}
+	if s, ok := c.GetQuery("_since"); ok {
+		d, err := fhir.ParseDateTime(s)
+		if err != nil {
+			return req, fhir.Errorf(fhir.Invalid, "value", "_since: %s", err)
+		}
+		req.Since = d.Start
+	}
+	if s, ok := c.GetQuery("_at"); ok {
+		d, err := fhir.ParseDateTime(s)
+		if err != nil {
+			return req, fhir.Errorf(fhir.Invalid, "value", "_at: %s", err)
+		}
+		req.At = &d
+	}
+	if s, ok := c.GetQuery("_cursor"); ok {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || n == 0 {
+			return req, fhir.Errorf(fhir.Invalid, "value", "_cursor=%q is not a cursor this server gave", s)
+		}
+		req.Cursor = n
+	}
+	return req, nil
+}
+
+// historyURL links a page: the same selection from cursor on.
+func (h *Handlers) historyURL(c *gin.Context, req interaction.HistoryRequest, cursor uint64) string {
+	q := url.Values{}
+	for _, k := range []string{"_since", "_at", "_count", "_format", "_pretty"} {
+		if v, ok := c.GetQuery(k); ok {
+			q.Set(k, v)
+		}
+	}
+	if cursor != 0 {
+		q.Set("_cursor", strconv.FormatUint(cursor, 10))
+	}
+	path := "/_history"
+	switch {
+	case req.ID != "":
+		path = "/" + req.Type + "/" + req.ID + "/_history"
+	case req.Type != "":
+		path = "/" + req.Type + "/_history"
+	}
+	if enc := q.Encode(); enc != "" {
+		return h.base + path + "?" + enc
+	}
+	return h.base + path
+}
+
+func (h *Handlers) historyEntry(r *fhir.Resource) entry {
+	e := entry{
+		FullURL:  h.base + "/" + r.Path(),
+		Response: &entryResponse{Status: "200 OK", Etag: r.ETag(), LastModified: r.LastUpdated.Format(fhir.InstantLayout)},
+	}
+	switch {
+	case r.Deleted:
+		e.Request = &entryRequest{Method: "DELETE", URL: r.Path()}
+		e.Response.Status = "204 No Content"
+	case r.VersionID == 1:
+		e.Request = &entryRequest{Method: "POST", URL: r.Type}
+		e.Response.Status = "201 Created"
+		e.Resource = r.JSON
+	default:
+		e.Request = &entryRequest{Method: "PUT", URL: r.Path()}
+		e.Resource = r.JSON
+	}
+	return e
+}
+
+// Bundle JSON; resources are embedded as their stored bytes.
+type bundle struct {
+	ResourceType string  `json:"resourceType"`
+	Type         string  `json:"type"`
+	Total        *int    `json:"total,omitempty"`
+	Link         []link  `json:"link,omitempty"`
+	Entry        []entry `json:"entry,omitempty"`
+}
+
+type link struct {
+	Relation string `json:"relation"`
+	URL      string `json:"url"`
+}
+
+type entry struct {
+	FullURL  string          `json:"fullUrl,omitempty"`
+	Resource json.RawMessage `json:"resource,omitempty"`
+	Request  *entryRequest   `json:"request,omitempty"`
+	Response *entryResponse  `json:"response,omitempty"`
+}
+
+type entryRequest struct {
+	Method string `json:"method"`
+	URL    string `json:"url"`
+}
+
+type entryResponse struct {
+	Status       string `json:"status"`
+	Etag         string `json:"etag,omitempty"`
+	LastModified string `json:"lastModified,omitempty"`
+}

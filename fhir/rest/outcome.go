@@ -1,0 +1,98 @@
+package rest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"healthhub/fhir"
+)
+
+// This file is the only place that knows HTTP status codes for errors.
+
+var kindStatus = map[fhir.Kind]int{
+	fhir.Invalid:            http.StatusBadRequest,
+	fhir.Unprocessable:      http.StatusUnprocessableEntity,
+	fhir.NotFound:           http.StatusNotFound,
+	fhir.Gone:               http.StatusGone,
+	fhir.Conflict:           http.StatusConflict,
+	fhir.PreconditionFailed: http.StatusPreconditionFailed,
+	fhir.Unauthenticated:    http.StatusUnauthorized,
+	fhir.Forbidden:          http.StatusForbidden,
+	fhir.MethodNotAllowed:   http.StatusMethodNotAllowed,
+	fhir.NotAcceptable:      http.StatusNotAcceptable,
+	fhir.TooLarge:           http.StatusRequestEntityTooLarge,
+	fhir.UnsupportedMedia:   http.StatusUnsupportedMediaType,
+	fhir.Busy:               http.StatusServiceUnavailable,
+	fhir.Internal:           http.StatusInternalServerError,
+}
+
+// OperationOutcome JSON shapes.
+type outcome struct {
+	ResourceType string         `json:"resourceType"`
+	Issue        []outcomeIssue `json:"issue"`
+}
+
+type outcomeIssue struct {
+	Severity    string   `json:"severity"`
+	Code        string   `json:"code"`
+	Diagnostics string   `json:"diagnostics,omitempty"`
+	Expression  []string `json:"expression,omitempty"`
+}
+
+func outcomeJSON(issues []fhir.Issue) []byte {
+	oo := outcome{ResourceType: "OperationOutcome"}
+	for _, is := range issues {
+		sev := is.Severity
+		if sev == "" {
+			sev = "error"
+		}
+		oo.Issue = append(oo.Issue, outcomeIssue{Severity: sev, Code: is.Code, Diagnostics: is.Diagnostics, Expression: is.Expression})
+	}
+	b, _ := json.Marshal(oo)
+	return b
+}
+
+// writeError answers err as an OperationOutcome. A *fhir.Error's issues are
+// shown; anything else is a 500 whose cause goes to the log only, with the
+// request id in the diagnostics so an operator can find it.
+func (h *Handlers) writeError(c *gin.Context, err error) {
+	if errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil {
+		// The client left; there is no one to answer.
+		slog.DebugContext(c.Request.Context(), "client went away", "request_id", requestID(c))
+		c.Status(499)
+		c.Abort()
+		return
+	}
+	var fe *fhir.Error
+	if !errors.As(err, &fe) || fe.Kind == fhir.Internal || len(fe.Issues) == 0 {
+		h.internalError(c, err)
+		return
+	}
+	status := kindStatus[fe.Kind]
+	if status == 0 {
+		status = http.StatusInternalServerError
+	}
+	if fe.Err != nil {
+		c.Set(ctxCause, fe.Err) // logged by the request logger
+	}
+	h.writeOutcome(c, status, fe.Issues)
+}
+
+func (h *Handlers) internalError(c *gin.Context, err error) {
+	c.Set(ctxCause, err)
+	h.writeOutcome(c, http.StatusInternalServerError, []fhir.Issue{{
+		Severity:    "fatal",
+		Code:        "exception",
+		Diagnostics: "internal server error; request id " + requestID(c),
+	}})
+}
+
+func (h *Handlers) writeOutcome(c *gin.Context, status int, issues []fhir.Issue) {
+	h.writeJSON(c, status, outcomeJSON(issues))
+	c.Abort()
+}

@@ -1,0 +1,171 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"healthhub/fhir"
+)
+
+// HistoryQuery selects versions for instance (Type and ID), type (Type) or
+// system (neither) history.
+type HistoryQuery struct {
+	Type, ID string
+	// Since keeps versions with lastUpdated >= Since (zero: no bound).
+	Since time.Time
+	// AtStart/AtEnd, when AtEnd is set, keep versions that were current at
+	// some point of [AtStart, AtEnd) (_at, by the precision given).
+	AtStart, AtEnd time.Time
+	// Count is the page size (> 0).
+	Count int
+	// Before continues a listing: only entries older than this cursor (a
+	// version for instance history, a log sequence otherwise). 0: newest.
+	// Writes after the first page only add newer entries, so following
+	// cursors visits every entry once.
+	Before uint64
+}
+
+// HistoryPage is one page, newest first.
+type HistoryPage struct {
+	Entries []*fhir.Resource
+	// Next is the cursor of the next page; 0 when this is the last page.
+	Next uint64
+	// Total counts every matching entry when it was cheap to know (instance
+	// history without filters); -1 otherwise.
+	Total int
+}
+
+func (q HistoryQuery) keep(t *boltTx, r *fhir.Resource) (bool, error) {
+	if !q.Since.IsZero() && r.LastUpdated.Before(q.Since) {
+		return false, nil
+	}
+	if q.AtEnd.IsZero() {
+		return true, nil
+	}
+	if !r.LastUpdated.Before(q.AtEnd) {
+		return false, nil
+	}
+	// Current until the next version was written (or still current).
+	next, err := t.Version(r.Type, r.ID, r.VersionID+1)
+	if err == ErrNotFound {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return next.LastUpdated.After(q.AtStart), nil
+}
+
+const ctxCheckEvery = 256
+
+func (t *boltTx) History(ctx context.Context, q HistoryQuery) (*HistoryPage, error) {
+	page := &HistoryPage{Total: -1}
+	if q.ID != "" {
+		return page, t.instanceHistory(ctx, q, page)
+	}
+	var c *bolt.Cursor
+	if q.Type != "" {
+		b, err := t.sub(bucketTLog, q.Type, false)
+		if err != nil || b == nil {
+			return page, err
+		}
+		c = b.Cursor()
+	} else {
+		c = t.btx.Bucket(bucketLog).Cursor()
+	}
+	var k, v []byte
+	if q.Before == 0 {
+		k, v = c.Last()
+	} else {
+		c.Seek(u64(q.Before))
+		k, v = c.Prev() // Seek lands on Before (or after it, or nil at the end)
+		if k == nil {
+			if lk, lv := c.Last(); lk != nil && beUint64(lk) < q.Before {
+				k, v = lk, lv
+			}
+		}
+	}
+	var lastSeq uint64
+	for n := 0; k != nil; k, v = c.Prev() {
+		if n++; n%ctxCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		typ, id, version, err := q.Type, "", uint64(0), error(nil)
+		if q.Type != "" {
+			id, version, err = decodeTypeLogEntry(v)
+		} else {
+			typ, id, version, err = decodeLogEntry(v)
+		}
+		if err != nil {
+			return nil, err
+		}
+		r, err := t.Version(typ, id, version)
+		if err != nil {
+			return nil, err
+		}
+		// lastUpdated never goes backwards along the log, so once older
+		// than Since, every earlier entry is too.
+		if !q.Since.IsZero() && r.LastUpdated.Before(q.Since) {
+			break
+		}
+		ok, err := q.keep(t, r)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		if len(page.Entries) == q.Count {
+			page.Next = lastSeq
+			break
+		}
+		page.Entries = append(page.Entries, r)
+		lastSeq = beUint64(k)
+	}
+	return page, nil
+}
+
+func (t *boltTx) instanceHistory(ctx context.Context, q HistoryQuery, page *HistoryPage) error {
+	cur, err := t.Current(q.Type, q.ID)
+	if err != nil {
+		return err
+	}
+	if q.Since.IsZero() && q.AtEnd.IsZero() {
+		page.Total = int(cur.VersionID)
+	}
+	top := cur.VersionID
+	if q.Before != 0 && q.Before-1 < top {
+		top = q.Before - 1
+	}
+	for v := top; v >= 1; v-- {
+		if (top-v)%ctxCheckEvery == ctxCheckEvery-1 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		r, err := t.Version(q.Type, q.ID, v)
+		if err != nil {
+			return err
+		}
+		if !q.Since.IsZero() && r.LastUpdated.Before(q.Since) {
+			break
+		}
+		ok, err := q.keep(t, r)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if len(page.Entries) == q.Count {
+			page.Next = v + 1
+			break
+		}
+		page.Entries = append(page.Entries, r)
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"healthhub/fhir"
+)
+
+// ErrNotFound: no such resource or version. A deleted resource is not
+// ErrNotFound: its tombstone is returned with Deleted set.
+var ErrNotFound = errors.New("store: not found")
+
+// ErrLocked: another process holds the database file.
+var ErrLocked = errors.New("store: the database is in use by another process")
+
+// Store is what the service layer needs from a backend.
+type Store interface {
+	// View runs fn in a read-only transaction that sees one snapshot.
+	View(ctx context.Context, fn func(Tx) error) error
+	// Update runs fn in a read-write transaction; all its writes commit
+	// together or not at all. fn may run more than once (group commit).
+	Update(ctx context.Context, fn func(Tx) error) error
+	Stats() Stats
+	// Ping answers whether the database is open and readable.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Tx is one transaction. Methods that write fail in a View.
+type Tx interface {
+	// Current returns the current version of Type/id: a tombstone (Deleted)
+	// when it was deleted; ErrNotFound when it never existed.
+	Current(typ, id string) (*fhir.Resource, error)
+	// Version returns one version (a tombstone for a deletion); ErrNotFound
+	// when there is no such version.
+	Version(typ, id string, version uint64) (*fhir.Resource, error)
+	// Put writes the next version of Type/id: the store assigns the version
+	// (current + 1) and lastUpdated, and stamps them with id into body.
+	Put(typ, id string, body *fhir.Object) (*fhir.Resource, error)
+	// Delete records a deletion as the next version and returns the
+	// tombstone. Deleting what is absent or already deleted writes nothing
+	// and returns ErrNotFound or the existing tombstone.
+	Delete(typ, id string) (*fhir.Resource, error)
+	// History returns one page of versions, newest first.
+	History(ctx context.Context, q HistoryQuery) (*HistoryPage, error)
+}
+
+// Stats are counters for metrics.
+type Stats struct {
+	SizeBytes    int64
+	ReadTxs      uint64
+	WriteTxs     uint64
+	FailedWrites uint64
+}
+
+// Options for Open.
+type Options struct {
+	// LockTimeout bounds the wait for a file another process holds.
+	LockTimeout time.Duration
+	// MaxBatchDelay and MaxBatchSize tune group commit (bbolt's defaults
+	// when zero).
+	MaxBatchDelay time.Duration
+	MaxBatchSize  int
+	// Now is the clock (tests); time.Now when nil.
+	Now func() time.Time
+}
+
+// FileName is the database file inside the data directory.
+const FileName = "healthhub.db"
+
+// Bolt is the embedded bbolt-backed Store.
+type Bolt struct {
+	db  *bolt.DB
+	now func() time.Time
+
+	readTxs, writeTxs, failedWrites atomic.Uint64
+}
+
+var _ Store = (*Bolt)(nil)
+
+// Open opens (creating if needed) the store in directory dir.
+func Open(dir string, opt Options) (*Bolt, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: create data directory: %w", err)
+	}
+	if opt.LockTimeout == 0 {
+		opt.LockTimeout = 2 * time.Second
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opt.LockTimeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s (is another healthhub serving it?)", ErrLocked, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if opt.MaxBatchDelay > 0 {
+		db.MaxBatchDelay = opt.MaxBatchDelay
+	}
+	if opt.MaxBatchSize > 0 {
+		db.MaxBatchSize = opt.MaxBatchSize
+	}
+	s := &Bolt{db: db, now: opt.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if err := db.Update(s.initSchema); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Bolt) initSchema(tx *bolt.Tx) error {
+	for _, name := range [][]byte{bucketMeta, bucketRes, bucketVer, bucketLog, bucketTLog} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("store: create bucket %s: %w", name, err)
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	v := meta.Get(keySchema)
+	if v == nil {
+		return meta.Put(keySchema, u64(schemaVersion))
+	}
+	if len(v) != 8 || beUint64(v) != schemaVersion {
+		return fmt.Errorf("store: database layout version %x, this healthhub reads %d", v, schemaVersion)
+	}
+	return nil
+}
+
+// View implements Store.
+func (s *Bolt) View(ctx context.Context, fn func(Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.readTxs.Add(1)
+	return s.db.View(func(btx *bolt.Tx) error { return fn(&boltTx{btx: btx}) })
+}
+
+// Update implements Store.
+func (s *Bolt) Update(ctx context.Context, fn func(Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err // do not start work for a client that left
+	}
+	s.writeTxs.Add(1)
+	err := s.db.Batch(func(btx *bolt.Tx) error { return fn(&boltTx{btx: btx, now: s.now}) })
+	if err != nil {
+		s.failedWrites.Add(1)
+	}
+	return err
+}
+
+// Stats implements Store.
+func (s *Bolt) Stats() Stats {
+	st := Stats{ReadTxs: s.readTxs.Load(), WriteTxs: s.writeTxs.Load(), FailedWrites: s.failedWrites.Load()}
+	_ = s.db.View(func(tx *bolt.Tx) error { st.SizeBytes = tx.Size(); return nil })
+	return st
+}
+
+// Ping implements Store.
+func (s *Bolt) Ping(ctx context.Context) error {
+	return s.View(ctx, func(t Tx) error {
+		if t.(*boltTx).btx.Bucket(bucketMeta) == nil {
+			return errors.New("store: meta bucket missing")
+		}
+		return nil
+	})
+}
+
+// Close implements Store. It waits for open transactions.
+func (s *Bolt) Close() error { return s.db.Close() }
