@@ -27,6 +27,10 @@ type member struct {
 func ParseObject(data []byte) (*Object, error) {
 	var compact bytes.Buffer
 	if err := json.Compact(&compact, data); err != nil {
+		// Compact's errors carry no usable offset; Unmarshal's do.
+		if uerr := json.Unmarshal(data, new(json.RawMessage)); uerr != nil {
+			err = uerr
+		}
 		return nil, syntaxError(data, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(compact.Bytes()))

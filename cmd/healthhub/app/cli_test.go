@@ -1,0 +1,54 @@
+package app_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"healthhub/cmd/healthhub/app"
+)
+
+func TestMainUsage(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  []string // in stdout+stderr
+	}{
+		{"no command", nil, 2, []string{"Usage:", "healthhub serve"}},
+		{"help", []string{"--help"}, 0, []string{"healthhub serve"}},
+		{"serve help", []string{"serve", "--help"}, 0, []string{"-addr", "-data", "-base-url", "-max-body", "-log-format", "-shutdown-timeout", "127.0.0.1:8080"}},
+		{"unknown command", []string{"frobnicate"}, 2, []string{`unknown command "frobnicate"`}},
+		{"bad log format", []string{"serve", "--log-format", "xml"}, 2, []string{"--log-format"}},
+		{"tiny max body", []string{"serve", "--max-body", "10"}, 2, []string{"--max-body"}},
+		{"stray argument", []string{"serve", "extra"}, 2, []string{`unexpected argument "extra"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			code := app.Main(tt.args, &out, &out)
+			if code != tt.wantCode {
+				t.Errorf("Main(%q): exit %d, want %d\n%s", tt.args, code, tt.wantCode, out.String())
+			}
+			for _, w := range tt.wantOut {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("Main(%q): output lacks %q:\n%s", tt.args, w, out.String())
+				}
+			}
+		})
+	}
+}
+
+func TestBaseURLFor(t *testing.T) {
+	tests := map[string]string{
+		"127.0.0.1:8080": "http://127.0.0.1:8080/fhir",
+		":8080":          "http://localhost:8080/fhir",
+		"0.0.0.0:80":     "http://localhost:80/fhir",
+		"[::1]:9000":     "http://[::1]:9000/fhir",
+	}
+	for in, want := range tests {
+		if got := app.BaseURLFor(in); got != want {
+			t.Errorf("BaseURLFor(%q): got %q, want %q", in, got, want)
+		}
+	}
+}
