@@ -14,7 +14,7 @@ import (
 // history.
 type HistoryRequest struct {
 	Type, ID string
-	Since    time.Time      // zero: no bound
+	Since    time.Time       // zero: no bound
 	At       *fhir.DateRange // nil: no _at
 	Count    int
 	Cursor   uint64 // from a previous page's Next; 0 for the first page

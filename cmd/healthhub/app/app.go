@@ -169,7 +169,11 @@ type storeMetrics struct {
 	size, txs, failed *prometheus.Desc
 }
 
-func (m *storeMetrics) Describe(ch chan<- *prometheus.Desc) { ch <- m.size; ch <- m.txs; ch <- m.failed }
+func (m *storeMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.size
+	ch <- m.txs
+	ch <- m.failed
+}
 
 func (m *storeMetrics) Collect(ch chan<- prometheus.Metric) {
 	s := m.st.Stats()
