@@ -3,6 +3,7 @@ package interaction
 import (
 	"context"
 	"errors"
+	"unicode/utf8"
 
 	"healthhub/auth"
 	"healthhub/fhir"
@@ -14,6 +15,9 @@ import (
 // resourceType are 400 (Invalid); a well-formed resource that breaks the R4
 // rules is 422 (Unprocessable).
 func (s *Service) parseBody(typ string, body []byte) (*fhir.Object, error) {
+	if !utf8.Valid(body) { // RFC 8259 8.1: JSON is UTF-8; ParseObject does not check
+		return nil, fhir.Errorf(fhir.Invalid, "structure", "malformed JSON: the body is not valid UTF-8")
+	}
 	obj, err := fhir.ParseObject(body)
 	if err != nil {
 		return nil, fhir.Errorf(fhir.Invalid, "structure", "%s", err.Error())

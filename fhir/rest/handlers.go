@@ -106,6 +106,10 @@ func (h *Handlers) Register(g *gin.RouterGroup) {
 		h.interaction[r.method+" "+g.BasePath()+r.path] = r.code
 		g.Handle(r.method, r.path, h.negotiated(r.handle))
 	}
+	// Without these, POST /metadata would reach create as type "metadata".
+	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+		g.Handle(m, "/metadata", func(c *gin.Context) { c.Header("Allow", http.MethodGet); h.NoMethod(c) })
+	}
 }
 
 // negotiated refuses, before any work, a request for a format we do not write.

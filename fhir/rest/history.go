@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -36,7 +37,7 @@ func (h *Handlers) history(c *gin.Context) {
 	for _, r := range page.Entries {
 		b.Entry = append(b.Entry, h.historyEntry(r))
 	}
-	out, err := json.Marshal(b)
+	out, err := marshalBundle(b)
 	if err != nil {
 		h.internalError(c, err)
 		return
@@ -119,6 +120,18 @@ func (h *Handlers) historyEntry(r *fhir.Resource) entry {
 		e.Resource = r.JSON
 	}
 	return e
+}
+
+// marshalBundle writes b without HTML-escaping, so embedded resources keep
+// the bytes they have on read (a narrative's "<div" stays "<div").
+func marshalBundle(b bundle) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(b); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
 // Bundle JSON; resources are embedded as their stored bytes.

@@ -8,3 +8,6 @@ func CrossCheck(t testing.TB) {
 	old := crossCheck.Swap(true)
 	t.Cleanup(func() { crossCheck.Store(old) })
 }
+
+// RequiredPrimitives exposes the hand table to the black-box tests.
+var RequiredPrimitives = requiredPrimitives

@@ -182,6 +182,10 @@ func TestValidate(t *testing.T) {
 		{"null in complex array", "Patient", `{"resourceType":"Patient","name":[null]}`, "Patient.name[0]", "structure"},
 
 		// Extensions: ext-1 and url.
+		{"observation without status", "Observation", `{"resourceType":"Observation","code":{"text":"x"}}`, "Observation.status", "required"},
+		{"status through its extension only", "Observation", `{"resourceType":"Observation","_status":{"extension":[{"url":"http://x","valueString":"y"}]},"code":{"text":"x"}}`, "", ""},
+		{"encounter without status", "Encounter", `{"resourceType":"Encounter","class":{"code":"AMB"}}`, "Encounter.status", "required"},
+		{"appointment participant without status", "Appointment", `{"resourceType":"Appointment","status":"booked","participant":[{"actor":{"reference":"Patient/1"}}]}`, "Appointment.participant[0].status", "required"},
 		{"extension without url", "Patient", `{"resourceType":"Patient","extension":[{"valueString":"x"}]}`, "Patient.extension[0].url", "required"},
 		{"extension value and extensions", "Patient", `{"resourceType":"Patient","extension":[{"url":"http://e.org","valueString":"x","extension":[` + ext + `]}]}`, "Patient.extension[0]", "invariant"},
 		{"extension nested", "Patient", `{"resourceType":"Patient","extension":[{"url":"http://e.org","extension":[` + ext + `]}]}`, "", ""},
@@ -342,6 +346,9 @@ func TestEveryType(t *testing.T) {
 			if r != "resourceType" {
 				want[typ+"."+r] = true
 			}
+		}
+		for _, r := range validate.RequiredPrimitives[typ] {
+			want[typ+"."+r] = true
 		}
 		for _, is := range issues {
 			if is.Code != "required" || !want[is.Expression[0]] {

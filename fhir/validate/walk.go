@@ -157,6 +157,14 @@ func (w *walker) object(obj map[string]any, def *definition) {
 		}
 	}
 
+	for _, r := range requiredPrimitives[def.name] {
+		_, hasValue := obj[r]
+		_, hasExtension := obj["_"+r] // an element present only through its extensions counts
+		if !hasValue && !hasExtension {
+			w.add("required", "."+r, "%s.%s is required (minimum cardinality 1)", w.path, r)
+		}
+	}
+
 	switch def.name {
 	case "Period":
 		w.period(obj)
