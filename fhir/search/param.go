@@ -98,6 +98,11 @@ func Load() (*Registry, error) {
 		}
 		r.byType[typ] = params
 	}
+	// Compile every expression now: a definition we cannot evaluate is a
+	// start-up error, not a surprise at the first write.
+	if err := r.Compile(); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
