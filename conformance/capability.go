@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -20,6 +21,16 @@ type Capability struct {
 	ResourceTypes      []string
 	ConditionalRead    string // not-supported | modified-since | not-match | full-support
 	UpdateCreate       bool
+	// Search lists, per searchable type, the parameters search answers;
+	// those types also get the search-type interaction.
+	Search map[string][]SearchParam
+}
+
+// SearchParam declares one supported search parameter.
+type SearchParam struct {
+	Name       string `json:"name"`
+	Definition string `json:"definition,omitempty"`
+	Type       string `json:"type"`
 }
 
 type code struct {
@@ -27,15 +38,16 @@ type code struct {
 }
 
 type capResource struct {
-	Type              string `json:"type"`
-	Interaction       []code `json:"interaction"`
-	Versioning        string `json:"versioning"`
-	ReadHistory       bool   `json:"readHistory"`
-	UpdateCreate      bool   `json:"updateCreate"`
-	ConditionalCreate bool   `json:"conditionalCreate"`
-	ConditionalRead   string `json:"conditionalRead"`
-	ConditionalUpdate bool   `json:"conditionalUpdate"`
-	ConditionalDelete string `json:"conditionalDelete"`
+	Type              string        `json:"type"`
+	Interaction       []code        `json:"interaction"`
+	Versioning        string        `json:"versioning"`
+	ReadHistory       bool          `json:"readHistory"`
+	UpdateCreate      bool          `json:"updateCreate"`
+	ConditionalCreate bool          `json:"conditionalCreate"`
+	ConditionalRead   string        `json:"conditionalRead"`
+	ConditionalUpdate bool          `json:"conditionalUpdate"`
+	ConditionalDelete string        `json:"conditionalDelete"`
+	SearchParam       []SearchParam `json:"searchParam,omitempty"`
 }
 
 // CapabilityStatement renders c as an R4 CapabilityStatement.
@@ -46,9 +58,14 @@ func CapabilityStatement(c Capability) []byte {
 	}
 	resources := make([]capResource, 0, len(c.ResourceTypes))
 	for _, t := range c.ResourceTypes {
+		interactions := typeInteractions
+		if len(c.Search[t]) > 0 {
+			interactions = append(slices.Clone(typeInteractions), code{"search-type"})
+		}
 		resources = append(resources, capResource{
 			Type:              t,
-			Interaction:       typeInteractions,
+			Interaction:       interactions,
+			SearchParam:       c.Search[t],
 			Versioning:        "versioned-update",
 			ReadHistory:       true,
 			UpdateCreate:      c.UpdateCreate,

@@ -3,12 +3,14 @@ package conformance_test
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 
 	"healthhub/cmd/healthhub/app"
 	"healthhub/conformance"
+	"healthhub/fhir/search"
 	"healthhub/fhir/validate"
 )
 
@@ -33,11 +35,11 @@ type capabilityStatement struct {
 			Interaction []struct {
 				Code string `json:"code"`
 			} `json:"interaction"`
-			Versioning      string `json:"versioning"`
-			ReadHistory     bool   `json:"readHistory"`
-			UpdateCreate    bool   `json:"updateCreate"`
-			ConditionalRead string `json:"conditionalRead"`
-			SearchParam     []any  `json:"searchParam"`
+			Versioning      string                        `json:"versioning"`
+			ReadHistory     bool                          `json:"readHistory"`
+			UpdateCreate    bool                          `json:"updateCreate"`
+			ConditionalRead string                        `json:"conditionalRead"`
+			SearchParam     []struct{ Name, Type string } `json:"searchParam"`
 		} `json:"resource"`
 		Interaction []struct {
 			Code string `json:"code"`
@@ -116,13 +118,26 @@ func TestCapabilityStatement(t *testing.T) {
 				t.Errorf("%s: interactions %v lack %s", res.Type, got, w)
 			}
 		}
-		for _, no := range []string{"search-type", "patch"} {
-			if contains(got, no) {
-				t.Errorf("%s: interactions %v claim %s, which is not implemented", res.Type, got, no)
-			}
+		searchable := slices.Contains(search.SearchTypes, res.Type)
+		if contains(got, "patch") {
+			t.Errorf("%s: interactions %v claim patch, which is not implemented", res.Type, got)
 		}
-		if len(res.SearchParam) > 0 {
-			t.Errorf("%s: claims %d search parameters, but there is no search", res.Type, len(res.SearchParam))
+		if contains(got, "search-type") != searchable {
+			t.Errorf("%s: claims search-type %v, want %v (search answers %v)", res.Type, contains(got, "search-type"), searchable, search.SearchTypes)
+		}
+		if searchable {
+			// Every declared parameter is one search accepts, strictly.
+			for _, sp := range res.SearchParam {
+				q := s.base + "/" + res.Type + "?" + sp.Name + ":missing=false&_summary=count"
+				if r := do(t, "GET", q, nil, "Prefer", "handling=strict"); r.status != http.StatusOK {
+					t.Errorf("%s declares %s (%s), but a strict search on it answers %d %s", res.Type, sp.Name, sp.Type, r.status, r.body)
+				}
+			}
+			if len(res.SearchParam) < 10 {
+				t.Errorf("%s: only %d search parameters declared", res.Type, len(res.SearchParam))
+			}
+		} else if len(res.SearchParam) > 0 {
+			t.Errorf("%s: claims %d search parameters, but is not searchable", res.Type, len(res.SearchParam))
 		}
 		if res.Versioning != "versioned-update" || !res.ReadHistory || !res.UpdateCreate {
 			t.Errorf("%s: versioning %q readHistory %v updateCreate %v, want versioned-update true true",
@@ -131,7 +146,7 @@ func TestCapabilityStatement(t *testing.T) {
 		if res.ConditionalRead != "full-support" && res.ConditionalRead != "modified-since" && res.ConditionalRead != "not-match" {
 			t.Errorf("%s: conditionalRead %q, but If-None-Match and If-Modified-Since work", res.Type, res.ConditionalRead)
 		}
-		if res.Type == "Patient" && len(got) != len(want) {
+		if res.Type == "Patient" && len(got) != len(want)+1 {
 			t.Errorf("Patient: interactions %v, want exactly %v", got, want)
 		}
 	}
@@ -169,9 +184,9 @@ func TestCapabilityStatement(t *testing.T) {
 			t.Errorf("GET %s/_history: status %d, want 200", typ, r.status)
 		}
 	}
-	// ... and search, not claimed, is not served.
-	if r := do(t, "GET", s.base+"/Patient", nil); r.status == http.StatusOK {
-		t.Errorf("GET /Patient (search) answered 200, but search-type is not claimed")
+	// ... and search, not claimed on other types, is not served there.
+	if r := do(t, "GET", s.base+"/Library?name=x", nil); r.status == http.StatusOK {
+		t.Errorf("GET /Library (search) answered 200, but search-type is not claimed on Library")
 	}
 
 	// The same statement every time, in any accepted JSON format.

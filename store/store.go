@@ -52,6 +52,13 @@ type Tx interface {
 	Delete(typ, id string) (*fhir.Resource, error)
 	// History returns one page of versions, newest first.
 	History(ctx context.Context, q HistoryQuery) (*HistoryPage, error)
+	// SetIndex replaces the search-index entries of Type/id; none removes
+	// it from every index.
+	SetIndex(typ, id string, entries []IndexEntry) error
+	// ScanIndex visits Type's index of param over value keys in [from, to).
+	ScanIndex(ctx context.Context, typ, param string, from, to []byte, fn func(valueKey []byte, id string) bool) error
+	// ScanIDs visits the id of every resource of Type, deleted ones too.
+	ScanIDs(ctx context.Context, typ string, fn func(id string) bool) error
 }
 
 // Stats are counters for metrics.
@@ -66,21 +73,30 @@ type Stats struct {
 type Options struct {
 	// LockTimeout bounds the wait for a file another process holds.
 	LockTimeout time.Duration
-	// MaxBatchDelay and MaxBatchSize tune group commit (bbolt's defaults
-	// when zero).
+	// MaxBatchDelay, when set, switches group commit to bbolt's Batch: a
+	// write waits up to this long for others to share its commit. When
+	// zero, writes that arrive while a commit runs form the next batch
+	// and nothing waits on a timer (batch.go); this measured better at
+	// every concurrency on the reference machine (BENCHMARKS.md).
 	MaxBatchDelay time.Duration
-	MaxBatchSize  int
+	// MaxBatchSize caps the writes in one transaction (DefaultMaxBatchSize
+	// when zero).
+	MaxBatchSize int
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
 }
+
+// DefaultMaxBatchSize caps a group commit (bbolt's own default).
+const DefaultMaxBatchSize = 1000
 
 // FileName is the database file inside the data directory.
 const FileName = "healthhub.db"
 
 // Bolt is the embedded bbolt-backed Store.
 type Bolt struct {
-	db  *bolt.DB
-	now func() time.Time
+	db    *bolt.DB
+	now   func() time.Time
+	group *groupCommit // nil: bbolt's Batch
 
 	readTxs, writeTxs, failedWrites atomic.Uint64
 }
@@ -103,13 +119,16 @@ func Open(dir string, opt Options) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	if opt.MaxBatchSize <= 0 {
+		opt.MaxBatchSize = DefaultMaxBatchSize
+	}
+	db.MaxBatchSize = opt.MaxBatchSize
+	s := &Bolt{db: db, now: opt.Now}
 	if opt.MaxBatchDelay > 0 {
 		db.MaxBatchDelay = opt.MaxBatchDelay
+	} else {
+		s.group = &groupCommit{db: db, max: opt.MaxBatchSize}
 	}
-	if opt.MaxBatchSize > 0 {
-		db.MaxBatchSize = opt.MaxBatchSize
-	}
-	s := &Bolt{db: db, now: opt.Now}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -121,7 +140,7 @@ func Open(dir string, opt Options) (*Bolt, error) {
 }
 
 func (s *Bolt) initSchema(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketMeta, bucketRes, bucketVer, bucketLog, bucketTLog} {
+	for _, name := range [][]byte{bucketMeta, bucketRes, bucketVer, bucketLog, bucketTLog, bucketIdx, bucketRix} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("store: create bucket %s: %w", name, err)
 		}
@@ -152,7 +171,13 @@ func (s *Bolt) Update(ctx context.Context, fn func(Tx) error) error {
 		return err // do not start work for a client that left
 	}
 	s.writeTxs.Add(1)
-	err := s.db.Batch(func(btx *bolt.Tx) error { return fn(&boltTx{btx: btx, now: s.now}) })
+	txfn := func(btx *bolt.Tx) error { return fn(&boltTx{btx: btx, now: s.now}) }
+	var err error
+	if s.group != nil {
+		err = s.group.update(txfn)
+	} else {
+		err = s.db.Batch(txfn)
+	}
 	if err != nil {
 		s.failedWrites.Add(1)
 	}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"healthhub/auth"
 	"healthhub/conformance"
 	"healthhub/fhir"
+	"healthhub/fhir/search"
 	"healthhub/fhir/validate"
 	"healthhub/store"
 )
@@ -18,12 +20,20 @@ import (
 type Service struct {
 	store     store.Store
 	validator *validate.Validator
+	registry  *search.Registry
+	pages     *pageCache
 	newID     func() string
 }
 
+// Paging snapshots: how many searches may be paged at once, and for how long.
+const (
+	maxSnapshots = 1000
+	snapshotTTL  = 30 * time.Minute
+)
+
 // New returns a Service over st.
-func New(st store.Store, v *validate.Validator) *Service {
-	return &Service{store: st, validator: v, newID: NewID}
+func New(st store.Store, v *validate.Validator, reg *search.Registry) *Service {
+	return &Service{store: st, validator: v, registry: reg, pages: newPageCache(maxSnapshots, snapshotTTL), newID: NewID}
 }
 
 // NewID returns a new random resource id: a UUID v4 (36 characters, within

@@ -2,6 +2,7 @@ package interaction
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"unicode/utf8"
 
@@ -50,9 +51,14 @@ func (s *Service) Create(ctx context.Context, _ auth.Principal, typ string, body
 		return nil, err
 	}
 	id := s.newID() // made before the transaction: Batch may run it twice
+	obj.Set("id", quoteJSON(id))
+	entries, err := s.indexEntries(typ, obj)
+	if err != nil {
+		return nil, err
+	}
 	var r *fhir.Resource
 	err = s.store.Update(ctx, func(tx store.Tx) (err error) {
-		r, err = tx.Put(typ, id, obj)
+		r, err = s.putIndexed(tx, typ, id, obj, entries)
 		return err
 	})
 	return r, err
@@ -92,6 +98,10 @@ func (s *Service) Update(ctx context.Context, _ auth.Principal, typ, id string, 
 	case bodyID != id:
 		return nil, false, fhir.Errorf(fhir.Invalid, "invalid", "the body's id %q differs from the id %q in the URL", bodyID, id).At(typ + ".id")
 	}
+	entries, err := s.indexEntries(typ, obj)
+	if err != nil {
+		return nil, false, err
+	}
 	err = s.store.Update(ctx, func(tx store.Tx) error {
 		r, created = nil, false // Batch may run this again
 		cur, err := tx.Current(typ, id)
@@ -102,7 +112,7 @@ func (s *Service) Update(ctx context.Context, _ auth.Principal, typ, id string, 
 			return err
 		}
 		created = cur == nil || cur.Deleted
-		r, err = tx.Put(typ, id, obj)
+		r, err = s.putIndexed(tx, typ, id, obj, entries)
 		return err
 	})
 	return r, created, err
@@ -129,8 +139,15 @@ func (s *Service) Delete(ctx context.Context, _ auth.Principal, typ, id string, 
 		if cur.Deleted {
 			return nil
 		}
-		r, err = tx.Delete(typ, id)
-		return err
+		if r, err = tx.Delete(typ, id); err != nil {
+			return err
+		}
+		return tx.SetIndex(typ, id, nil) // a deleted resource matches no search
 	})
 	return r, err
+}
+
+func quoteJSON(s string) []byte {
+	b, _ := json.Marshal(s)
+	return b
 }

@@ -3,6 +3,7 @@ package rest
 import (
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"healthhub/auth"
 	"healthhub/conformance"
 	"healthhub/fhir/interaction"
+	"healthhub/fhir/search"
 )
 
 // Config for the REST layer.
@@ -24,6 +26,9 @@ type Config struct {
 	Logger  *slog.Logger
 	// Registry receives the request metrics; nil: not registered.
 	Registry prometheus.Registerer
+	// Search is the search-parameter registry the CapabilityStatement
+	// declares; nil: no search.
+	Search *search.Registry
 }
 
 // Handlers serves the FHIR REST API over a Service.
@@ -65,6 +70,8 @@ func New(svc *interaction.Service, cfg Config) *Handlers {
 		{http.MethodGet, "/metadata", "capabilities", "system", h.metadata},
 		{http.MethodGet, "/_history", "history-system", "system", h.history},
 		{http.MethodPost, "/:type", "create", "type", h.create},
+		{http.MethodGet, "/:type", "search-type", "type", h.search},
+		{http.MethodPost, "/:type/_search", "search-type", "type", h.search},
 		{http.MethodGet, "/:type/_history", "history-type", "type", h.history},
 		{http.MethodGet, "/:type/:id", "read", "instance", h.read},
 		{http.MethodPut, "/:type/:id", "update", "instance", h.update},
@@ -72,11 +79,11 @@ func New(svc *interaction.Service, cfg Config) *Handlers {
 		{http.MethodGet, "/:type/:id/_history", "history-instance", "instance", h.history},
 		{http.MethodGet, "/:type/:id/_history/:vid", "vread", "instance", h.vread},
 	}
-	h.capability = h.capabilityStatement(cfg.Version)
+	h.capability = h.capabilityStatement(cfg.Version, cfg.Search)
 	return h
 }
 
-func (h *Handlers) capabilityStatement(version string) []byte {
+func (h *Handlers) capabilityStatement(version string, reg *search.Registry) []byte {
 	c := conformance.Capability{
 		Software:        "healthhub",
 		Version:         version,
@@ -88,13 +95,23 @@ func (h *Handlers) capabilityStatement(version string) []byte {
 		UpdateCreate:    true,
 	}
 	for _, r := range h.routes {
-		switch r.level {
-		case "system":
+		switch {
+		case r.level == "system":
 			if r.code != "capabilities" {
 				c.SystemInteractions = append(c.SystemInteractions, r.code)
 			}
-		default:
+		case r.code == "search-type":
+			// declared per searchable type below, with its parameters
+		case !slices.Contains(c.TypeInteractions, r.code):
 			c.TypeInteractions = append(c.TypeInteractions, r.code)
+		}
+	}
+	if reg != nil {
+		c.Search = map[string][]conformance.SearchParam{}
+		for _, t := range search.SearchTypes {
+			for _, p := range reg.Params(t) {
+				c.Search[t] = append(c.Search[t], conformance.SearchParam{Name: p.Code, Definition: p.URL, Type: string(p.Type)})
+			}
 		}
 	}
 	return conformance.CapabilityStatement(c)

@@ -185,6 +185,16 @@ func (r *Registry) Params(typ string) []*Param {
 	return out
 }
 
+// SearchTypes lists the types that have parameters, sorted.
+func (r *Registry) SearchTypes() []string {
+	out := make([]string, 0, len(r.byType))
+	for t := range r.byType {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Searchable reports whether typ has indexed search parameters.
 func (r *Registry) Searchable(typ string) bool {
 	_, ok := r.byType[typ]

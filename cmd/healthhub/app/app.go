@@ -20,6 +20,7 @@ import (
 
 	"healthhub/fhir/interaction"
 	"healthhub/fhir/rest"
+	"healthhub/fhir/search"
 	"healthhub/fhir/validate"
 	"healthhub/store"
 )
@@ -76,9 +77,10 @@ func (c *Config) Validate() error {
 
 // App is a running healthhub.
 type App struct {
-	cfg     Config
-	store   *store.Bolt
-	handler http.Handler
+	cfg      Config
+	store    *store.Bolt
+	registry *search.Registry
+	handler  http.Handler
 }
 
 // New opens the store and builds the handler. baseURL must be final: when
@@ -92,7 +94,12 @@ func New(cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, store: st}
+	reg, err := search.Load()
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	a := &App{cfg: cfg, store: st, registry: reg}
 	a.handler = a.routes()
 	return a, nil
 }
@@ -123,12 +130,13 @@ func (a *App) routes() http.Handler {
 	v := validate.New()
 	// Load the schema now, not on the first client's request (~0.2 s).
 	_ = v.Validate("Patient", []byte(`{"resourceType":"Patient"}`))
-	h := rest.New(interaction.New(a.store, v), rest.Config{
+	h := rest.New(interaction.New(a.store, v, a.registry), rest.Config{
 		BaseURL:  baseURL,
 		MaxBody:  a.cfg.MaxBody,
 		Version:  Version,
 		Logger:   a.cfg.Logger,
 		Registry: reg,
+		Search:   a.registry,
 	})
 
 	gin.SetMode(gin.ReleaseMode)

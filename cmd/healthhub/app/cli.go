@@ -12,13 +12,19 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"healthhub/fhir/interaction"
+	"healthhub/fhir/search"
+	"healthhub/store"
 )
 
 const usage = `healthhub: a FHIR R4 server for a regional health information exchange.
 
 Usage:
-  healthhub serve [flags]   start the server (healthhub serve --help for flags)
-  healthhub help            show this help
+  healthhub serve [flags]     start the server (healthhub serve --help for flags)
+  healthhub reindex [flags]   rebuild every search index from the stored resources
+                              (after a search definition changed; the server must be stopped)
+  healthhub help              show this help
 
 The server keeps everything in one bbolt file (healthhub.db) in its data
 directory; no other server is needed.
@@ -35,6 +41,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return serve(ctx, args[1:], stdout, stderr)
+	case "reindex":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return reindex(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -105,5 +115,43 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log.Info("stopped cleanly", "uptime", time.Since(start).Round(time.Second).String())
+	return 0
+}
+
+func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("reindex", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data", DefaultDataDir, "directory of the database file")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: healthhub reindex [flags]\n\nRebuilds the search indexes of every stored resource. Stop the server first.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	st, err := store.Open(*dataDir, store.Options{})
+	if err != nil {
+		fmt.Fprintf(stderr, "healthhub reindex: %v\n", err)
+		return 1
+	}
+	defer st.Close()
+	reg, err := search.Load()
+	if err != nil {
+		fmt.Fprintf(stderr, "healthhub reindex: %v\n", err)
+		return 1
+	}
+	start := time.Now()
+	n, err := interaction.New(st, nil, reg).Reindex(ctx, func(typ string, done int) {
+		fmt.Fprintf(stderr, "\rreindexing %s: %d", typ, done)
+	})
+	fmt.Fprintln(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "healthhub reindex: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "reindexed %d resources in %s\n", n, time.Since(start).Round(time.Millisecond))
 	return 0
 }

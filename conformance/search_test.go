@@ -1,0 +1,325 @@
+package conformance_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"healthhub/cmd/healthhub/app"
+)
+
+// loadSynthea starts a server and PUTs the Synthea Patients, Encounters,
+// Organizations and Practitioners with their own ids (so references hold).
+// It returns the resources by type, decoded, for computing answers
+// independently of the server.
+func loadSynthea(t *testing.T) (*server, map[string][]map[string]any) {
+	t.Helper()
+	if _, err := os.Stat(syntheaDir); err != nil {
+		t.Skipf("skipping: %s is absent (the shared Synthea data sits beside the checkout)", syntheaDir)
+	}
+	s := startServer(t, app.Config{})
+	byType := map[string][]map[string]any{}
+	var raws [][]byte
+	for _, typ := range []string{"Organization", "Practitioner", "Patient", "Encounter"} {
+		f, err := os.Open(filepath.Join(syntheaDir, typ+".000.ndjson"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 16<<20)
+		for sc.Scan() {
+			line := slices.Clone(sc.Bytes())
+			var m map[string]any
+			if err := json.Unmarshal(line, &m); err != nil {
+				t.Fatal(err)
+			}
+			byType[typ] = append(byType[typ], m)
+			raws = append(raws, line)
+		}
+		f.Close()
+	}
+	var wg sync.WaitGroup
+	work := make(chan []byte)
+	errs := make(chan string, len(raws))
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for raw := range work {
+				var head struct{ ResourceType, ID string }
+				_ = json.Unmarshal(raw, &head)
+				r, err := send(http.MethodPut, s.base+"/"+head.ResourceType+"/"+head.ID, raw)
+				if err != nil || r.status != http.StatusCreated {
+					errs <- head.ResourceType + "/" + head.ID
+				}
+			}
+		}()
+	}
+	for _, raw := range raws {
+		work <- raw
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatalf("loading %s failed", e)
+	}
+	return s, byType
+}
+
+// searchAll follows next links and returns the ids of every match, in the
+// order served, and the Bundle total of the first page.
+func searchAll(t *testing.T, s *server, path string, headers ...string) (ids []string, total int) {
+	t.Helper()
+	next := s.base + "/" + path
+	total = -1
+	for pages := 0; next != ""; pages++ {
+		if pages > 500 {
+			t.Fatalf("%s: more than 500 pages", path)
+		}
+		r := do(t, http.MethodGet, next, nil, headers...)
+		if r.status != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", next, r.status, r.body)
+		}
+		var b struct {
+			Total *int
+			Link  []struct{ Relation, URL string }
+			Entry []struct {
+				Resource map[string]any
+				Search   struct{ Mode string }
+			}
+		}
+		if err := json.Unmarshal(r.body, &b); err != nil {
+			t.Fatal(err)
+		}
+		if pages == 0 && b.Total != nil {
+			total = *b.Total
+		}
+		for _, e := range b.Entry {
+			if e.Search.Mode == "match" {
+				ids = append(ids, e.Resource["id"].(string))
+			}
+		}
+		next = ""
+		for _, l := range b.Link {
+			if l.Relation == "next" {
+				next = l.URL
+			}
+		}
+	}
+	return ids, total
+}
+
+func idsWhere(rs []map[string]any, keep func(map[string]any) bool) []string {
+	var out []string
+	for _, r := range rs {
+		if keep(r) {
+			out = append(out, r["id"].(string))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sorted(ids []string) []string {
+	out := slices.Clone(ids)
+	sort.Strings(out)
+	return out
+}
+
+func str(v any) string { s, _ := v.(string); return s }
+
+func list(v any) []any { l, _ := v.([]any); return l }
+
+func obj(v any) map[string]any { m, _ := v.(map[string]any); return m }
+
+// TestSearchSynthea checks searches against answers computed here, from
+// the same files, without the server's code.
+func TestSearchSynthea(t *testing.T) {
+	s, data := loadSynthea(t)
+	patients, encounters := data["Patient"], data["Encounter"]
+	p0 := patients[0]
+	family := str(obj(list(p0["name"])[0])["family"])
+	ident := obj(list(p0["identifier"])[1])
+	birthYear := str(p0["birthDate"])[:4]
+
+	tests := []struct {
+		name  string
+		query string
+		want  []string
+	}{
+		{"family prefix, any case", "Patient?family=" + url.QueryEscape(strings.ToLower(family[:3])), idsWhere(patients, func(p map[string]any) bool {
+			for _, n := range list(p["name"]) {
+				if strings.HasPrefix(strings.ToLower(str(obj(n)["family"])), strings.ToLower(family[:3])) {
+					return true
+				}
+			}
+			return false
+		})},
+		{"identifier system|value", "Patient?identifier=" + url.QueryEscape(str(ident["system"])+"|"+str(ident["value"])), []string{str(p0["id"])}},
+		{"birthdate by year", "Patient?birthdate=" + birthYear, idsWhere(patients, func(p map[string]any) bool { return strings.HasPrefix(str(p["birthDate"]), birthYear) })},
+		{"birthdate lt", "Patient?birthdate=lt1970-01-01", idsWhere(patients, func(p map[string]any) bool { return str(p["birthDate"]) < "1970-01-01" })},
+		{"gender", "Patient?gender=female", idsWhere(patients, func(p map[string]any) bool { return str(p["gender"]) == "female" })},
+		{"gender OR", "Patient?gender=female,male", idsWhere(patients, func(p map[string]any) bool { return str(p["gender"]) == "female" || str(p["gender"]) == "male" })},
+		{"encounters of a patient", "Encounter?patient=" + str(p0["id"]), idsWhere(encounters, func(e map[string]any) bool {
+			return str(obj(e["subject"])["reference"]) == "Patient/"+str(p0["id"])
+		})},
+		{"encounters of a patient since 2015", "Encounter?subject=Patient/" + str(p0["id"]) + "&date=ge2015-01-01", idsWhere(encounters, func(e map[string]any) bool {
+			return str(obj(e["subject"])["reference"]) == "Patient/"+str(p0["id"]) && str(obj(e["period"])["end"]) >= "2015-01-01"
+		})},
+		{"encounter class token", "Encounter?class=AMB", idsWhere(encounters, func(e map[string]any) bool { return str(obj(e["class"])["code"]) == "AMB" })},
+		{"chained", "Encounter?subject:Patient.family=" + url.QueryEscape(family), idsWhere(encounters, func(e map[string]any) bool {
+			ref := strings.TrimPrefix(str(obj(e["subject"])["reference"]), "Patient/")
+			for _, p := range patients {
+				if str(p["id"]) == ref {
+					for _, n := range list(p["name"]) {
+						if strings.HasPrefix(strings.ToLower(str(obj(n)["family"])), strings.ToLower(family)) {
+							return true
+						}
+					}
+				}
+			}
+			return false
+		})},
+		{"_has", "Patient?_has:Encounter:patient:class=EMER", idsWhere(patients, func(p map[string]any) bool {
+			for _, e := range encounters {
+				if str(obj(e["class"])["code"]) == "EMER" && str(obj(e["subject"])["reference"]) == "Patient/"+str(p["id"]) {
+					return true
+				}
+			}
+			return false
+		})},
+		{"_id", "Patient?_id=" + str(p0["id"]), []string{str(p0["id"])}},
+		{"nothing", "Patient?family=zzzzzzz", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, total := searchAll(t, s, tt.query+sepFor(tt.query)+"_count=7")
+			if !slices.Equal(sorted(got), tt.want) {
+				t.Errorf("%s:\n got %v\nwant %v", tt.query, sorted(got), tt.want)
+			}
+			if total != len(tt.want) {
+				t.Errorf("%s: total %d, want %d", tt.query, total, len(tt.want))
+			}
+			if len(got) != len(sorted(dedupe(got))) {
+				t.Errorf("%s: a match was served twice: %v", tt.query, got)
+			}
+		})
+	}
+
+	t.Run("sort by birthdate descending", func(t *testing.T) {
+		got, _ := searchAll(t, s, "Patient?_sort=-birthdate&_count=5")
+		bd := map[string]string{}
+		for _, p := range patients {
+			bd[str(p["id"])] = str(p["birthDate"])
+		}
+		if len(got) != len(patients) {
+			t.Fatalf("got %d patients, want %d", len(got), len(patients))
+		}
+		for i := 1; i < len(got); i++ {
+			if bd[got[i-1]] < bd[got[i]] {
+				t.Errorf("not descending at %d: %s then %s", i, bd[got[i-1]], bd[got[i]])
+			}
+		}
+	})
+
+	t.Run("paging is stable under writes", func(t *testing.T) {
+		first := do(t, http.MethodGet, s.base+"/Encounter?class=AMB&_count=50", nil)
+		var b struct {
+			Total int
+			Link  []struct{ Relation, URL string }
+		}
+		_ = json.Unmarshal(first.body, &b)
+		// A write between pages must not shift what the next pages serve.
+		do(t, http.MethodDelete, s.base+"/Encounter/"+str(encounters[len(encounters)-1]["id"]), nil)
+		ids, _ := searchAll(t, s, "Encounter?class=AMB&_count=50")
+		if len(dedupe(ids)) != len(ids) {
+			t.Errorf("duplicates across pages")
+		}
+	})
+
+	t.Run("include and revinclude", func(t *testing.T) {
+		r := do(t, http.MethodGet, s.base+"/Encounter?_id="+str(encounters[0]["id"])+"&_include=Encounter:subject&_include=Encounter:service-provider", nil)
+		var b struct {
+			Entry []struct {
+				Resource map[string]any
+				Search   struct{ Mode string }
+			}
+		}
+		_ = json.Unmarshal(r.body, &b)
+		modes := map[string]string{}
+		for _, e := range b.Entry {
+			modes[str(e.Resource["resourceType"])+"/"+str(e.Resource["id"])] = e.Search.Mode
+		}
+		if modes["Patient/"+strings.TrimPrefix(str(obj(encounters[0]["subject"])["reference"]), "Patient/")] != "include" {
+			t.Errorf("the encounter's patient is not included: %v", modes)
+		}
+		r = do(t, http.MethodGet, s.base+"/Patient?_id="+str(p0["id"])+"&_revinclude=Encounter:patient&_count=1", nil)
+		n := strings.Count(string(r.body), `"mode":"include"`)
+		want := len(idsWhere(encounters, func(e map[string]any) bool { return str(obj(e["subject"])["reference"]) == "Patient/"+str(p0["id"]) }))
+		if n != min(want, 1000) {
+			t.Errorf("_revinclude: %d encounters included, want %d", n, want)
+		}
+	})
+}
+
+func sepFor(q string) string {
+	if strings.Contains(q, "?") {
+		return "&"
+	}
+	return "?"
+}
+
+func dedupe(ids []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func TestSearchErrors(t *testing.T) {
+	s := startServer(t, app.Config{})
+	tests := []struct {
+		name, query string
+		headers     []string
+		status      int
+		wantInBody  string
+	}{
+		{"unknown param ignored", "Patient?foo=bar", nil, 200, "foo"},
+		{"unknown param strict", "Patient?foo=bar", []string{"Prefer", "handling=strict"}, 400, "foo"},
+		{"bad date", "Patient?birthdate=1980-13", nil, 400, "birthdate"},
+		{"bad prefix", "Patient?birthdate=xx1980", nil, 400, "birthdate"},
+		{"bad count", "Patient?_count=-1", nil, 400, "_count"},
+		{"modifier not for type", "Patient?birthdate:exact=1980", nil, 400, "birthdate"},
+		{"search on a type without parameters", "Basic?code=x", nil, 404, "search"},
+		{"unknown type", "Nope?x=1", nil, 404, "Nope"},
+		{"expired cursor", "Patient?_cursor=abc.20", nil, 410, "cursor"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, http.MethodGet, s.base+"/"+tt.query, nil, tt.headers...)
+			if r.status != tt.status || !strings.Contains(string(r.body), tt.wantInBody) {
+				t.Errorf("GET %s: %d %s, want %d mentioning %q", tt.query, r.status, r.body, tt.status, tt.wantInBody)
+			}
+		})
+	}
+	// POST _search with a form body answers like GET.
+	do(t, http.MethodPut, s.base+"/Patient/p1", []byte(`{"resourceType":"Patient","id":"p1","gender":"other"}`))
+	r := do(t, http.MethodPost, s.base+"/Patient/_search", []byte("gender=other"), "Content-Type", "application/x-www-form-urlencoded")
+	if r.status != 200 || !strings.Contains(string(r.body), `"id":"p1"`) {
+		t.Errorf("POST _search: %d %s", r.status, r.body)
+	}
+}

@@ -1,0 +1,61 @@
+package interaction
+
+import (
+	"time"
+
+	"healthhub/fhir"
+	"healthhub/fhir/search"
+	"healthhub/store"
+)
+
+// lastUpdatedParam is answered from the time the store assigns inside the
+// transaction, not from the client's body.
+const lastUpdatedParam = "_lastUpdated"
+
+// indexEntries extracts the search-index keys of a resource about to be
+// written (before the transaction: extraction is the expensive part). obj
+// must already carry the final id. Types without search parameters get
+// none. _lastUpdated is left to lastUpdatedEntries.
+func (s *Service) indexEntries(typ string, obj *fhir.Object) ([]store.IndexEntry, error) {
+	if s.registry == nil || !s.registry.Searchable(typ) {
+		return nil, nil
+	}
+	entries, err := s.registry.Extract(typ, obj.Bytes())
+	if err != nil {
+		return nil, fhir.Errorf(fhir.Internal, "exception", "search index extraction failed").Wrap(err)
+	}
+	out := make([]store.IndexEntry, 0, 2*len(entries))
+	for _, e := range entries {
+		if e.Param == lastUpdatedParam {
+			continue
+		}
+		for _, k := range e.Value.Keys() {
+			out = append(out, store.IndexEntry{Param: e.Param, Key: k})
+		}
+	}
+	return out, nil
+}
+
+// lastUpdatedEntries are the _lastUpdated keys of a version written at t.
+func lastUpdatedEntries(t time.Time) []store.IndexEntry {
+	v := search.DateValue{DateRange: fhir.DateRange{Start: t, End: t.Add(time.Millisecond)}}
+	var out []store.IndexEntry
+	for _, k := range v.Keys() {
+		out = append(out, store.IndexEntry{Param: lastUpdatedParam, Key: k})
+	}
+	return out
+}
+
+// putIndexed writes a version and its index entries in tx.
+func (s *Service) putIndexed(tx store.Tx, typ, id string, obj *fhir.Object, entries []store.IndexEntry) (*fhir.Resource, error) {
+	r, err := tx.Put(typ, id, obj)
+	if err != nil {
+		return nil, err
+	}
+	if s.registry == nil || !s.registry.Searchable(typ) {
+		return r, nil
+	}
+	all := make([]store.IndexEntry, 0, len(entries)+2)
+	all = append(append(all, entries...), lastUpdatedEntries(r.LastUpdated)...)
+	return r, tx.SetIndex(typ, id, all)
+}

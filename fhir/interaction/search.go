@@ -1,0 +1,462 @@
+package interaction
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"healthhub/auth"
+	"healthhub/fhir"
+	"healthhub/fhir/search"
+	"healthhub/store"
+)
+
+// SearchPage is one page of a search.
+type SearchPage struct {
+	Query    *search.Query
+	Matches  []*fhir.Resource // this page, in order
+	Included []*fhir.Resource // _include / _revinclude results for this page
+	Total    int              // every match; -1 when not reported (_total=none)
+	Offset   int              // of Matches[0] in the whole result
+	// Snapshot names the frozen result list the paging links walk; empty
+	// when everything fits this page.
+	Snapshot string
+	Next     bool // a later page exists
+}
+
+// Search runs a type-level search. params is the query string (or the
+// POST _search form); strict is Prefer: handling=strict.
+func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, params url.Values, strict bool) (*SearchPage, error) {
+	if err := CheckType(typ); err != nil {
+		return nil, err
+	}
+	if !s.registry.Searchable(typ) {
+		return nil, fhir.Errorf(fhir.NotFound, "not-supported", "search is not supported on %s: searchable types are %s", typ, strings.Join(search.SearchTypes, ", "))
+	}
+	q, err := search.ParseQuery(s.registry, typ, params, strict)
+	if err != nil {
+		return nil, err
+	}
+	page := &SearchPage{Query: q, Total: -1}
+	var ids []string
+	if q.Cursor != "" {
+		snap, offset, ok := s.pages.get(q.Cursor, typ)
+		if !ok {
+			return nil, fhir.Errorf(fhir.Gone, "not-found", "the paging cursor %q has expired or is unknown: run the search again", q.Cursor)
+		}
+		ids, page.Offset, page.Snapshot = snap, offset, strings.SplitN(q.Cursor, ".", 2)[0]
+	}
+	err = s.store.View(ctx, func(tx store.Tx) error {
+		if ids == nil {
+			var err error
+			if ids, err = s.matchIDs(ctx, p, tx, q); err != nil {
+				return err
+			}
+		}
+		if q.Total != search.TotalNone {
+			page.Total = len(ids)
+		}
+		if q.Summary == search.SummaryCount {
+			return nil
+		}
+		end := min(page.Offset+q.Count, len(ids))
+		for _, id := range ids[min(page.Offset, end):end] {
+			r, err := tx.Current(typ, id)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if r.Deleted {
+				continue // deleted since the snapshot was taken
+			}
+			page.Matches = append(page.Matches, r)
+		}
+		page.Next = end < len(ids)
+		inc, err := s.includes(ctx, p, tx, q, page.Matches)
+		page.Included = inc
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if page.Next && page.Snapshot == "" {
+		page.Snapshot = s.pages.put(typ, ids)
+	}
+	return page, nil
+}
+
+// visible is where consent will decide, per resource, before paging and
+// before the total is counted. Everything is visible until then.
+func (s *Service) visible(auth.Principal, *fhir.Resource) bool { return true }
+
+// matchIDs answers the conditions of q: the ids of every visible current
+// match, in result order.
+func (s *Service) matchIDs(ctx context.Context, p auth.Principal, tx store.Tx, q *search.Query) ([]string, error) {
+	typ := q.Type
+	conds := make([]*search.Condition, 0, len(q.Conditions))
+	for i := range q.Conditions {
+		conds = append(conds, &q.Conditions[i])
+	}
+	var sets [][]string          // candidate id sets from the index, each sorted
+	var post []*search.Condition // to check on the resource itself
+	for _, c := range conds {
+		scans, exact, all := c.Scans()
+		if all {
+			post = append(post, c)
+			continue
+		}
+		ids, err := scanUnion(ctx, tx, typ, scans)
+		if err != nil {
+			return nil, err
+		}
+		sets = append(sets, ids)
+		if !exact {
+			post = append(post, c)
+		}
+	}
+	for _, ch := range q.Chains {
+		ids, err := s.chainIDs(ctx, tx, typ, ch)
+		if err != nil {
+			return nil, err
+		}
+		sets = append(sets, ids)
+	}
+	for _, h := range q.Has {
+		ids, err := s.hasIDs(ctx, tx, typ, h)
+		if err != nil {
+			return nil, err
+		}
+		sets = append(sets, ids)
+	}
+
+	var candidates []string
+	if len(sets) == 0 {
+		err := tx.ScanIDs(ctx, typ, func(id string) bool { candidates = append(candidates, id); return true })
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		// Start from the most selective set: intersection cost follows it.
+		slices.SortFunc(sets, func(a, b []string) int { return len(a) - len(b) })
+		candidates = sets[0]
+		for _, set := range sets[1:] {
+			candidates = intersectSorted(candidates, set)
+		}
+	}
+
+	type hit struct {
+		id   string
+		sort [][]byte
+	}
+	hits := make([]hit, 0, len(candidates))
+	for i, id := range candidates {
+		if i%256 == 255 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		r, err := tx.Current(typ, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if r.Deleted || !s.visible(p, r) {
+			continue
+		}
+		var entries []search.Entry
+		if len(post) > 0 || len(q.Sort) > 0 {
+			if entries, err = s.registry.Extract(typ, r.JSON); err != nil {
+				return nil, err
+			}
+		}
+		ok := true
+		for _, c := range post {
+			if !c.Matches(entries) {
+				ok = false
+				break
+			}
+		}
+		if !ok {
+			continue
+		}
+		h := hit{id: id}
+		for _, k := range q.Sort {
+			h.sort = append(h.sort, sortValue(entries, k))
+		}
+		hits = append(hits, h)
+	}
+	if len(q.Sort) > 0 {
+		slices.SortStableFunc(hits, func(a, b hit) int {
+			for i, k := range q.Sort {
+				if c := compareSortValues(a.sort[i], b.sort[i], k.Descending); c != 0 {
+					return c
+				}
+			}
+			return strings.Compare(a.id, b.id) // a stable tie-break
+		})
+	}
+	ids := make([]string, len(hits))
+	for i, h := range hits {
+		ids[i] = h.id
+	}
+	return ids, nil
+}
+
+// sortValue is the key a resource sorts by on one _sort key: its smallest
+// value ascending, its largest descending; nil when it has none.
+func sortValue(entries []search.Entry, k search.SortKey) []byte {
+	var best []byte
+	for _, e := range entries {
+		if e.Param != k.Param.Code {
+			continue
+		}
+		v := e.Value.Key()
+		if best == nil || (!k.Descending && bytes.Compare(v, best) < 0) || (k.Descending && bytes.Compare(v, best) > 0) {
+			best = v
+		}
+	}
+	return best
+}
+
+// compareSortValues orders by value; resources without one come last in
+// either direction.
+func compareSortValues(a, b []byte, desc bool) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return 1
+	case b == nil:
+		return -1
+	}
+	if desc {
+		return bytes.Compare(b, a)
+	}
+	return bytes.Compare(a, b)
+}
+
+// scanUnion returns the sorted, distinct ids found by any of scans.
+func scanUnion(ctx context.Context, tx store.Tx, typ string, scans []search.Scan) ([]string, error) {
+	seen := map[string]struct{}{}
+	for _, sc := range scans {
+		err := tx.ScanIndex(ctx, typ, sc.Param, sc.From, sc.To, func(_ []byte, id string) bool {
+			seen[id] = struct{}{}
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	ids := make([]string, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+func intersectSorted(a, b []string) []string {
+	out := a[:0:0]
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		switch c := strings.Compare(a[i], b[j]); {
+		case c == 0:
+			out = append(out, a[i])
+			i++
+			j++
+		case c < 0:
+			i++
+		default:
+			j++
+		}
+	}
+	return out
+}
+
+// refScans are the index ranges of a reference parameter that point at
+// any of the ids of type target.
+func refScans(param, target string, ids []string) []search.Scan {
+	scans := make([]search.Scan, 0, len(ids))
+	for _, id := range ids {
+		key := search.ReferenceValue{ResourceType: target, ID: id}.Keys()[0] // the Type/id form
+		scans = append(scans, search.Scan{Param: param, From: key, To: prefixEnd(key)})
+	}
+	return scans
+}
+
+// prefixEnd is the smallest key greater than every key starting with p.
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil // all 0xff: no upper bound
+}
+
+// chainIDs answers param:Target.chained=value by finding the targets that
+// match, then the resources of typ that refer to them, step by step from
+// the end of the chain.
+func (s *Service) chainIDs(ctx context.Context, tx store.Tx, typ string, ch search.Chain) ([]string, error) {
+	last := ch.Steps[len(ch.Steps)-1]
+	targets, err := s.conditionIDs(ctx, tx, last.Type, &ch.Condition)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(ch.Steps) - 1; i >= 0; i-- {
+		source := typ
+		if i > 0 {
+			source = ch.Steps[i-1].Type
+		}
+		if targets, err = scanUnion(ctx, tx, source, refScans(ch.Steps[i].Param.Code, ch.Steps[i].Type, targets)); err != nil {
+			return nil, err
+		}
+	}
+	return targets, nil
+}
+
+// hasIDs answers _has:Type:param:chained=value: the resources of typ that
+// resources of Type (matching the condition) point at with param.
+func (s *Service) hasIDs(ctx context.Context, tx store.Tx, typ string, h search.Chain) ([]string, error) {
+	if len(h.Steps) != 1 || !h.Steps[0].Reverse {
+		return nil, fhir.Errorf(fhir.Invalid, "not-supported", "nested _has is not supported")
+	}
+	st := h.Steps[0]
+	referrers, err := s.conditionIDs(ctx, tx, st.Type, &h.Condition)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]struct{}{}
+	for _, rid := range referrers {
+		r, err := tx.Current(st.Type, rid)
+		if err != nil || r.Deleted {
+			continue
+		}
+		entries, err := s.registry.Extract(st.Type, r.JSON)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			if ref, ok := e.Value.(search.ReferenceValue); ok && e.Param == st.Param.Code && ref.ResourceType == typ && ref.Local() {
+				seen[ref.ID] = struct{}{}
+			}
+		}
+	}
+	ids := make([]string, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// conditionIDs returns the sorted ids of typ matching one condition.
+func (s *Service) conditionIDs(ctx context.Context, tx store.Tx, typ string, c *search.Condition) ([]string, error) {
+	sub := &search.Query{Type: typ, Conditions: []search.Condition{*c}}
+	ids, err := s.matchIDs(ctx, auth.Local(), tx, sub) // visibility applies to what is returned, not to what links
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// maxIncludes bounds what one page may pull in with _include/_revinclude.
+const maxIncludes = 1000
+
+// includes resolves _include and _revinclude for one page of matches.
+func (s *Service) includes(ctx context.Context, p auth.Principal, tx store.Tx, q *search.Query, matches []*fhir.Resource) ([]*fhir.Resource, error) {
+	if len(q.Include) == 0 && len(q.RevInclude) == 0 {
+		return nil, nil
+	}
+	have := map[string]bool{}
+	for _, r := range matches {
+		have[r.Path()] = true
+	}
+	var out []*fhir.Resource
+	add := func(r *fhir.Resource) {
+		if len(out) < maxIncludes && !have[r.Path()] && !r.Deleted && s.visible(p, r) {
+			have[r.Path()] = true
+			out = append(out, r)
+		}
+	}
+	frontier := matches
+	for round := 0; len(frontier) > 0 && round < 4; round++ {
+		var next []*fhir.Resource
+		before := len(out)
+		for _, inc := range q.Include {
+			if round > 0 && !inc.Iterate {
+				continue
+			}
+			for _, r := range frontier {
+				if inc.Source != "" && inc.Source != r.Type || !s.registry.Searchable(r.Type) {
+					continue
+				}
+				entries, err := s.registry.Extract(r.Type, r.JSON)
+				if err != nil {
+					return nil, err
+				}
+				for _, e := range entries {
+					ref, ok := e.Value.(search.ReferenceValue)
+					if !ok || !ref.Local() || (inc.Param != nil && e.Param != inc.Param.Code) || (inc.Target != "" && ref.ResourceType != inc.Target) {
+						continue
+					}
+					t, err := tx.Current(ref.ResourceType, ref.ID)
+					if err == nil {
+						add(t)
+					}
+				}
+			}
+		}
+		for _, inc := range q.RevInclude {
+			if round > 0 && !inc.Iterate {
+				continue
+			}
+			sources := []string{inc.Source}
+			if inc.Source == "" {
+				sources = search.SearchTypes
+			}
+			for _, src := range sources {
+				params := []*search.Param{inc.Param}
+				if inc.Param == nil {
+					params = nil
+					for _, sp := range s.registry.Params(src) {
+						if sp.Type == search.Reference {
+							params = append(params, sp)
+						}
+					}
+				}
+				for _, sp := range params {
+					for _, r := range frontier {
+						ids, err := scanUnion(ctx, tx, src, refScans(sp.Code, r.Type, []string{r.ID}))
+						if err != nil {
+							return nil, err
+						}
+						for _, id := range ids {
+							if t, err := tx.Current(src, id); err == nil {
+								add(t)
+							}
+						}
+					}
+				}
+			}
+		}
+		next = append(next, out[before:]...)
+		frontier = next
+	}
+	return out, nil
+}
+
+// cursorFor is the _cursor value of the page at offset in snapshot.
+func cursorFor(snapshot string, offset int) string {
+	return snapshot + "." + strconv.Itoa(offset)
+}

@@ -1,0 +1,101 @@
+package rest
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"healthhub/fhir"
+	"healthhub/fhir/interaction"
+)
+
+// search serves GET [type]?params and POST [type]/_search with a form body
+// (the form's parameters and the URL's are taken together, as R4 says).
+func (h *Handlers) search(c *gin.Context) {
+	params := c.Request.URL.Query()
+	if c.Request.Method == http.MethodPost {
+		if ct := c.GetHeader("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+			h.writeError(c, fhir.Errorf(fhir.UnsupportedMedia, "not-supported", "POST _search takes a form body (application/x-www-form-urlencoded), not %q", ct))
+			return
+		}
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody)
+		if err := c.Request.ParseForm(); err != nil {
+			h.writeError(c, fhir.Errorf(fhir.Invalid, "structure", "the form body does not parse").Wrap(err))
+			return
+		}
+		for k, vs := range c.Request.PostForm {
+			params[k] = append(params[k], vs...)
+		}
+	}
+	page, err := h.svc.Search(c.Request.Context(), h.principal(c), c.Param("type"), params, preferStrict(c))
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
+	b, err := h.searchBundle(c.Param("type"), page)
+	if err != nil {
+		h.internalError(c, err)
+		return
+	}
+	h.writeJSON(c, http.StatusOK, b)
+}
+
+// preferStrict reads Prefer: handling=strict (lenient is the default).
+func preferStrict(c *gin.Context) bool {
+	for _, p := range strings.Split(strings.Join(c.Request.Header.Values("Prefer"), ","), ",") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.TrimSpace(k) == "handling" && strings.Trim(strings.TrimSpace(v), `"`) == "strict" {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *Handlers) searchBundle(typ string, page *interaction.SearchPage) ([]byte, error) {
+	q := page.Query
+	b := bundle{ResourceType: "Bundle", Type: "searchset"}
+	if page.Total >= 0 {
+		b.Total = &page.Total
+	}
+	// pageURL links the page at offset: the understood parameters, plus the
+	// snapshot cursor when the result spans pages.
+	pageURL := func(offset int) string {
+		v := url.Values{}
+		for k, vs := range q.SelfParams {
+			if k != "_cursor" {
+				v[k] = vs
+			}
+		}
+		if page.Snapshot != "" {
+			v.Set("_cursor", page.Snapshot+"."+strconv.Itoa(offset))
+		}
+		if enc := v.Encode(); enc != "" {
+			return h.base + "/" + typ + "?" + enc
+		}
+		return h.base + "/" + typ
+	}
+	b.Link = append(b.Link, link{"self", pageURL(page.Offset)})
+	if page.Snapshot != "" {
+		b.Link = append(b.Link, link{"first", pageURL(0)})
+		if page.Offset > 0 {
+			b.Link = append(b.Link, link{"previous", pageURL(max(0, page.Offset-q.Count))})
+		}
+		if page.Next {
+			b.Link = append(b.Link, link{"next", pageURL(page.Offset + q.Count)})
+		}
+	}
+	for _, r := range page.Matches {
+		b.Entry = append(b.Entry, entry{FullURL: h.base + "/" + r.Path(), Resource: r.JSON, Search: &entrySearch{Mode: "match"}})
+	}
+	for _, r := range page.Included {
+		b.Entry = append(b.Entry, entry{FullURL: h.base + "/" + r.Path(), Resource: r.JSON, Search: &entrySearch{Mode: "include"}})
+	}
+	if len(q.Ignored) > 0 {
+		oo := outcomeJSON([]fhir.Issue{{Severity: "warning", Code: "not-supported",
+			Diagnostics: "ignored search parameters (unknown or unsupported here): " + strings.Join(q.Ignored, ", ")}})
+		b.Entry = append(b.Entry, entry{Resource: oo, Search: &entrySearch{Mode: "outcome"}})
+	}
+	return marshalBundle(b)
+}

@@ -1,0 +1,347 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// maxCheckProblems bounds the report of Check: past this many, the store is
+// broken enough and the rest would only be noise.
+const maxCheckProblems = 20
+
+// Check verifies the store's invariants in one read transaction and reports
+// every violation it finds (up to a bound), joined:
+//
+//   - every current record (res) equals, byte for byte, the newest version
+//     record (ver) of that resource, and every versioned resource has one;
+//   - versions of a resource count 1, 2, 3 ... without gaps, each record's
+//     version field matches its key, and each non-deleted record is JSON;
+//   - every system log entry and every type log entry points at an existing
+//     version, the type log holds the same entries as the system log under
+//     the same sequence numbers, and no version is logged twice;
+//   - the log has as many entries as there are version records;
+//   - lastUpdated never decreases along the log and the stored clock is not
+//     behind the newest write;
+//   - search indexes: every idx entry is listed in its resource's rix
+//     record and every rix entry is in idx, and only current, not deleted
+//     resources have entries.
+//
+// It reads the whole database: a test and repair tool, not a request path.
+func (s *Bolt) Check(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(func(btx *bolt.Tx) error {
+		c := &checker{ctx: ctx, btx: btx}
+		c.run()
+		if c.err != nil {
+			return c.err
+		}
+		return errors.Join(c.problems...)
+	})
+}
+
+type checker struct {
+	ctx      context.Context
+	btx      *bolt.Tx
+	problems []error
+	err      error // ctx error: stop, report it alone
+	n        int
+}
+
+func (c *checker) fail(format string, args ...any) {
+	if len(c.problems) < maxCheckProblems {
+		c.problems = append(c.problems, fmt.Errorf("store check: "+format, args...))
+	}
+}
+
+// tick checks the context every few hundred keys; false means stop.
+func (c *checker) tick() bool {
+	if c.err != nil {
+		return false
+	}
+	if c.n++; c.n%ctxCheckEvery == 0 {
+		c.err = c.ctx.Err()
+	}
+	return c.err == nil
+}
+
+func (c *checker) run() {
+	for _, name := range [][]byte{bucketMeta, bucketRes, bucketVer, bucketLog, bucketTLog} {
+		if c.btx.Bucket(name) == nil {
+			c.fail("bucket %q is missing", name)
+		}
+	}
+	if len(c.problems) > 0 {
+		return
+	}
+	versions := c.checkVersions()
+	if c.err != nil {
+		return
+	}
+	c.checkCurrent()
+	if c.err != nil {
+		return
+	}
+	c.checkLog(versions)
+	if c.err != nil {
+		return
+	}
+	c.checkIndexes()
+}
+
+// checkVersions walks ver/<Type> and returns the number of version records.
+func (c *checker) checkVersions() (count int) {
+	ver := c.btx.Bucket(bucketVer)
+	res := c.btx.Bucket(bucketRes)
+	_ = ver.ForEachBucket(func(typ []byte) error {
+		b := ver.Bucket(typ)
+		cur := res.Bucket(typ)
+		var id []byte // resource being walked
+		var last uint64
+		var lastRec []byte
+		finish := func() {
+			if id == nil {
+				return
+			}
+			var v []byte
+			if cur != nil {
+				v = cur.Get(id)
+			}
+			switch {
+			case v == nil:
+				c.fail("%s/%s has versions 1..%d but no current record", typ, id, last)
+			case !bytes.Equal(v, lastRec):
+				c.fail("%s/%s: the current record differs from its newest version %d", typ, id, last)
+			}
+		}
+		cr := b.Cursor()
+		for k, v := cr.First(); k != nil; k, v = cr.Next() {
+			if !c.tick() {
+				return c.err
+			}
+			count++
+			if v == nil || len(k) < 10 || k[len(k)-9] != 0 {
+				c.fail("ver/%s: malformed key %q", typ, k)
+				continue
+			}
+			kid, n := k[:len(k)-9], beUint64(k[len(k)-8:])
+			if !bytes.Equal(kid, id) {
+				finish()
+				id, last = bytes.Clone(kid), 0
+			}
+			if n != last+1 {
+				c.fail("%s/%s: version %d follows version %d", typ, id, n, last)
+			}
+			last, lastRec = n, v
+			c.checkRecord(string(typ), string(id), n, v)
+		}
+		finish()
+		return nil
+	})
+	return count
+}
+
+func (c *checker) checkRecord(typ, id string, version uint64, v []byte) {
+	r, err := decodeRecord(typ, id, v)
+	switch {
+	case err != nil:
+		c.fail("%s/%s version %d: %v", typ, id, version, err)
+	case r.VersionID != version:
+		c.fail("%s/%s version %d: the record says version %d", typ, id, version, r.VersionID)
+	case !r.Deleted && !json.Valid(r.JSON):
+		c.fail("%s/%s version %d: the stored resource is not JSON", typ, id, version)
+	case r.Deleted && len(v) != recordHead:
+		c.fail("%s/%s version %d: a tombstone with a body", typ, id, version)
+	}
+}
+
+// checkCurrent finds current records without versions (the other direction
+// is checked while walking the versions).
+func (c *checker) checkCurrent() {
+	res := c.btx.Bucket(bucketRes)
+	ver := c.btx.Bucket(bucketVer)
+	_ = res.ForEachBucket(func(typ []byte) error {
+		vb := ver.Bucket(typ)
+		return res.Bucket(typ).ForEach(func(id, v []byte) error {
+			if !c.tick() {
+				return c.err
+			}
+			if len(v) < recordHead {
+				c.fail("res/%s/%s: corrupt record", typ, id)
+				return nil
+			}
+			n := beUint64(v[1:9])
+			if vb == nil || vb.Get(versionKey(string(id), n)) == nil {
+				c.fail("%s/%s: the current record is version %d, which is not in the version history", typ, id, n)
+			}
+			return nil
+		})
+	})
+}
+
+func (c *checker) checkLog(versions int) {
+	ver := c.btx.Bucket(bucketVer)
+	tlog := c.btx.Bucket(bucketTLog)
+	seen := make(map[string]bool, versions)
+	var entries int
+	var prev time.Time
+	cr := c.btx.Bucket(bucketLog).Cursor()
+	for k, v := cr.First(); k != nil; k, v = cr.Next() {
+		if !c.tick() {
+			return
+		}
+		entries++
+		if len(k) != 8 {
+			c.fail("log: malformed key %q", k)
+			continue
+		}
+		seq := beUint64(k)
+		typ, id, n, err := decodeLogEntry(v)
+		if err != nil {
+			c.fail("log %d: %v", seq, err)
+			continue
+		}
+		vk := versionKey(id, n)
+		if key := typ + "/" + string(vk); seen[key] {
+			c.fail("log %d: %s/%s version %d is logged twice", seq, typ, id, n)
+		} else {
+			seen[key] = true
+		}
+		var rec []byte
+		if b := ver.Bucket([]byte(typ)); b != nil {
+			rec = b.Get(vk)
+		}
+		if rec == nil {
+			c.fail("log %d points at %s/%s version %d, which does not exist", seq, typ, id, n)
+		} else if len(rec) >= recordHead {
+			when := time.UnixMilli(int64(beUint64(rec[9:17])))
+			if when.Before(prev) {
+				c.fail("log %d: lastUpdated %s is before the previous entry's %s", seq, when.UTC(), prev.UTC())
+			}
+			prev = when
+		}
+		var tv []byte
+		if b := tlog.Bucket([]byte(typ)); b != nil {
+			tv = b.Get(k)
+		}
+		if !bytes.Equal(tv, encodeTypeLogEntry(id, n)) {
+			c.fail("log %d (%s/%s version %d) has no matching tlog/%s entry", seq, typ, id, n, typ)
+		}
+	}
+	if entries != versions {
+		c.fail("the log has %d entries, the version history %d records", entries, versions)
+	}
+	var tentries int
+	_ = tlog.ForEachBucket(func(typ []byte) error {
+		b := tlog.Bucket(typ)
+		vb := ver.Bucket(typ)
+		return b.ForEach(func(k, v []byte) error {
+			if !c.tick() {
+				return c.err
+			}
+			tentries++
+			id, n, err := decodeTypeLogEntry(v)
+			if err != nil {
+				c.fail("tlog/%s %x: %v", typ, k, err)
+				return nil
+			}
+			if vb == nil || vb.Get(versionKey(id, n)) == nil {
+				c.fail("tlog/%s %x points at %s/%s version %d, which does not exist", typ, k, typ, id, n)
+			}
+			return nil
+		})
+	})
+	if c.err == nil && tentries != entries {
+		c.fail("the type logs have %d entries, the system log %d", tentries, entries)
+	}
+	if v := c.btx.Bucket(bucketMeta).Get(keyClock); entries > 0 {
+		if len(v) != 8 {
+			c.fail("meta clock is missing")
+		} else if clock := time.UnixMilli(int64(beUint64(v))); clock.Before(prev) {
+			c.fail("meta clock %s is behind the newest write %s", clock.UTC(), prev.UTC())
+		}
+	}
+}
+
+// checkIndexes compares idx (value -> id) with rix (id -> entries), and
+// both with the current records.
+func (c *checker) checkIndexes() {
+	idx, rix, res := c.btx.Bucket(bucketIdx), c.btx.Bucket(bucketRix), c.btx.Bucket(bucketRes)
+	if idx == nil || rix == nil {
+		return // a store opened before indexes existed gets them on Open
+	}
+	_ = rix.ForEachBucket(func(typ []byte) error {
+		ib := idx.Bucket(typ)
+		rb := res.Bucket(typ)
+		return rix.Bucket(typ).ForEach(func(id, v []byte) error {
+			if !c.tick() {
+				return c.err
+			}
+			var cur []byte
+			if rb != nil {
+				cur = rb.Get(id)
+			}
+			if len(cur) < recordHead || cur[0]&flagDeleted != 0 {
+				c.fail("rix/%s/%s: index entries for a resource that is absent or deleted", typ, id)
+			}
+			entries, err := decodeEntries(v)
+			if err != nil {
+				c.fail("rix/%s/%s: %v", typ, id, err)
+				return nil
+			}
+			for _, e := range entries {
+				var pb *bolt.Bucket
+				if ib != nil {
+					pb = ib.Bucket([]byte(e.Param))
+				}
+				if pb == nil || pb.Get(indexKey(e.Key, string(id))) == nil {
+					c.fail("rix/%s/%s lists %s %x, which idx does not have", typ, id, e.Param, e.Key)
+				}
+			}
+			return nil
+		})
+	})
+	if c.err != nil {
+		return
+	}
+	_ = idx.ForEachBucket(func(typ []byte) error {
+		ib := idx.Bucket(typ)
+		rb := rix.Bucket(typ)
+		listed := map[string]map[string]bool{} // id -> param 0x00 key, from rix, read once per id
+		return ib.ForEachBucket(func(param []byte) error {
+			return ib.Bucket(param).ForEach(func(k, _ []byte) error {
+				if !c.tick() {
+					return c.err
+				}
+				vk, id, ok := splitIndexKey(k)
+				if !ok {
+					c.fail("idx/%s/%s: malformed key %x", typ, param, k)
+					return nil
+				}
+				set, seen := listed[id]
+				if !seen {
+					set = map[string]bool{}
+					if rb != nil {
+						if entries, err := decodeEntries(rb.Get([]byte(id))); err == nil {
+							for _, e := range entries {
+								set[e.Param+"\x00"+string(e.Key)] = true
+							}
+						}
+					}
+					listed[id] = set
+				}
+				if !set[string(param)+"\x00"+string(vk)] {
+					c.fail("idx/%s/%s %x -> %s is a stale entry: rix does not list it", typ, param, vk, id)
+				}
+				return nil
+			})
+		})
+	})
+}
