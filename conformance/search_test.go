@@ -323,3 +323,39 @@ func TestSearchErrors(t *testing.T) {
 		t.Errorf("POST _search: %d %s", r.status, r.body)
 	}
 }
+
+func TestSearchSummaryAndElements(t *testing.T) {
+	s := startServer(t, app.Config{})
+	do(t, http.MethodPut, s.base+"/Patient/e1", []byte(`{"resourceType":"Patient","id":"e1","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"},"gender":"female","birthDate":"1970-01-01","meta":{"tag":[{"code":"mine"}]}}`))
+	tests := []struct {
+		query         string
+		want, notWant []string
+		subsetted     bool
+	}{
+		{"_elements=gender", []string{`"gender"`, `"id":"e1"`, `"code":"mine"`}, []string{`"birthDate"`, `"text"`}, true},
+		{"_summary=data", []string{`"gender"`, `"birthDate"`}, []string{`"div"`}, true},
+		{"_summary=text", []string{`"div"`}, []string{`"gender"`}, true},
+		{"_summary=false", []string{`"div"`, `"gender"`}, nil, false},
+		{"_summary=count", []string{`"total":1`}, []string{`"entry"`}, false},
+	}
+	for _, tt := range tests {
+		r := do(t, http.MethodGet, s.base+"/Patient?_id=e1&"+tt.query, nil)
+		body := string(r.body)
+		for _, w := range tt.want {
+			if !strings.Contains(body, w) {
+				t.Errorf("%s: body lacks %s: %s", tt.query, w, body)
+			}
+		}
+		for _, w := range tt.notWant {
+			if strings.Contains(body, w) {
+				t.Errorf("%s: body has %s: %s", tt.query, w, body)
+			}
+		}
+		if strings.Contains(body, "SUBSETTED") != tt.subsetted {
+			t.Errorf("%s: SUBSETTED tag %v, want %v", tt.query, !tt.subsetted, tt.subsetted)
+		}
+	}
+	if r := do(t, http.MethodGet, s.base+"/Patient?_summary=true", nil); r.status != http.StatusBadRequest {
+		t.Errorf("_summary=true: %d, want 400 until summary flags are known", r.status)
+	}
+}

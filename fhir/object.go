@@ -99,6 +99,15 @@ func (o *Object) Get(key string) (json.RawMessage, bool) {
 	return nil, false
 }
 
+// Keys lists the member names in order.
+func (o *Object) Keys() []string {
+	keys := make([]string, len(o.members))
+	for i, m := range o.members {
+		keys[i] = m.key
+	}
+	return keys
+}
+
 // String returns the value of key when it is a JSON string.
 func (o *Object) String(key string) (string, bool) {
 	raw, ok := o.Get(key)

@@ -41,6 +41,11 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 	if err != nil {
 		return nil, err
 	}
+	if q.Summary == search.SummaryTrue {
+		// Which elements are "summary" is in the R4 StructureDefinitions,
+		// which the embedded artifacts do not include.
+		return nil, fhir.Errorf(fhir.Invalid, "not-supported", "_summary=true is not supported yet; use _elements to name the elements wanted, or _summary=text, data, count or false")
+	}
 	page := &SearchPage{Query: q, Total: -1}
 	var ids []string
 	if q.Cursor != "" {
@@ -94,6 +99,10 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 // visible is where consent will decide, per resource, before paging and
 // before the total is counted. Everything is visible until then.
 func (s *Service) visible(auth.Principal, *fhir.Resource) bool { return true }
+
+// visibleAll reports that visible passes everything, so a search answered
+// wholly by the index need not read each match. Consent turns this off.
+func (s *Service) visibleAll() bool { return true }
 
 // matchIDs answers the conditions of q: the ids of every visible current
 // match, in result order.
@@ -153,6 +162,11 @@ func (s *Service) matchIDs(ctx context.Context, p auth.Principal, tx store.Tx, q
 	type hit struct {
 		id   string
 		sort [][]byte
+	}
+	// Index answers are current (a delete removes a resource's entries), so
+	// when nothing needs the resource itself, the ids are the answer.
+	if len(sets) > 0 && len(post) == 0 && len(q.Sort) == 0 && s.visibleAll() {
+		return candidates, nil
 	}
 	hits := make([]hit, 0, len(candidates))
 	for i, id := range candidates {

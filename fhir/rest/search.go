@@ -87,7 +87,11 @@ func (h *Handlers) searchBundle(typ string, page *interaction.SearchPage) ([]byt
 		}
 	}
 	for _, r := range page.Matches {
-		b.Entry = append(b.Entry, entry{FullURL: h.base + "/" + r.Path(), Resource: r.JSON, Search: &entrySearch{Mode: "match"}})
+		res, err := subset(r.JSON, q)
+		if err != nil {
+			return nil, err
+		}
+		b.Entry = append(b.Entry, entry{FullURL: h.base + "/" + r.Path(), Resource: res, Search: &entrySearch{Mode: "match"}})
 	}
 	for _, r := range page.Included {
 		b.Entry = append(b.Entry, entry{FullURL: h.base + "/" + r.Path(), Resource: r.JSON, Search: &entrySearch{Mode: "include"}})
