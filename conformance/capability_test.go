@@ -95,7 +95,7 @@ func TestCapabilityStatement(t *testing.T) {
 	if !contains(system, "history-system") {
 		t.Errorf("system interactions %v lack history-system", system)
 	}
-	for _, no := range []string{"transaction", "batch", "search-system"} {
+	for _, no := range []string{"transaction", "batch"} {
 		if contains(system, no) {
 			t.Errorf("system interactions %v claim %s, which is not implemented", system, no)
 		}

@@ -359,3 +359,23 @@ func TestSearchSummaryAndElements(t *testing.T) {
 		t.Errorf("_summary=true: %d, want 400 until summary flags are known", r.status)
 	}
 }
+
+func TestSearchSystemLevelAndAbsoluteReferences(t *testing.T) {
+	s := startServer(t, app.Config{})
+	do(t, http.MethodPut, s.base+"/Patient/s1", []byte(`{"resourceType":"Patient","id":"s1"}`))
+	do(t, http.MethodPut, s.base+"/Organization/o1", []byte(`{"resourceType":"Organization","id":"o1"}`))
+	do(t, http.MethodPut, s.base+"/Encounter/e1", []byte(`{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/s1"}}`))
+
+	ids, total := searchAll(t, s, "?_type=Patient,Organization&_count=1")
+	if total != 2 || len(ids) != 2 {
+		t.Errorf("system search over Patient and Organization: %v (total %d), want s1 and o1", ids, total)
+	}
+	ids, _ = searchAll(t, s, "Encounter?subject="+url.QueryEscape(s.base+"/Patient/s1"))
+	if !slices.Equal(ids, []string{"e1"}) {
+		t.Errorf("search by an absolute reference to this server: %v, want [e1]", ids)
+	}
+	ids, _ = searchAll(t, s, "Encounter?subject="+url.QueryEscape("http://elsewhere.example/fhir/Patient/s1"))
+	if len(ids) != 0 {
+		t.Errorf("a reference to another server matched: %v", ids)
+	}
+}

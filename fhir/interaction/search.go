@@ -28,14 +28,17 @@ type SearchPage struct {
 	Next     bool // a later page exists
 }
 
-// Search runs a type-level search. params is the query string (or the
-// POST _search form); strict is Prefer: handling=strict.
+// Search runs a type-level search, or a system-level one when typ is ""
+// (over the types in _type, with the parameters they share). params is the
+// query string (or the POST _search form); strict is Prefer: handling=strict.
 func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, params url.Values, strict bool) (*SearchPage, error) {
-	if err := CheckType(typ); err != nil {
-		return nil, err
-	}
-	if !s.registry.Searchable(typ) {
-		return nil, fhir.Errorf(fhir.NotFound, "not-supported", "search is not supported on %s: searchable types are %s", typ, strings.Join(search.SearchTypes, ", "))
+	if typ != "" {
+		if err := CheckType(typ); err != nil {
+			return nil, err
+		}
+		if !s.registry.Searchable(typ) {
+			return nil, fhir.Errorf(fhir.NotFound, "not-supported", "search is not supported on %s: searchable types are %s", typ, strings.Join(search.SearchTypes, ", "))
+		}
 	}
 	q, err := search.ParseQuery(s.registry, typ, params, strict)
 	if err != nil {
@@ -58,7 +61,7 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 	err = s.store.View(ctx, func(tx store.Tx) error {
 		if ids == nil {
 			var err error
-			if ids, err = s.matchIDs(ctx, p, tx, q); err != nil {
+			if ids, err = s.matchAll(ctx, p, tx, q); err != nil {
 				return err
 			}
 		}
@@ -69,8 +72,12 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 			return nil
 		}
 		end := min(page.Offset+q.Count, len(ids))
-		for _, id := range ids[min(page.Offset, end):end] {
-			r, err := tx.Current(typ, id)
+		for _, key := range ids[min(page.Offset, end):end] {
+			rtyp, id := typ, key
+			if typ == "" {
+				rtyp, id, _ = strings.Cut(key, "/")
+			}
+			r, err := tx.Current(rtyp, id)
 			if errors.Is(err, store.ErrNotFound) {
 				continue
 			}
@@ -103,6 +110,27 @@ func (s *Service) visible(auth.Principal, *fhir.Resource) bool { return true }
 // visibleAll reports that visible passes everything, so a search answered
 // wholly by the index need not read each match. Consent turns this off.
 func (s *Service) visibleAll() bool { return true }
+
+// matchAll answers q: for a type-level search the ids of the matches, for
+// a system-level one their Type/id paths, type by type.
+func (s *Service) matchAll(ctx context.Context, p auth.Principal, tx store.Tx, q *search.Query) ([]string, error) {
+	if q.Type != "" {
+		return s.matchIDs(ctx, p, tx, q)
+	}
+	var out []string
+	for _, typ := range q.Types {
+		sub := *q
+		sub.Type = typ
+		ids, err := s.matchIDs(ctx, p, tx, &sub)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			out = append(out, typ+"/"+id)
+		}
+	}
+	return out, nil
+}
 
 // matchIDs answers the conditions of q: the ids of every visible current
 // match, in result order.

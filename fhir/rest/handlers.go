@@ -69,6 +69,7 @@ func New(svc *interaction.Service, cfg Config) *Handlers {
 	h.routes = []route{
 		{http.MethodGet, "/metadata", "capabilities", "system", h.metadata},
 		{http.MethodGet, "/_history", "history-system", "system", h.history},
+		{http.MethodGet, "", "search-system", "system", h.search},
 		{http.MethodPost, "/:type", "create", "type", h.create},
 		{http.MethodGet, "/:type", "search-type", "type", h.search},
 		{http.MethodPost, "/:type/_search", "search-type", "type", h.search},
