@@ -111,6 +111,42 @@ func (s *Service) visible(auth.Principal, *fhir.Resource) bool { return true }
 // wholly by the index need not read each match. Consent turns this off.
 func (s *Service) visibleAll() bool { return true }
 
+// onlyThisPatient is the default of Service.linkedPatients: a reference to
+// Patient/id stands for that patient alone.
+func onlyThisPatient(_ store.Tx, id string) ([]string, error) { return []string{id}, nil }
+
+// widenPatientReferences replaces each reference to a Patient in c by
+// references to all of its linked patients (a copy; c is left alone).
+func (s *Service) widenPatientReferences(tx store.Tx, c *search.Condition) (*search.Condition, error) {
+	if c.Param.Type != search.Reference {
+		return c, nil
+	}
+	var ops []search.Operand
+	widened := false
+	for _, op := range c.Operands {
+		if op.Ref.Type != "Patient" || op.Ref.ID == "" || op.Ref.Version != "" {
+			ops = append(ops, op)
+			continue
+		}
+		ids, err := s.linkedPatients(tx, op.Ref.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			w := op
+			w.Ref.ID = id
+			ops = append(ops, w)
+		}
+		widened = widened || len(ids) != 1 || ids[0] != op.Ref.ID
+	}
+	if !widened {
+		return c, nil
+	}
+	wc := *c
+	wc.Operands = ops
+	return &wc, nil
+}
+
 // matchAll answers q: for a type-level search the ids of the matches, for
 // a system-level one their Type/id paths, type by type.
 func (s *Service) matchAll(ctx context.Context, p auth.Principal, tx store.Tx, q *search.Query) ([]string, error) {
@@ -138,7 +174,11 @@ func (s *Service) matchIDs(ctx context.Context, p auth.Principal, tx store.Tx, q
 	typ := q.Type
 	conds := make([]*search.Condition, 0, len(q.Conditions))
 	for i := range q.Conditions {
-		conds = append(conds, &q.Conditions[i])
+		c, err := s.widenPatientReferences(tx, &q.Conditions[i])
+		if err != nil {
+			return nil, err
+		}
+		conds = append(conds, c)
 	}
 	var sets [][]string          // candidate id sets from the index, each sorted
 	var post []*search.Condition // to check on the resource itself

@@ -23,6 +23,10 @@ type Service struct {
 	registry  *search.Registry
 	pages     *pageCache
 	newID     func() string
+	// linkedPatients returns the Patient ids a reference to Patient/id
+	// stands for in search: the master patient index will widen it to every
+	// source patient linked to the same person.
+	linkedPatients func(tx store.Tx, id string) ([]string, error)
 }
 
 // Paging snapshots: how many searches may be paged at once, and for how long.
@@ -33,7 +37,7 @@ const (
 
 // New returns a Service over st.
 func New(st store.Store, v *validate.Validator, reg *search.Registry) *Service {
-	return &Service{store: st, validator: v, registry: reg, pages: newPageCache(maxSnapshots, snapshotTTL), newID: NewID}
+	return &Service{store: st, validator: v, registry: reg, pages: newPageCache(maxSnapshots, snapshotTTL), newID: NewID, linkedPatients: onlyThisPatient}
 }
 
 // NewID returns a new random resource id: a UUID v4 (36 characters, within
