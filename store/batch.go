@@ -69,7 +69,9 @@ func (g *groupCommit) commitNext() {
 	n := min(len(g.queue), g.max)
 	calls := make([]*commitCall, n)
 	copy(calls, g.queue)
-	g.queue = append(g.queue[:0], g.queue[n:]...)
+	rest := copy(g.queue, g.queue[n:])
+	clear(g.queue[rest:]) // let the finished calls go
+	g.queue = g.queue[:rest]
 	g.mu.Unlock()
 
 	g.commit(calls)

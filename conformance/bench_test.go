@@ -1,0 +1,349 @@
+package conformance_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"healthhub/cmd/healthhub/app"
+	"healthhub/fhir"
+	"healthhub/store"
+)
+
+// HTTP benchmarks against the real server on loopback, 32 concurrent
+// connections each. By default the server is a child process (the real
+// binary, logging to a file), so the figures are the server's, not shared
+// with the load generator's heap. HEALTHHUB_BENCH_INPROCESS=1 serves
+// in-process instead, so that -cpuprofile sees the server's code;
+// HEALTHHUB_BENCH_CONNS=n changes the number of connections. With
+// GOMAXPROCS not a divisor of 32, slightly more goroutines than 32 run.
+//
+//	go test -run '^$' -bench HTTP -benchtime 3s ./conformance/
+
+const (
+	benchConns     = 32
+	benchPatients  = 1000 // read/vread/update pick from these
+	benchHistories = 100  // Patients with benchVersions versions each
+	benchVersions  = 10
+)
+
+// benchTarget is a running server with seeded data.
+type benchTarget struct {
+	pid  int    // the server's process; 0 when in-process
+	root string // http://127.0.0.1:port, for /metrics
+	base string
+	hc   *http.Client
+	body []byte // the Synthea Patient
+}
+
+func BenchmarkHTTP(b *testing.B) {
+	tg := startBenchTarget(b)
+	ids := make([]string, benchPatients)
+	for i := range ids {
+		ids[i] = "bench-" + strconv.Itoa(i)
+	}
+	// update bodies: one per id, the id in place
+	updates := make([][]byte, benchPatients)
+	for i, id := range ids {
+		updates[i] = benchWithID(b, tg.body, id)
+	}
+
+	b.Run("read", func(b *testing.B) {
+		benchHTTP(b, tg, "read", http.StatusOK, func(r *rand.Rand) (string, string, []byte) {
+			return http.MethodGet, tg.base + "/Patient/" + ids[r.IntN(len(ids))], nil
+		})
+	})
+	b.Run("vread", func(b *testing.B) {
+		benchHTTP(b, tg, "vread", http.StatusOK, func(r *rand.Rand) (string, string, []byte) {
+			return http.MethodGet, tg.base + "/Patient/bench-h" + strconv.Itoa(r.IntN(benchHistories)) + "/_history/" + strconv.Itoa(1+r.IntN(benchVersions)), nil
+		})
+	})
+	b.Run("history", func(b *testing.B) {
+		// instance history: a Bundle of 10 Synthea Patients (~40 kB)
+		benchHTTP(b, tg, "history-instance", http.StatusOK, func(r *rand.Rand) (string, string, []byte) {
+			return http.MethodGet, tg.base + "/Patient/bench-h" + strconv.Itoa(r.IntN(benchHistories)) + "/_history", nil
+		})
+	})
+	b.Run("create", func(b *testing.B) {
+		benchHTTP(b, tg, "create", http.StatusCreated, func(*rand.Rand) (string, string, []byte) {
+			return http.MethodPost, tg.base + "/Patient", tg.body
+		})
+	})
+	b.Run("update", func(b *testing.B) {
+		benchHTTP(b, tg, "update", http.StatusOK, func(r *rand.Rand) (string, string, []byte) {
+			i := r.IntN(len(ids))
+			return http.MethodPut, tg.base + "/Patient/" + ids[i], updates[i]
+		})
+	})
+}
+
+// startBenchTarget seeds a data directory through the store (bench-0 ...
+// with one version, bench-h0 ... with benchVersions), then serves it.
+func startBenchTarget(b *testing.B) *benchTarget {
+	b.Helper()
+	body, err := os.ReadFile("../testdata/synthea-patient.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	body = bytes.TrimSpace(body)
+	dir := childDataDir(b)
+	s, err := store.Open(dir, store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	err = s.Update(context.Background(), func(tx store.Tx) error {
+		o, err := fhir.ParseObject(body)
+		if err != nil {
+			return err
+		}
+		for i := range benchPatients {
+			if _, err := tx.Put("Patient", "bench-"+strconv.Itoa(i), o); err != nil {
+				return err
+			}
+		}
+		for range benchVersions {
+			for i := range benchHistories {
+				if _, err := tx.Put("Patient", "bench-h"+strconv.Itoa(i), o); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	tg := &benchTarget{body: body}
+	tr := &http.Transport{MaxIdleConns: 2 * benchConns, MaxIdleConnsPerHost: 2 * benchConns, DisableCompression: true}
+	tg.hc = &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	b.Cleanup(tr.CloseIdleConnections)
+	if os.Getenv("HEALTHHUB_BENCH_INPROCESS") == "1" {
+		s := startServer(b, app.Config{DataDir: dir})
+		tg.root, tg.base = s.root, s.base
+	} else {
+		c := startChild(b, dir)
+		tg.root, tg.base, tg.pid = c.root, c.base, c.cmd.Process.Pid
+	}
+	return tg
+}
+
+func benchWithID(b *testing.B, body []byte, id string) []byte {
+	b.Helper()
+	o, err := fhir.ParseObject(body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	o.Set("id", []byte(strconv.Quote(id)))
+	return o.Bytes("resourceType", "id")
+}
+
+// benchHTTP runs next's requests from benchConns goroutines, each mostly on
+// its own keep-alive connection, and reports throughput and latency
+// percentiles as seen by the client.
+func benchHTTP(b *testing.B, tg *benchTarget, interaction string, want int, next func(*rand.Rand) (method, url string, body []byte)) {
+	conns := benchConns
+	if n, err := strconv.Atoi(os.Getenv("HEALTHHUB_BENCH_CONNS")); err == nil && n > 0 {
+		conns = n // to draw the latency/throughput curve; the targets are at 32
+	}
+	b.SetParallelism((conns + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		seed      atomic.Uint64
+		failed    atomic.Bool
+	)
+	before := tg.serverLatency(b, interaction)
+	srvCPU, cliCPU := tg.serverCPU(b), clientCPU(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(seed.Add(1), 42))
+		lat := make([]time.Duration, 0, 1024)
+		buf := make([]byte, 0, 64<<10)
+		for pb.Next() {
+			method, url, body := next(r)
+			var rd io.Reader
+			if body != nil {
+				rd = bytes.NewReader(body)
+			}
+			req, err := http.NewRequest(method, url, rd)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if body != nil {
+				req.Header.Set("Content-Type", "application/fhir+json")
+			}
+			start := time.Now()
+			resp, err := tg.hc.Do(req)
+			if err == nil {
+				buf, err = readAllInto(buf[:0], resp.Body)
+				resp.Body.Close()
+			}
+			lat = append(lat, time.Since(start))
+			if err != nil || resp.StatusCode != want {
+				if failed.CompareAndSwap(false, true) {
+					msg := fmt.Sprint(err)
+					if err == nil {
+						msg = fmt.Sprintf("status %d, want %d: %s", resp.StatusCode, want, buf)
+					}
+					b.Errorf("%s %s: %s", method, url, msg)
+				}
+				return
+			}
+		}
+		mu.Lock()
+		latencies = append(latencies, lat...)
+		mu.Unlock()
+	})
+	elapsed := b.Elapsed()
+	b.StopTimer()
+	srvCPU, cliCPU = tg.serverCPU(b)-srvCPU, clientCPU(b)-cliCPU
+	if len(latencies) == 0 {
+		return
+	}
+	after := tg.serverLatency(b, interaction)
+	slices.Sort(latencies)
+	pct := func(p float64) float64 {
+		return float64(latencies[int(p*float64(len(latencies)-1))].Microseconds()) / 1000
+	}
+	b.ReportMetric(float64(len(latencies))/elapsed.Seconds(), "req/s")
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(after.sub(before).quantile(0.99)*1000, "srv-p99-ms")
+	if tg.pid != 0 {
+		// CPU per request: what decides throughput when the two cores are
+		// the limit, and hardly disturbed by other load on the machine.
+		b.ReportMetric(float64(srvCPU.Microseconds())/float64(len(latencies)), "srv-cpu-µs/op")
+		b.ReportMetric(float64(cliCPU.Microseconds())/float64(len(latencies)), "cli-cpu-µs/op")
+	}
+}
+
+// serverCPU is the CPU time (user and system) the server process has used;
+// 0 in-process.
+func (tg *benchTarget) serverCPU(b *testing.B) time.Duration {
+	if tg.pid == 0 {
+		return 0
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(tg.pid) + "/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command's closing parenthesis; utime and stime are
+	// the 14th and 15th of the whole line, in clock ticks (100 a second on
+	// Linux).
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		b.Fatalf("/proc/%d/stat: %q", tg.pid, stat)
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// clientCPU is the CPU time this process (the load generator) has used.
+func clientCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// histogram is the server's request latency histogram for one interaction
+// (cumulative counts by upper bound, as /metrics has it).
+type histogram struct {
+	le    []float64
+	count []float64
+}
+
+var bucketLine = regexp.MustCompile(`^healthhub_http_request_duration_seconds_bucket\{interaction="([^"]+)",le="([^"]+)"\} (\S+)$`)
+
+// serverLatency scrapes the server's own latency histogram: the time from
+// the handler chain's start to its end, without the kernel, the client or
+// the scheduler queueing between them.
+func (tg *benchTarget) serverLatency(b *testing.B, interaction string) histogram {
+	b.Helper()
+	resp, err := tg.hc.Get(tg.root + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var h histogram
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		m := bucketLine.FindStringSubmatch(sc.Text())
+		if m == nil || m[1] != interaction {
+			continue
+		}
+		le, err1 := strconv.ParseFloat(m[2], 64)
+		n, err2 := strconv.ParseFloat(m[3], 64)
+		if err1 != nil || err2 != nil {
+			b.Fatalf("/metrics: %q", sc.Text())
+		}
+		h.le, h.count = append(h.le, le), append(h.count, n)
+	}
+	return h
+}
+
+func (h histogram) sub(o histogram) histogram {
+	d := histogram{le: h.le, count: slices.Clone(h.count)}
+	if len(o.count) == len(h.count) {
+		for i := range d.count {
+			d.count[i] -= o.count[i]
+		}
+	}
+	return d
+}
+
+// quantile is the upper bound of the bucket holding quantile q, in
+// seconds: coarse, but an upper bound.
+func (h histogram) quantile(q float64) float64 {
+	if len(h.count) == 0 || h.count[len(h.count)-1] == 0 {
+		return math.NaN()
+	}
+	total := h.count[len(h.count)-1]
+	for i, n := range h.count {
+		if n >= q*total {
+			return h.le[i]
+		}
+	}
+	return math.Inf(1)
+}
+
+// readAllInto reads r to the end, reusing buf.
+func readAllInto(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}

@@ -1,0 +1,235 @@
+package store_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"healthhub/fhir"
+	"healthhub/store"
+)
+
+// benchResources is how many Patients the read benchmarks pick from.
+const benchResources = 1000
+
+// syntheaPatient is a typical Synthea Patient (US Core profile, narrative,
+// extensions, identifiers, address with geolocation), about 3.5 kB.
+func syntheaPatient(b *testing.B) []byte {
+	b.Helper()
+	body, err := os.ReadFile("../testdata/synthea-patient.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return body
+}
+
+// benchStore opens a store holding benchResources Patients p0, p1 ...
+// (versions versions each), written in one transaction. It is not checked
+// at cleanup: benchmarks measure, tests check. HEALTHHUB_BENCH_BATCH_DELAY
+// (e.g. 10ms, bbolt's default) makes writes use bbolt's Batch instead of
+// the store's group commit.
+func benchStore(b *testing.B, versions int) (*store.Bolt, []byte) {
+	b.Helper()
+	var opt store.Options
+	if d, err := time.ParseDuration(os.Getenv("HEALTHHUB_BENCH_BATCH_DELAY")); err == nil {
+		opt.MaxBatchDelay = d // bbolt's Batch with this delay, to compare
+	}
+	s, err := store.Open(b.TempDir(), opt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	body := syntheaPatient(b)
+	o, err := fhir.ParseObject(body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	err = s.Update(context.Background(), func(tx store.Tx) error {
+		for v := 0; v < versions; v++ {
+			for i := range benchResources {
+				if _, err := tx.Put("Patient", "p"+strconv.Itoa(i), o); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s, body
+}
+
+// BenchmarkRead: the current version of a random Patient, one View each.
+func BenchmarkRead(b *testing.B) {
+	s, _ := benchStore(b, 1)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := "p" + strconv.Itoa(rand.IntN(benchResources))
+			err := s.View(ctx, func(tx store.Tx) error {
+				_, err := tx.Current("Patient", id)
+				return err
+			})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkVRead: one past version of a random Patient.
+func BenchmarkVRead(b *testing.B) {
+	s, _ := benchStore(b, 3)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := "p" + strconv.Itoa(rand.IntN(benchResources))
+			v := uint64(1 + rand.IntN(3))
+			err := s.View(ctx, func(tx store.Tx) error {
+				_, err := tx.Version("Patient", id, v)
+				return err
+			})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkCreate: new Patients from concurrent writers (group commit: a
+// writer waits for the batch's fsync). The parsed body is reused per
+// goroutine; parsing and validation belong to the service layer.
+func BenchmarkCreate(b *testing.B) {
+	s, body := benchStore(b, 0)
+	ctx := context.Background()
+	var next atomic.Int64
+	b.SetParallelism(16) // writers spend their time waiting for the fsync
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		o, err := fhir.ParseObject(body)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		for pb.Next() {
+			id := "new" + strconv.FormatInt(next.Add(1), 10)
+			err := s.Update(ctx, func(tx store.Tx) error {
+				_, err := tx.Put("Patient", id, o)
+				return err
+			})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+}
+
+// BenchmarkUpdate: a new version of a random existing Patient, as the
+// service layer does it (read the current version, then put), by one
+// writer (every write waits for its own fsync) and by many.
+func BenchmarkUpdate(b *testing.B) {
+	update := func(s *store.Bolt, o *fhir.Object) error {
+		id := "p" + strconv.Itoa(rand.IntN(benchResources))
+		return s.Update(context.Background(), func(tx store.Tx) error {
+			if _, err := tx.Current("Patient", id); err != nil {
+				return err
+			}
+			_, err := tx.Put("Patient", id, o)
+			return err
+		})
+	}
+	b.Run("serial", func(b *testing.B) {
+		s, body := benchStore(b, 1)
+		o, err := fhir.ParseObject(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := update(s, o); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+	})
+	b.Run("parallel", func(b *testing.B) {
+		s, body := benchStore(b, 1)
+		b.SetParallelism(16)
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			o, err := fhir.ParseObject(body)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			for pb.Next() {
+				if err := update(s, o); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+	})
+}
+
+// BenchmarkHistory: one page of 10 entries of instance history (a Patient
+// with 20 versions), type history and system history.
+func BenchmarkHistory(b *testing.B) {
+	s, body := benchStore(b, 1)
+	o, err := fhir.ParseObject(body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	err = s.Update(context.Background(), func(tx store.Tx) error {
+		for range 19 {
+			if _, err := tx.Put("Patient", "p0", o); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		q    store.HistoryQuery
+	}{
+		{"instance", store.HistoryQuery{Type: "Patient", ID: "p0", Count: 10}},
+		{"type", store.HistoryQuery{Type: "Patient", Count: 10}},
+		{"system", store.HistoryQuery{Count: 10}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				err := s.View(ctx, func(tx store.Tx) error {
+					p, err := tx.History(ctx, bc.q)
+					if err == nil && len(p.Entries) != 10 {
+						b.Fatalf("got %d entries", len(p.Entries))
+					}
+					return err
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
