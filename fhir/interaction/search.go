@@ -182,12 +182,31 @@ func (s *Service) matchIDs(ctx context.Context, p auth.Principal, tx store.Tx, q
 	}
 	var sets [][]string          // candidate id sets from the index, each sorted
 	var post []*search.Condition // to check on the resource itself
+	var broad []*search.Condition
 	for _, c := range conds {
 		scans, exact, all := c.Scans()
 		if all {
 			post = append(post, c)
 			continue
 		}
+		ids, complete, err := scanUnionLimit(ctx, tx, typ, scans, driveLimit)
+		if err != nil {
+			return nil, err
+		}
+		if !complete {
+			broad = append(broad, c) // too many to list: checked on the candidates instead
+			continue
+		}
+		sets = append(sets, ids)
+		if !exact {
+			post = append(post, c)
+		}
+	}
+	if len(sets) == 0 && len(broad) > 0 {
+		// Nothing selective: list the first broad condition in full.
+		c := broad[0]
+		broad = broad[1:]
+		scans, exact, _ := c.Scans()
 		ids, err := scanUnion(ctx, tx, typ, scans)
 		if err != nil {
 			return nil, err
@@ -197,6 +216,7 @@ func (s *Service) matchIDs(ctx context.Context, p auth.Principal, tx store.Tx, q
 			post = append(post, c)
 		}
 	}
+	post = append(post, broad...)
 	for _, ch := range q.Chains {
 		ids, err := s.chainIDs(ctx, tx, typ, ch)
 		if err != nil {
@@ -236,6 +256,10 @@ func (s *Service) matchIDs(ctx context.Context, p auth.Principal, tx store.Tx, q
 	if len(sets) > 0 && len(post) == 0 && len(q.Sort) == 0 && s.visibleAll() {
 		return candidates, nil
 	}
+	matchers := make([]func([]search.Entry) bool, len(post))
+	for i, c := range post {
+		matchers[i] = c.Matcher()
+	}
 	hits := make([]hit, 0, len(candidates))
 	for i, id := range candidates {
 		if i%256 == 255 {
@@ -260,8 +284,8 @@ func (s *Service) matchIDs(ctx context.Context, p auth.Principal, tx store.Tx, q
 			}
 		}
 		ok := true
-		for _, c := range post {
-			if !c.Matches(entries) {
+		for _, m := range matchers {
+			if !m(entries) {
 				ok = false
 				break
 			}
@@ -325,24 +349,41 @@ func compareSortValues(a, b []byte, desc bool) int {
 	return bytes.Compare(a, b)
 }
 
+// driveLimit: a condition matching more resources than this is not listed
+// but checked on the candidates the others give.
+const driveLimit = 2048
+
 // scanUnion returns the sorted, distinct ids found by any of scans.
 func scanUnion(ctx context.Context, tx store.Tx, typ string, scans []search.Scan) ([]string, error) {
-	seen := map[string]struct{}{}
+	ids, _, err := scanUnionLimit(ctx, tx, typ, scans, -1)
+	return ids, err
+}
+
+// scanUnionLimit is scanUnion stopping (complete false) after limit keys
+// (-1: no limit).
+func scanUnionLimit(ctx context.Context, tx store.Tx, typ string, scans []search.Scan, limit int) ([]string, bool, error) {
+	var ids []string
+	complete := true
 	for _, sc := range scans {
 		err := tx.ScanIndex(ctx, typ, sc.Param, sc.From, sc.To, func(_ []byte, id string) bool {
-			seen[id] = struct{}{}
+			if limit >= 0 && len(ids) >= limit {
+				complete = false
+				return false
+			}
+			ids = append(ids, id)
 			return true
 		})
 		if err != nil {
-			return nil, err
+			return nil, false, err
+		}
+		if !complete {
+			return nil, false, nil
 		}
 	}
-	ids := make([]string, 0, len(seen))
-	for id := range seen {
-		ids = append(ids, id)
+	if !slices.IsSorted(ids) { // one value's keys come in id order already
+		slices.Sort(ids)
 	}
-	slices.Sort(ids)
-	return ids, nil
+	return slices.Compact(ids), true, nil
 }
 
 func intersectSorted(a, b []string) []string {
