@@ -11,13 +11,16 @@ import (
 
 // pageCache keeps the frozen result lists of searches whose results span
 // several pages, so that following `next` visits every match exactly once
-// however the data changes meanwhile. Bounded in count and age: a cursor
+// however the data changes meanwhile. Bounded in count, in ids held
+// altogether (memory: a 100k-match search holds ~5 MB) and in age: a cursor
 // that has fallen out answers 410, and the client searches again.
 type pageCache struct {
 	mu      sync.Mutex
 	entries map[string]*snapshot
 	order   []string // insertion order, oldest first, for eviction
 	maxN    int
+	maxIDs  int // ids held by all snapshots together
+	held    int
 	ttl     time.Duration
 	now     func() time.Time
 }
@@ -28,8 +31,8 @@ type snapshot struct {
 	created time.Time
 }
 
-func newPageCache(maxN int, ttl time.Duration) *pageCache {
-	return &pageCache{entries: map[string]*snapshot{}, maxN: maxN, ttl: ttl, now: time.Now}
+func newPageCache(maxN, maxIDs int, ttl time.Duration) *pageCache {
+	return &pageCache{entries: map[string]*snapshot{}, maxN: maxN, maxIDs: maxIDs, ttl: ttl, now: time.Now}
 }
 
 func (c *pageCache) put(typ string, ids []string) string {
@@ -38,12 +41,14 @@ func (c *pageCache) put(typ string, ids []string) string {
 	token := hex.EncodeToString(b[:])
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for len(c.order) >= c.maxN {
+	for len(c.order) > 0 && (len(c.order) >= c.maxN || c.held+len(ids) > c.maxIDs) {
+		c.held -= len(c.entries[c.order[0]].ids)
 		delete(c.entries, c.order[0])
 		c.order = c.order[1:]
 	}
 	c.entries[token] = &snapshot{typ: typ, ids: ids, created: c.now()}
 	c.order = append(c.order, token)
+	c.held += len(ids)
 	return token
 }
 

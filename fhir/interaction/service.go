@@ -29,15 +29,17 @@ type Service struct {
 	linkedPatients func(tx store.Tx, id string) ([]string, error)
 }
 
-// Paging snapshots: how many searches may be paged at once, and for how long.
+// Paging snapshots: how many searches may be paged at once, how many
+// matches they may hold together (~50 bytes each), and for how long.
 const (
-	maxSnapshots = 1000
-	snapshotTTL  = 30 * time.Minute
+	maxSnapshots   = 1000
+	maxSnapshotIDs = 4_000_000
+	snapshotTTL    = 30 * time.Minute
 )
 
 // New returns a Service over st.
 func New(st store.Store, v *validate.Validator, reg *search.Registry) *Service {
-	return &Service{store: st, validator: v, registry: reg, pages: newPageCache(maxSnapshots, snapshotTTL), newID: NewID, linkedPatients: onlyThisPatient}
+	return &Service{store: st, validator: v, registry: reg, pages: newPageCache(maxSnapshots, maxSnapshotIDs, snapshotTTL), newID: NewID, linkedPatients: onlyThisPatient}
 }
 
 // NewID returns a new random resource id: a UUID v4 (36 characters, within
