@@ -16,6 +16,15 @@ import (
 // resourceType are 400 (Invalid); a well-formed resource that breaks the R4
 // rules is 422 (Unprocessable).
 func (s *Service) parseBody(typ string, body []byte) (*fhir.Object, error) {
+	obj, err := parseJSON(body)
+	if err != nil {
+		return nil, err
+	}
+	return obj, s.checkBody(typ, obj, body)
+}
+
+// parseJSON reads the top level of a body: 400 when it is not a JSON object.
+func parseJSON(body []byte) (*fhir.Object, error) {
 	if !utf8.Valid(body) { // RFC 8259 8.1: JSON is UTF-8; ParseObject does not check
 		return nil, fhir.Errorf(fhir.Invalid, "structure", "malformed JSON: the body is not valid UTF-8")
 	}
@@ -23,21 +32,27 @@ func (s *Service) parseBody(typ string, body []byte) (*fhir.Object, error) {
 	if err != nil {
 		return nil, fhir.Errorf(fhir.Invalid, "structure", "%s", err.Error())
 	}
+	return obj, nil
+}
+
+// checkBody checks that obj (parsed from body) is a valid resource of type
+// typ: the rules of parseBody after the parse.
+func (s *Service) checkBody(typ string, obj *fhir.Object, body []byte) error {
 	rt, ok := obj.String("resourceType")
 	switch {
 	case !ok:
-		return nil, fhir.Errorf(fhir.Invalid, "required", "the body has no resourceType: expected %q", typ).At("resourceType")
+		return fhir.Errorf(fhir.Invalid, "required", "the body has no resourceType: expected %q", typ).At("resourceType")
 	case rt != typ:
-		return nil, fhir.Errorf(fhir.Invalid, "invalid", "the body is a %s, but the URL says %s", rt, typ).At("resourceType")
+		return fhir.Errorf(fhir.Invalid, "invalid", "the body is a %s, but the URL says %s", rt, typ).At("resourceType")
 	}
 	if err := s.validator.Validate(typ, body); err != nil {
 		var fe *fhir.Error
 		if errors.As(err, &fe) && fe.Kind == fhir.Invalid {
 			fe.Kind = fhir.Unprocessable
 		}
-		return nil, err
+		return err
 	}
-	return obj, nil
+	return nil
 }
 
 // Create stores a new resource under a server-assigned id; an id in the

@@ -24,6 +24,9 @@ Usage:
   healthhub serve [flags]     start the server (healthhub serve --help for flags)
   healthhub reindex [flags]   rebuild every search index from the stored resources
                               (after a search definition changed; the server must be stopped)
+  healthhub import [flags] FILE|DIR ...
+                              load FHIR NDJSON files (Bulk Data, Synthea) into the data
+                              directory (the server must be stopped)
   healthhub help              show this help
 
 The server keeps everything in one bbolt file (healthhub.db) in its data
@@ -45,6 +48,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return reindex(ctx, args[1:], stdout, stderr)
+	case "import":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return importCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,0 +1,399 @@
+package interaction
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"healthhub/auth"
+	"healthhub/fhir"
+	"healthhub/store"
+)
+
+// Bulk import of FHIR NDJSON (one resource a line, as Bulk Data exports and
+// Synthea write). Every line goes through the checks of a REST update
+// (parseJSON, checkBody, checkID: the same 400/422 rules) and keeps its own
+// id, so references between lines stay right. Lines are written in chunks,
+// one store transaction each: a chunk commits whole or not at all.
+//
+// A chunk goes through four stages: validate (parallel), resolve
+// conditional references (serial: it reads and extends what the run has
+// seen), rewrite and extract index entries (parallel), commit (one
+// transaction). Extraction is the expensive part of indexing; doing it
+// before the transaction keeps the single committing goroutine to bbolt's
+// own work.
+
+// DefaultImportChunk is how many resources one import transaction writes:
+// large enough to amortize the commit, the fsync and bbolt's rebalancing,
+// small enough to bound memory (a chunk holds its lines and their index
+// entries).
+const DefaultImportChunk = 1000
+
+// maxDeferred bounds the lines kept in memory for the second pass (their
+// conditional references matched nothing yet); beyond it they fail at once.
+const maxDeferred = 200_000
+
+// ImportOptions control an import.
+type ImportOptions struct {
+	// Strict stops at the first invalid line; the chunk in progress is not
+	// committed.
+	Strict bool
+	// ChunkSize is the resources per transaction (DefaultImportChunk when 0).
+	ChunkSize int
+	// MaxLine is the longest line accepted, in bytes (longer: invalid);
+	// 16 MiB when 0, the server's default body limit.
+	MaxLine int
+	// Report receives every invalid line as it is found.
+	Report func(*LineError)
+	// Progress is called after each committed chunk.
+	Progress func(ImportStats)
+}
+
+// ImportStats count the lines of an import.
+type ImportStats struct {
+	Read      int // resource lines read (blank lines are not counted)
+	Created   int
+	Updated   int
+	Unchanged int // the stored current version had the same content
+	Failed    int
+}
+
+// LineError is an invalid line: file:line: reason.
+type LineError struct {
+	File string
+	Line int
+	Err  error
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
+func (e *LineError) Unwrap() error { return e.Err }
+
+// ErrStrictStop is returned (wrapped, with the line) when Strict stopped an
+// import.
+var ErrStrictStop = errors.New("stopped at the first invalid line (strict)")
+
+// Importer loads NDJSON into the store. Use one per run: it remembers the
+// identifiers of what the run has imported, so that conditional references
+// resolve to resources of earlier lines before they are committed.
+type Importer struct {
+	s     *Service
+	p     auth.Principal
+	opt   ImportOptions
+	stats ImportStats
+
+	chunk    []*importLine
+	deferred []*importLine
+	refs     *refResolver
+}
+
+// NewImporter starts an import run as principal p.
+func (s *Service) NewImporter(p auth.Principal, opt ImportOptions) *Importer {
+	if opt.ChunkSize <= 0 {
+		opt.ChunkSize = DefaultImportChunk
+	}
+	if opt.MaxLine <= 0 {
+		opt.MaxLine = 16 << 20
+	}
+	return &Importer{s: s, p: p, opt: opt, refs: newRefResolver(s, p)}
+}
+
+// Stats returns the counts so far.
+func (im *Importer) Stats() ImportStats { return im.stats }
+
+// importLine is one resource line on its way through a chunk.
+type importLine struct {
+	file string
+	no   int
+	body []byte
+	// final: a conditional reference that matches nothing fails the line
+	// (the second pass) instead of deferring it.
+	final bool
+
+	typ, id string
+	obj     *fhir.Object
+	idents  []string // "system|value" of each identifier
+	refs    []condRef
+	entries []store.IndexEntry
+	err     error
+	defer_  bool
+}
+
+// Read imports the lines of one NDJSON stream named name (for messages).
+// It returns an error only when the import must stop: the context ended,
+// the store failed, or Strict met an invalid line.
+func (im *Importer) Read(ctx context.Context, name string, r io.Reader) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	for no := 1; ; no++ {
+		line, tooLong, err := readLine(br, im.opt.MaxLine)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s:%d: %w", name, no, err)
+		}
+		if no == 1 {
+			line = bytes.TrimPrefix(line, []byte("\xef\xbb\xbf")) // a UTF-8 BOM
+		}
+		switch {
+		case tooLong:
+			im.stats.Read++
+			if err := im.fail(&importLine{file: name, no: no}, fmt.Errorf("line longer than %d bytes", im.opt.MaxLine)); err != nil {
+				return err
+			}
+		case len(bytes.TrimSpace(line)) > 0:
+			im.stats.Read++
+			im.chunk = append(im.chunk, &importLine{file: name, no: no, body: line})
+			if len(im.chunk) >= im.opt.ChunkSize {
+				if err := im.flush(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+	}
+}
+
+// readLine returns the next line without its end of line; a line over max
+// bytes is skipped whole and reported as tooLong.
+func readLine(br *bufio.Reader, max int) (line []byte, tooLong bool, err error) {
+	for {
+		part, err := br.ReadSlice('\n')
+		if !tooLong {
+			if len(line)+len(part) > max+2 { // +2: the \r\n
+				tooLong, line = true, nil
+			} else {
+				line = append(line, part...)
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		return line, tooLong, err
+	}
+}
+
+// Finish commits what is pending, then retries the lines whose conditional
+// references matched nothing while they were first read (their targets may
+// have come later), and returns the final counts.
+func (im *Importer) Finish(ctx context.Context) (ImportStats, error) {
+	if err := im.flush(ctx); err != nil {
+		return im.stats, err
+	}
+	retry := im.deferred
+	im.deferred = nil
+	for start := 0; start < len(retry); start += im.opt.ChunkSize {
+		for _, l := range retry[start:min(start+im.opt.ChunkSize, len(retry))] {
+			im.chunk = append(im.chunk, &importLine{file: l.file, no: l.no, body: l.body, final: true})
+		}
+		if err := im.flush(ctx); err != nil {
+			return im.stats, err
+		}
+	}
+	return im.stats, nil
+}
+
+// fail counts and reports an invalid line; under Strict it stops the run.
+func (im *Importer) fail(l *importLine, err error) error {
+	im.stats.Failed++
+	le := &LineError{File: l.file, Line: l.no, Err: err}
+	if im.opt.Report != nil {
+		im.opt.Report(le)
+	}
+	if im.opt.Strict {
+		return fmt.Errorf("%w: %w", ErrStrictStop, le)
+	}
+	return nil
+}
+
+// flush takes the pending lines through validation, reference resolution,
+// extraction and one commit.
+func (im *Importer) flush(ctx context.Context) error {
+	chunk := im.chunk
+	im.chunk = nil
+	if len(chunk) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	parallel(len(chunk), func(i int) { im.s.checkLine(chunk[i]) })
+	if err := im.refs.resolveChunk(ctx, chunk); err != nil {
+		return err
+	}
+	parallel(len(chunk), func(i int) { im.s.prepareLine(chunk[i]) })
+
+	var ok []*importLine
+	for _, l := range chunk {
+		switch {
+		case l.err != nil:
+			if err := im.fail(l, l.err); err != nil {
+				return err
+			}
+		case l.defer_:
+			if len(im.deferred) >= maxDeferred {
+				if err := im.fail(l, fmt.Errorf("a conditional reference matches nothing yet, and more than %d lines already wait for a second pass", maxDeferred)); err != nil {
+					return err
+				}
+				continue
+			}
+			l.obj, l.entries, l.idents, l.refs = nil, nil, nil, nil // keep only what the retry needs
+			im.deferred = append(im.deferred, l)
+		default:
+			ok = append(ok, l)
+		}
+	}
+	var created, updated, unchanged int
+	err := im.s.store.Update(ctx, func(tx store.Tx) error {
+		created, updated, unchanged = 0, 0, 0 // Update may run this again
+		for _, l := range ok {
+			cur, err := tx.Current(l.typ, l.id)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			switch {
+			case cur == nil || cur.Deleted:
+				created++
+			case sameContent(cur, l.obj):
+				unchanged++
+				continue
+			default:
+				updated++
+			}
+			if _, err := im.s.putIndexed(tx, l.typ, l.id, l.obj, l.entries); err != nil {
+				return fmt.Errorf("%s:%d: %w", l.file, l.no, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	im.stats.Created += created
+	im.stats.Updated += updated
+	im.stats.Unchanged += unchanged
+	if im.opt.Progress != nil {
+		im.opt.Progress(im.stats)
+	}
+	return nil
+}
+
+// checkLine parses and validates a line as a REST update of its own
+// Type/id would, and finds its identifiers and conditional references.
+func (s *Service) checkLine(l *importLine) {
+	obj, err := parseJSON(l.body)
+	if err != nil {
+		l.err = err
+		return
+	}
+	typ, ok := obj.String("resourceType")
+	if !ok {
+		l.err = fhir.Errorf(fhir.Invalid, "required", "the line has no resourceType").At("resourceType")
+		return
+	}
+	if err := CheckType(typ); err != nil {
+		l.err = err
+		return
+	}
+	id, ok := obj.String("id")
+	if !ok {
+		// Without its id a line could not be referred to by the others,
+		// and a second run would duplicate it.
+		l.err = fhir.Errorf(fhir.Invalid, "required", "the %s has no id: an import keeps the ids of its lines", typ).At(typ + ".id")
+		return
+	}
+	if err := checkID(typ, id); err != nil {
+		l.err = err
+		return
+	}
+	if err := s.checkBody(typ, obj, l.body); err != nil {
+		l.err = err
+		return
+	}
+	l.typ, l.id, l.obj = typ, id, obj
+	l.idents = identifiers(obj)
+	l.refs = conditionalRefs(l.body)
+}
+
+// prepareLine puts the resolved references into the body and extracts the
+// index entries.
+func (s *Service) prepareLine(l *importLine) {
+	if l.err != nil || l.defer_ {
+		return
+	}
+	if len(l.refs) > 0 {
+		l.body = rewriteRefs(l.body, l.refs)
+		obj, err := parseJSON(l.body)
+		if err != nil { // cannot happen: a string was replaced by a string
+			l.err = fhir.Errorf(fhir.Internal, "exception", "rewriting references broke the JSON").Wrap(err)
+			return
+		}
+		l.obj = obj
+	}
+	l.entries, l.err = s.indexEntries(l.typ, l.obj)
+}
+
+// identifiers returns the system|value of each identifier of obj that has
+// both: the form a conditional reference by identifier names.
+func identifiers(obj *fhir.Object) []string {
+	raw, ok := obj.Get("identifier")
+	if !ok {
+		return nil
+	}
+	var ids []struct{ System, Value string }
+	if json.Unmarshal(raw, &ids) != nil {
+		return nil
+	}
+	var out []string
+	for _, i := range ids {
+		if i.System != "" && i.Value != "" {
+			out = append(out, i.System+"|"+i.Value)
+		}
+	}
+	return out
+}
+
+// sameContent reports whether obj, stamped as cur was, says what cur says:
+// the same bytes, or the same JSON value (member order aside).
+func sameContent(cur *fhir.Resource, obj *fhir.Object) bool {
+	js, err := fhir.Stamp(obj, cur.ID, cur.VersionID, cur.LastUpdated)
+	if err != nil {
+		return false
+	}
+	if bytes.Equal(js, cur.JSON) {
+		return true
+	}
+	a, errA := decodeCanonical(js)
+	b, errB := decodeCanonical(cur.JSON)
+	return errA == nil && errB == nil && reflect.DeepEqual(a, b)
+}
+
+// decodeCanonical decodes JSON keeping numbers as written: 1.50 and 1.5
+// differ in the record of truth.
+func decodeCanonical(b []byte) (any, error) {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var v any
+	return v, d.Decode(&v)
+}
+
+// parallel runs fn(0..n-1) on GOMAXPROCS goroutines.
+func parallel(n int, fn func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), n) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
+}
