@@ -92,6 +92,14 @@ type Importer struct {
 	chunk    []*importLine
 	deferred []*importLine
 	refs     *refResolver
+	// committing delivers the result of the chunk being committed in the
+	// background while the next one is validated; nil when none is.
+	committing chan commitResult
+}
+
+type commitResult struct {
+	created, updated, unchanged int
+	err                         error
 }
 
 // NewImporter starts an import run as principal p.
@@ -126,10 +134,7 @@ type importLine struct {
 	defer_  bool
 }
 
-// Read imports the lines of one NDJSON stream named name (for messages).
-// It returns an error only when the import must stop: the context ended,
-// the store failed, or Strict met an invalid line.
-func (im *Importer) Read(ctx context.Context, name string, r io.Reader) error {
+func (im *Importer) read(ctx context.Context, name string, r io.Reader) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	for no := 1; ; no++ {
 		line, tooLong, err := readLine(br, im.opt.MaxLine)
@@ -160,6 +165,17 @@ func (im *Importer) Read(ctx context.Context, name string, r io.Reader) error {
 	}
 }
 
+// Read imports the lines of one NDJSON stream named name (for messages).
+// It returns an error only when the import must stop: the context ended,
+// the store failed, or Strict met an invalid line. Chunks committed before
+// stay committed.
+func (im *Importer) Read(ctx context.Context, name string, r io.Reader) error {
+	if err := im.read(ctx, name, r); err != nil {
+		return errors.Join(err, im.settle())
+	}
+	return nil
+}
+
 // readLine returns the next line without its end of line; a line over max
 // bytes is skipped whole and reported as tooLong.
 func readLine(br *bufio.Reader, max int) (line []byte, tooLong bool, err error) {
@@ -184,8 +200,17 @@ func readLine(br *bufio.Reader, max int) (line []byte, tooLong bool, err error) 
 // references matched nothing while they were first read (their targets may
 // have come later), and returns the final counts.
 func (im *Importer) Finish(ctx context.Context) (ImportStats, error) {
+	err := im.finish(ctx)
+	return im.stats, errors.Join(err, im.settle())
+}
+
+func (im *Importer) finish(ctx context.Context) error {
 	if err := im.flush(ctx); err != nil {
-		return im.stats, err
+		return err
+	}
+	// The retry resolves against everything: let the last commit land.
+	if err := im.settle(); err != nil {
+		return err
 	}
 	retry := im.deferred
 	im.deferred = nil
@@ -194,10 +219,32 @@ func (im *Importer) Finish(ctx context.Context) (ImportStats, error) {
 			im.chunk = append(im.chunk, &importLine{file: l.file, no: l.no, body: l.body, final: true})
 		}
 		if err := im.flush(ctx); err != nil {
-			return im.stats, err
+			return err
+		}
+		if err := im.settle(); err != nil {
+			return err
 		}
 	}
-	return im.stats, nil
+	return nil
+}
+
+// settle waits for the chunk being committed, if any, and counts it.
+func (im *Importer) settle() error {
+	if im.committing == nil {
+		return nil
+	}
+	res := <-im.committing
+	im.committing = nil
+	if res.err != nil {
+		return res.err
+	}
+	im.stats.Created += res.created
+	im.stats.Updated += res.updated
+	im.stats.Unchanged += res.unchanged
+	if im.opt.Progress != nil {
+		im.opt.Progress(im.stats)
+	}
+	return nil
 }
 
 // fail counts and reports an invalid line; under Strict it stops the run.
@@ -250,6 +297,20 @@ func (im *Importer) flush(ctx context.Context) error {
 			ok = append(ok, l)
 		}
 	}
+	// One chunk commits in the background while the next is validated:
+	// the commit is serial, validation and extraction use every core.
+	if err := im.settle(); err != nil {
+		return err
+	}
+	done := make(chan commitResult, 1)
+	im.committing = done
+	go func() { done <- im.commit(ctx, ok) }()
+	return nil
+}
+
+// commit writes a chunk's lines in one transaction; a line whose stored
+// current version has the same content is left alone (no new version).
+func (im *Importer) commit(ctx context.Context, ok []*importLine) commitResult {
 	var created, updated, unchanged int
 	err := im.s.store.Update(ctx, func(tx store.Tx) error {
 		created, updated, unchanged = 0, 0, 0 // Update may run this again
@@ -273,16 +334,7 @@ func (im *Importer) flush(ctx context.Context) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	im.stats.Created += created
-	im.stats.Updated += updated
-	im.stats.Unchanged += unchanged
-	if im.opt.Progress != nil {
-		im.opt.Progress(im.stats)
-	}
-	return nil
+	return commitResult{created, updated, unchanged, err}
 }
 
 // checkLine parses and validates a line as a REST update of its own
@@ -319,23 +371,28 @@ func (s *Service) checkLine(l *importLine) {
 	}
 	l.typ, l.id, l.obj = typ, id, obj
 	l.idents = identifiers(obj)
-	l.refs = conditionalRefs(l.body)
+	for _, key := range obj.Keys() {
+		raw, _ := obj.Get(key)
+		if bytes.Contains(raw, []byte(`"reference":"`)) { // compact: no space
+			l.refs = append(l.refs, conditionalRefs(key, raw)...)
+		}
+	}
 }
 
-// prepareLine puts the resolved references into the body and extracts the
-// index entries.
+// prepareLine puts the resolved references into their members and
+// extracts the index entries.
 func (s *Service) prepareLine(l *importLine) {
 	if l.err != nil || l.defer_ {
 		return
 	}
-	if len(l.refs) > 0 {
-		l.body = rewriteRefs(l.body, l.refs)
-		obj, err := parseJSON(l.body)
-		if err != nil { // cannot happen: a string was replaced by a string
-			l.err = fhir.Errorf(fhir.Internal, "exception", "rewriting references broke the JSON").Wrap(err)
-			return
+	for refs := l.refs; len(refs) > 0; {
+		n := 1
+		for n < len(refs) && refs[n].member == refs[0].member {
+			n++
 		}
-		l.obj = obj
+		raw, _ := l.obj.Get(refs[0].member)
+		l.obj.Set(refs[0].member, rewriteRefs(raw, refs[:n]))
+		refs = refs[n:]
 	}
 	l.entries, l.err = s.indexEntries(l.typ, l.obj)
 }

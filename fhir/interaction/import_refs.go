@@ -33,7 +33,8 @@ import (
 
 // condRef is one conditional reference in a line's body.
 type condRef struct {
-	start, end int // the JSON string literal, quotes included, in the body
+	member     string // the top-level member holding it
+	start, end int    // the JSON string literal, quotes included, in the member's value
 	typ, query string
 	target     string // the resolved id
 }
@@ -249,10 +250,10 @@ func storedIdentifiers(ctx context.Context, tx store.Tx, typ string) (map[string
 }
 
 // conditionalRefs finds the values of "reference" members that are
-// conditional references (Type?criteria) in b, which must be valid JSON
-// (checked before): a scan over the string literals, no decoding of the
-// rest.
-func conditionalRefs(b []byte) []condRef {
+// conditional references (Type?criteria) in b, the value of the top-level
+// member, which must be valid JSON (checked before): a scan over the string
+// literals, no decoding of the rest.
+func conditionalRefs(member string, b []byte) []condRef {
 	var out []condRef
 	for i := 0; i < len(b); i++ {
 		if b[i] != '"' {
@@ -273,7 +274,7 @@ func conditionalRefs(b []byte) []condRef {
 					var ref string
 					if json.Unmarshal(b[j:vend+1], &ref) == nil {
 						if typ, q, ok := strings.Cut(ref, "?"); ok && conformance.IsResourceType(typ) {
-							out = append(out, condRef{start: j, end: vend + 1, typ: typ, query: q})
+							out = append(out, condRef{member: member, start: j, end: vend + 1, typ: typ, query: q})
 						}
 					}
 					i = vend

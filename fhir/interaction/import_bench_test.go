@@ -1,0 +1,83 @@
+package interaction_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"healthhub/auth"
+	"healthhub/fhir/interaction"
+	"healthhub/fhir/search"
+	"healthhub/fhir/validate"
+	"healthhub/store"
+)
+
+// syntheaDir is the Synthea 10-patient bulk export (shared/data), when the
+// checkout has it beside the repository.
+const syntheaDir = "../../../shared/data/synthea-10"
+
+// syntheaFiles reads the resource files of the Synthea export in import
+// order (targets of conditional references first), or skips.
+func syntheaFiles(tb testing.TB) (names []string, data [][]byte, lines int) {
+	tb.Helper()
+	order := []string{"Organization", "Location", "Practitioner", "PractitionerRole", "Patient",
+		"AllergyIntolerance", "Condition", "Device", "DocumentReference", "Encounter", "Immunization", "MedicationRequest", "Procedure"}
+	for _, typ := range order {
+		name := filepath.Join(syntheaDir, typ+".000.ndjson")
+		b, err := os.ReadFile(name)
+		if os.IsNotExist(err) {
+			tb.Skipf("the Synthea export is not at %s (shared/data is not checked out): skipped", syntheaDir)
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+		names = append(names, name)
+		data = append(data, b)
+		lines += bytes.Count(b, []byte("\n"))
+	}
+	return names, data, lines
+}
+
+// BenchmarkImportSynthea imports the Synthea export (7,160 resources, 10
+// MB; validated, conditional references resolved, indexed) into an empty
+// store per iteration and reports resources/s.
+//
+//	go test ./fhir/interaction -run '^$' -bench ImportSynthea -benchtime 5x
+func BenchmarkImportSynthea(b *testing.B) {
+	names, data, lines := syntheaFiles(b)
+	reg, err := search.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := validate.New()
+	ctx := context.Background()
+	var total time.Duration
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		st, err := store.Open(b.TempDir(), store.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		im := interaction.New(st, v, reg).NewImporter(auth.Local(), interaction.ImportOptions{})
+		b.StartTimer()
+		start := time.Now()
+		for i, name := range names {
+			if err := im.Read(ctx, name, bytes.NewReader(data[i])); err != nil {
+				b.Fatal(err)
+			}
+		}
+		stats, err := im.Finish(ctx)
+		total += time.Since(start)
+		b.StopTimer()
+		if err != nil || stats.Failed > 0 || stats.Created != lines {
+			b.Fatalf("import: %+v, %v; want %d created", stats, err, lines)
+		}
+		st.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(lines*b.N)/total.Seconds(), "resources/s")
+}
