@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -46,8 +47,18 @@ func syntheaFiles(tb testing.TB) (names []string, data [][]byte, lines int) {
 // store per iteration and reports resources/s.
 //
 //	go test ./fhir/interaction -run '^$' -bench ImportSynthea -benchtime 5x
+//
+// HEALTHHUB_BENCH_IMPORT_CHUNK sets the resources per transaction (default
+// interaction.DefaultImportChunk, as the command's --chunk).
 func BenchmarkImportSynthea(b *testing.B) {
 	names, data, lines := syntheaFiles(b)
+	chunk := 0
+	if s := os.Getenv("HEALTHHUB_BENCH_IMPORT_CHUNK"); s != "" {
+		var err error
+		if chunk, err = strconv.Atoi(s); err != nil {
+			b.Fatalf("HEALTHHUB_BENCH_IMPORT_CHUNK=%q: %v", s, err)
+		}
+	}
 	reg, err := search.Load()
 	if err != nil {
 		b.Fatal(err)
@@ -62,7 +73,7 @@ func BenchmarkImportSynthea(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		im := interaction.New(st, v, reg).NewImporter(auth.Local(), interaction.ImportOptions{})
+		im := interaction.New(st, v, reg).NewImporter(auth.Local(), interaction.ImportOptions{ChunkSize: chunk})
 		b.StartTimer()
 		start := time.Now()
 		for i, name := range names {
