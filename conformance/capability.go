@@ -24,6 +24,15 @@ type Capability struct {
 	// Search lists, per searchable type, the parameters search answers;
 	// those types also get the search-type interaction.
 	Search map[string][]SearchParam
+	// Operations are the type and instance operations served.
+	Operations []Operation
+}
+
+// Operation declares one operation ($name) on a resource type.
+type Operation struct {
+	Type       string `json:"-"`
+	Name       string `json:"name"`
+	Definition string `json:"definition"`
 }
 
 // SearchParam declares one supported search parameter.
@@ -48,6 +57,7 @@ type capResource struct {
 	ConditionalUpdate bool          `json:"conditionalUpdate"`
 	ConditionalDelete string        `json:"conditionalDelete"`
 	SearchParam       []SearchParam `json:"searchParam,omitempty"`
+	Operation         []Operation   `json:"operation,omitempty"`
 }
 
 // CapabilityStatement renders c as an R4 CapabilityStatement.
@@ -62,7 +72,14 @@ func CapabilityStatement(c Capability) []byte {
 		if len(c.Search[t]) > 0 {
 			interactions = append(slices.Clone(typeInteractions), code{"search-type"})
 		}
+		var ops []Operation
+		for _, op := range c.Operations {
+			if op.Type == t {
+				ops = append(ops, op)
+			}
+		}
 		resources = append(resources, capResource{
+			Operation:         ops,
 			Type:              t,
 			Interaction:       interactions,
 			SearchParam:       c.Search[t],

@@ -2,7 +2,6 @@ package interaction
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/url"
 	"slices"
@@ -249,63 +248,16 @@ func storedIdentifiers(ctx context.Context, tx store.Tx, typ string) (map[string
 	return out, nil
 }
 
-// conditionalRefs finds the values of "reference" members that are
-// conditional references (Type?criteria) in b, the value of the top-level
-// member, which must be valid JSON (checked before): a scan over the string
-// literals, no decoding of the rest.
+// conditionalRefs finds the conditional references (Type?criteria) in b,
+// the value of the top-level member named member.
 func conditionalRefs(member string, b []byte) []condRef {
 	var out []condRef
-	for i := 0; i < len(b); i++ {
-		if b[i] != '"' {
-			continue
+	eachReference(b, func(start, end int, ref string) {
+		if typ, q, ok := strings.Cut(ref, "?"); ok && conformance.IsResourceType(typ) {
+			out = append(out, condRef{member: member, start: start, end: end, typ: typ, query: q})
 		}
-		end := stringEnd(b, i)
-		if end < 0 {
-			return out
-		}
-		// A string followed by ':' is a member name.
-		if string(b[i+1:end]) == "reference" {
-			if j := skipSpace(b, end+1); j < len(b) && b[j] == ':' {
-				if j = skipSpace(b, j+1); j < len(b) && b[j] == '"' {
-					vend := stringEnd(b, j)
-					if vend < 0 {
-						return out
-					}
-					var ref string
-					if json.Unmarshal(b[j:vend+1], &ref) == nil {
-						if typ, q, ok := strings.Cut(ref, "?"); ok && conformance.IsResourceType(typ) {
-							out = append(out, condRef{member: member, start: j, end: vend + 1, typ: typ, query: q})
-						}
-					}
-					i = vend
-					continue
-				}
-			}
-		}
-		i = end
-	}
+	})
 	return out
-}
-
-// stringEnd returns the index of the quote closing the string that opens
-// at b[start], or -1.
-func stringEnd(b []byte, start int) int {
-	for k := start + 1; k < len(b); k++ {
-		switch b[k] {
-		case '\\':
-			k++
-		case '"':
-			return k
-		}
-	}
-	return -1
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
 }
 
 // rewriteRefs replaces each resolved conditional reference by Type/id.

@@ -49,7 +49,7 @@ type Handlers struct {
 type route struct {
 	method, path string
 	code         string // FHIR interaction code
-	level        string // instance | type | system
+	level        string // instance | type | system | operation (an instance operation on Patient)
 	handle       gin.HandlerFunc
 }
 
@@ -79,9 +79,16 @@ func New(svc *interaction.Service, cfg Config) *Handlers {
 		{http.MethodDelete, "/:type/:id", "delete", "instance", h.delete},
 		{http.MethodGet, "/:type/:id/_history", "history-instance", "instance", h.history},
 		{http.MethodGet, "/:type/:id/_history/:vid", "vread", "instance", h.vread},
+		{http.MethodGet, "/:type/:id/$everything", "everything", "operation", h.everything},
 	}
 	h.capability = h.capabilityStatement(cfg.Version, cfg.Search)
 	return h
+}
+
+// operationDefinitions are the canonical definitions of the operations
+// the route table serves.
+var operationDefinitions = map[string]string{
+	"everything": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
 }
 
 func (h *Handlers) capabilityStatement(version string, reg *search.Registry) []byte {
@@ -97,6 +104,8 @@ func (h *Handlers) capabilityStatement(version string, reg *search.Registry) []b
 	}
 	for _, r := range h.routes {
 		switch {
+		case r.level == "operation":
+			c.Operations = append(c.Operations, conformance.Operation{Type: "Patient", Name: r.code, Definition: operationDefinitions[r.code]})
 		case r.level == "system":
 			if r.code != "capabilities" {
 				c.SystemInteractions = append(c.SystemInteractions, r.code)

@@ -1,0 +1,68 @@
+package rest
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"healthhub/fhir"
+	"healthhub/fhir/interaction"
+)
+
+// everything serves GET Patient/{id}/$everything: a searchset Bundle of one
+// page, its links walking the frozen result as a search's do.
+func (h *Handlers) everything(c *gin.Context) {
+	if typ := c.Param("type"); typ != "Patient" {
+		h.writeError(c, fhir.Errorf(fhir.NotFound, "not-supported", "$everything is supported on Patient only, not on %s", typ))
+		return
+	}
+	req, err := everythingRequest(c)
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
+	page, err := h.svc.Everything(c.Request.Context(), h.principal(c), req)
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
+	for _, k := range []string{"_format", "_pretty"} { // links keep the client's format
+		if v, ok := c.GetQuery(k); ok {
+			page.Query.SelfParams.Set(k, v)
+		}
+	}
+	b, err := h.searchBundle("Patient/"+req.ID+"/$everything", page)
+	if err != nil {
+		h.internalError(c, err)
+		return
+	}
+	h.writeJSON(c, http.StatusOK, b)
+}
+
+func everythingRequest(c *gin.Context) (interaction.EverythingRequest, error) {
+	req := interaction.EverythingRequest{ID: c.Param("id"), Cursor: c.Query("_cursor")}
+	if s, ok := c.GetQuery("_count"); ok {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return req, fhir.Errorf(fhir.Invalid, "value", "_count=%q: expected a whole number of at least 1", s)
+		}
+		req.Count = n
+	}
+	if s, ok := c.GetQuery("_since"); ok {
+		d, err := fhir.ParseDateTime(s)
+		if err != nil {
+			return req, fhir.Errorf(fhir.Invalid, "value", "_since: %s", err)
+		}
+		req.Since = d.Start
+	}
+	for _, list := range c.QueryArray("_type") {
+		for _, t := range strings.Split(list, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				req.Types = append(req.Types, t)
+			}
+		}
+	}
+	return req, nil
+}
