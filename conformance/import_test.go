@@ -85,7 +85,6 @@ func TestImportLoadsAndIsSearchable(t *testing.T) {
 	}
 }
 
-
 // Invalid lines are reported as file:line: reason and skipped; the others
 // load; the exit status is 1. A conditional reference to a line further on
 // resolves (second pass).
