@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -82,6 +83,8 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 
+	// See ImportGCPercent. Serve keeps the default.
+	defer debug.SetGCPercent(debug.SetGCPercent(interaction.ImportGCPercent))
 	prog := newProgress(stderr)
 	im := interaction.New(st, validate.New(), reg).NewImporter(auth.Local(), interaction.ImportOptions{
 		Strict:    *strict,
