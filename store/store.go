@@ -84,6 +84,12 @@ type Options struct {
 	MaxBatchSize int
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
+	// InitialMmapSize reserves this much address space for the file up
+	// front (bbolt's option). Without it bbolt remaps as the file grows,
+	// and each remap copies every node the open write transaction has
+	// touched: a bulk import's large transactions paid ~8% of their CPU
+	// for that. Zero: bbolt's default.
+	InitialMmapSize int
 }
 
 // DefaultMaxBatchSize caps a group commit (bbolt's own default).
@@ -112,7 +118,7 @@ func Open(dir string, opt Options) (*Bolt, error) {
 		opt.LockTimeout = 2 * time.Second
 	}
 	path := filepath.Join(dir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opt.LockTimeout})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opt.LockTimeout, InitialMmapSize: opt.InitialMmapSize})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (is another healthhub serving it?)", ErrLocked, path)
 	}
