@@ -15,7 +15,8 @@ const lastUpdatedParam = "_lastUpdated"
 // indexEntries extracts the search-index keys of a resource about to be
 // written (before the transaction: extraction is the expensive part). obj
 // must already carry the final id. Types without search parameters get
-// none. _lastUpdated is left to lastUpdatedEntries.
+// none. _lastUpdated is left to lastUpdatedEntries; parameters the index
+// does not keep (search.Param.Stored) are left out.
 func (s *Service) indexEntries(typ string, obj *fhir.Object) ([]store.IndexEntry, error) {
 	if s.registry == nil || !s.registry.Searchable(typ) {
 		return nil, nil
@@ -26,7 +27,7 @@ func (s *Service) indexEntries(typ string, obj *fhir.Object) ([]store.IndexEntry
 	}
 	out := make([]store.IndexEntry, 0, 2*len(entries))
 	for _, e := range entries {
-		if e.Param == lastUpdatedParam {
+		if e.Param == lastUpdatedParam || !s.stored(typ, e.Param) {
 			continue
 		}
 		for _, k := range e.Value.Keys() {
@@ -58,4 +59,11 @@ func (s *Service) putIndexed(tx store.Tx, typ, id string, obj *fhir.Object, entr
 	all := make([]store.IndexEntry, 0, len(entries)+2)
 	all = append(append(all, entries...), lastUpdatedEntries(r.LastUpdated)...)
 	return r, tx.SetIndex(typ, id, all)
+}
+
+// stored reports whether the index keeps keys of typ's parameter code
+// (search.Param.Stored).
+func (s *Service) stored(typ, code string) bool {
+	p, ok := s.registry.Lookup(typ, code)
+	return ok && p.Stored()
 }
