@@ -1,6 +1,9 @@
 package interaction
 
 import (
+	"bytes"
+	"slices"
+	"strings"
 	"time"
 
 	"healthhub/fhir"
@@ -34,7 +37,18 @@ func (s *Service) indexEntries(typ string, obj *fhir.Object) ([]store.IndexEntry
 			out = append(out, store.IndexEntry{Param: e.Param, Key: k})
 		}
 	}
-	return out, nil
+	// Two values often make the same key (an identifier's value under two
+	// systems has one code-only key): write each once. Sorted, the puts
+	// also walk each index in order.
+	slices.SortFunc(out, compareEntries)
+	return slices.CompactFunc(out, func(a, b store.IndexEntry) bool { return compareEntries(a, b) == 0 }), nil
+}
+
+func compareEntries(a, b store.IndexEntry) int {
+	if c := strings.Compare(a.Param, b.Param); c != 0 {
+		return c
+	}
+	return bytes.Compare(a.Key, b.Key)
 }
 
 // lastUpdatedEntries are the _lastUpdated keys of a version written at t.

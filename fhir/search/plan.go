@@ -80,7 +80,10 @@ import (
 //
 // Default: the value, normalized (NormalizeString: case and accents
 // folded), starts with the normalized search value: one 'v' prefix range,
-// exact. :exact compares the value as written ('e' keys), exact. :contains
+// exact. :exact compares the value as written: the 'v' point of the
+// normalized search value holds every candidate (the post-filter drops
+// those that differ in case or accents only), so strings need no second
+// key per value. :contains
 // (the normalized search value anywhere in the normalized value) cannot be
 // answered from the index: all.
 //
@@ -614,9 +617,11 @@ func compileDate(o *Operand, now time.Time) opPlan {
 func compileString(mod Modifier, o *Operand) opPlan {
 	switch mod {
 	case ModExact:
+		// The values equal to q are among those whose normalized form
+		// equals q's: that point of the 'v' keys, then the comparison.
 		q := o.Text
 		return opPlan{
-			spans: []span{pointSpan(formKey(FormExact, q))}, exact: true, indexed: true,
+			spans: []span{pointSpan(formKey(FormValue, NormalizeString(q)))}, indexed: true,
 			match: func(v Value) bool { s, ok := v.(StringValue); return ok && s.Exact == q },
 		}
 	case ModContains:

@@ -43,7 +43,6 @@ const (
 	FormCode            byte = 'c' // token: code, for a code without a system
 	FormText            byte = 't' // token: normalized display or text, for :text
 	FormOfType          byte = 'o' // token of an Identifier: type system, type code, value, for :of-type
-	FormExact           byte = 'e' // string: the original, for :exact
 	FormEnd             byte = 'z' // date: End then Start, for conditions on the end
 	FormURL             byte = 'u' // reference: absolute URL (urn:uuid, canonical) without version
 	FormIdentifier      byte = 'i' // reference: identifier system, value, for :identifier=system|value
@@ -129,15 +128,9 @@ func (StringValue) Type() Type { return String }
 // Key is the normalized string.
 func (v StringValue) Key() []byte { return AppendKeyString(nil, v.Normalized) }
 
+// Keys is the normalized string alone: :exact is answered from it too.
 func (v StringValue) Keys() [][]byte {
-	k := newKeySet(2, len(v.Normalized)+len(v.Exact)+8)
-	k.begin(FormValue)
-	k.str(v.Normalized)
-	k.end()
-	k.begin(FormExact)
-	k.str(v.Exact)
-	k.end()
-	return k.keys
+	return [][]byte{AppendKeyString([]byte{FormValue}, v.Normalized)}
 }
 
 // DateValue is the interval [Start, End) a date covers at its precision:
@@ -376,7 +369,7 @@ func (v CompositeValue) Key() []byte {
 }
 
 // Keys are FormValue followed by one key of each component (with its form
-// byte): every combination of the components' forms except :text, :exact,
+// byte): every combination of the components' forms except :text,
 // :of-type and a quantity's unit forms, so `code$value` conditions work
 // with `system|code` or `code`. A quantity part is keyed by its number
 // alone: its units multiplied the keys by three, and a unit in the query is
@@ -387,7 +380,7 @@ func (v CompositeValue) Keys() [][]byte {
 		var next [][]byte
 		for _, ck := range c.Keys() {
 			switch ck[0] {
-			case FormText, FormExact, FormOfType, FormSystemCode, FormUnit:
+			case FormText, FormOfType, FormSystemCode, FormUnit:
 				continue
 			}
 			for _, k := range keys {

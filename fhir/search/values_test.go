@@ -147,7 +147,7 @@ func TestValueKeys(t *testing.T) {
 		{"token of a system", tokenV("s", ""), "v"},
 		{"token text only", search.TokenValue{Display: "x"}, "t"},
 		{"identifier with a type", search.TokenValue{System: "s", Code: "1", TypeSystem: "t", TypeCode: "MR"}, "vco"},
-		{"string", stringV("Ab"), "ve"},
+		{"string", stringV("Ab"), "v"},
 		{"date", dateV("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"), "vz"},
 		{"local reference", refV("Patient", "p"), "v"},
 		{"absolute reference", search.ReferenceValue{URL: "http://x/Patient/p", ResourceType: "Patient", ID: "p"}, "u"},
