@@ -26,6 +26,7 @@ type member struct {
 // on trailing data.
 func ParseObject(data []byte) (*Object, error) {
 	var compact bytes.Buffer
+	compact.Grow(len(data))
 	if err := json.Compact(&compact, data); err != nil {
 		// Compact's errors carry no usable offset; Unmarshal's do.
 		if uerr := json.Unmarshal(data, new(json.RawMessage)); uerr != nil {
@@ -33,39 +34,80 @@ func ParseObject(data []byte) (*Object, error) {
 		}
 		return nil, syntaxError(data, err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(compact.Bytes()))
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, syntaxError(data, err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
+	// Compact has checked the syntax of the one value there is, and left
+	// no space outside strings: the members split in one pass.
+	b := compact.Bytes()
+	if len(b) == 0 || b[0] != '{' {
 		return nil, errors.New("the body is not a JSON object")
 	}
-	o := &Object{}
-	seen := make(map[string]bool)
-	for dec.More() {
-		tok, err := dec.Token()
+	o := &Object{members: make([]member, 0, 16)}
+	for i := 1; b[i] != '}'; {
+		if b[i] == ',' {
+			i++
+		}
+		kEnd := stringEnd(b, i)
+		key, err := unquoteKey(b[i:kEnd])
 		if err != nil {
 			return nil, syntaxError(data, err)
 		}
-		key := tok.(string) // inside an object, a token here is always a key
-		if seen[key] {
-			return nil, errors.New("duplicate JSON member " + strconv.Quote(key))
+		for _, m := range o.members {
+			if m.key == key {
+				return nil, errors.New("duplicate JSON member " + strconv.Quote(key))
+			}
 		}
-		seen[key] = true
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, syntaxError(data, err)
-		}
-		o.members = append(o.members, member{key, raw})
-	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return nil, syntaxError(data, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the end of the JSON object")
+		vStart := kEnd + 1 // after the colon
+		vEnd := valueEnd(b, vStart)
+		o.members = append(o.members, member{key, json.RawMessage(b[vStart:vEnd:vEnd])})
+		i = vEnd
 	}
 	return o, nil
+}
+
+// stringEnd returns the index just after the string that starts at b[i]
+// (a '"'), in valid JSON.
+func stringEnd(b []byte, i int) int {
+	for i++; ; i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+}
+
+// valueEnd returns the index just after the value that starts at b[i], in
+// valid compact JSON: the ',' or the closing bracket that follows it.
+func valueEnd(b []byte, i int) int {
+	depth := 0
+	for ; ; i++ {
+		switch b[i] {
+		case '"':
+			i = stringEnd(b, i) - 1
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i
+			}
+			depth--
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+}
+
+// unquoteKey decodes a member name; escapes are rare in names, so only
+// they pay for encoding/json.
+func unquoteKey(q []byte) (string, error) {
+	if bytes.IndexByte(q, '\\') < 0 {
+		return string(q[1 : len(q)-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(q, &s)
+	return s, err
 }
 
 // syntaxError names the line and column of a JSON syntax error, so the
