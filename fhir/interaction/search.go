@@ -23,9 +23,12 @@ type SearchPage struct {
 	Total    int              // every match; -1 when not reported (_total=none)
 	Offset   int              // of Matches[0] in the whole result
 	// Snapshot names the frozen result list the paging links walk; empty
-	// when everything fits this page.
+	// when everything fits this page, or when the search is keyset-paged.
 	Snapshot string
-	Next     bool // a later page exists
+	// NextCursor is the _cursor of the next page of a keyset-paged search
+	// (keyset.go); empty on the last page.
+	NextCursor string
+	Next       bool // a later page exists
 }
 
 // Search runs a type-level search, or a system-level one when typ is ""
@@ -51,16 +54,25 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 	}
 	page := &SearchPage{Query: q, Total: -1}
 	var ids []string
-	if q.Cursor != "" {
+	if q.Cursor != "" && !isKeysetCursor(q.Cursor) {
 		snap, offset, ok := s.pages.get(q.Cursor, typ)
 		if !ok {
-			return nil, fhir.Errorf(fhir.Gone, "not-found", "the paging cursor %q has expired or is unknown: run the search again", q.Cursor)
+			return nil, unknownCursor(q.Cursor)
 		}
 		ids, page.Offset, page.Snapshot = snap, offset, strings.SplitN(q.Cursor, ".", 2)[0]
 	}
 	err = s.store.View(ctx, func(tx store.Tx) error {
 		if ids == nil {
-			var err error
+			sc, keyset, err := s.keysetScan(tx, q)
+			if err != nil {
+				return err
+			}
+			if keyset {
+				return s.keysetPage(ctx, p, tx, q, sc, page)
+			}
+			if q.Cursor != "" {
+				return unknownCursor(q.Cursor) // a keyset cursor, for another query
+			}
 			if ids, err = s.matchAll(ctx, p, tx, q); err != nil {
 				return err
 			}
@@ -97,7 +109,7 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 	if err != nil {
 		return nil, err
 	}
-	if page.Next && page.Snapshot == "" {
+	if page.Next && page.Snapshot == "" && page.NextCursor == "" {
 		page.Snapshot = s.pages.put(typ, ids)
 	}
 	return page, nil
