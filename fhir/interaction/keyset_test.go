@@ -112,7 +112,7 @@ func TestKeysetPaging(t *testing.T) {
 		t.Errorf("one page: total %d, next %q", page.Total, page.NextCursor)
 	}
 
-	other := first.NextCursor // a position within 1234-5's range
+	other := first.NextCursor                                             // a position within 1234-5's range
 	for _, c := range []string{"k", "k!!", "kAAAA", other + "x", "kAQ"} { // empty, not base64, no id, bad length, a key but no id
 		query = url.Values{"code": {"http://loinc.org|1234-5"}, "_count": {"4"}}
 		checkGone(t, s, query, c)
@@ -130,4 +130,3 @@ func checkGone(t *testing.T, s *interaction.Service, q url.Values, cursor string
 		t.Errorf("cursor %q on %v: %v, want Gone", cursor, q, fmt.Sprint(err))
 	}
 }
-
