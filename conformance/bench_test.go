@@ -31,7 +31,8 @@ import (
 // binary, logging to a file), so the figures are the server's, not shared
 // with the load generator's heap. HEALTHHUB_BENCH_INPROCESS=1 serves
 // in-process instead, so that -cpuprofile sees the server's code;
-// HEALTHHUB_BENCH_CONNS=n changes the number of connections. With
+// HEALTHHUB_BENCH_CONNS=n changes the number of connections and
+// HEALTHHUB_BENCH_RATE=r paces them at r requests/s in all. With
 // GOMAXPROCS not a divisor of 32, slightly more goroutines than 32 run.
 //
 //	go test -run '^$' -bench HTTP -benchtime 3s ./conformance/
@@ -165,6 +166,17 @@ func benchHTTP(b *testing.B, tg *benchTarget, interaction string, want int, next
 	if n, err := strconv.Atoi(os.Getenv("HEALTHHUB_BENCH_CONNS")); err == nil && n > 0 {
 		conns = n // to draw the latency/throughput curve; the targets are at 32
 	}
+	// HEALTHHUB_BENCH_RATE=r paces the load at r requests/s in all (open
+	// loop): each connection sends on a fixed schedule, and a latency is
+	// measured from the time the request was due, so a server that falls
+	// behind is charged for the wait (no coordinated omission). Without it,
+	// every connection sends as fast as it can: the maximum throughput, with
+	// latencies that are mostly queueing (Little's law: 32 connections at
+	// 16k req/s wait 2 ms on average whatever the server does).
+	var interval time.Duration
+	if rate, err := strconv.Atoi(os.Getenv("HEALTHHUB_BENCH_RATE")); err == nil && rate > 0 {
+		interval = time.Duration(float64(time.Second) * float64(conns) / float64(rate))
+	}
 	b.SetParallelism((conns + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 	var (
 		mu        sync.Mutex
@@ -177,10 +189,16 @@ func benchHTTP(b *testing.B, tg *benchTarget, interaction string, want int, next
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		r := rand.New(rand.NewPCG(seed.Add(1), 42))
+		g := seed.Add(1)
+		r := rand.New(rand.NewPCG(g, 42))
 		lat := make([]time.Duration, 0, 1024)
 		buf := make([]byte, 0, 64<<10)
+		// Spread the connections' schedules over one interval.
+		due := time.Now().Add(time.Duration(g) * interval / time.Duration(conns))
 		for pb.Next() {
+			if interval > 0 {
+				time.Sleep(time.Until(due))
+			}
 			method, url, body := next(r)
 			var rd io.Reader
 			if body != nil {
@@ -195,6 +213,10 @@ func benchHTTP(b *testing.B, tg *benchTarget, interaction string, want int, next
 				req.Header.Set("Content-Type", "application/fhir+json")
 			}
 			start := time.Now()
+			if interval > 0 {
+				start = due
+				due = due.Add(interval)
+			}
 			resp, err := tg.hc.Do(req)
 			if err == nil {
 				buf, err = readAllInto(buf[:0], resp.Body)

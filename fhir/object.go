@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
 )
 
 // Object is a JSON object kept as its members' raw bytes, in the order the
@@ -26,11 +25,6 @@ type member struct {
 // ParseObject reads a JSON object. The values stay raw (compacted). It fails
 // on malformed JSON, on anything but an object, on duplicate member names and
 // on trailing data.
-//
-// json.Compact checks the syntax (and rejects trailing data); the members
-// are then split off the compacted bytes by a scan that only needs to know
-// strings and nesting. That is several times cheaper than json.Decoder
-// tokens, and every write (and every imported line) goes through here.
 func ParseObject(data []byte) (*Object, error) {
 	var compact bytes.Buffer
 	compact.Grow(len(data))
@@ -41,92 +35,80 @@ func ParseObject(data []byte) (*Object, error) {
 		}
 		return nil, syntaxError(data, err)
 	}
+	// Compact has checked the syntax of the one value there is, and left
+	// no space outside strings: the members split in one pass.
 	b := compact.Bytes()
-	if len(b) == 0 {
-		return nil, syntaxError(data, io.ErrUnexpectedEOF)
-	}
-	if b[0] != '{' {
+	if len(b) == 0 || b[0] != '{' {
 		return nil, errors.New("the body is not a JSON object")
 	}
-	o := &Object{}
-	seen := make(map[string]bool)
-	// b is valid, compact JSON: '{' (key ':' value (',' key ':' value)*)? '}'.
+	o := &Object{members: make([]member, 0, 16)}
 	for i := 1; b[i] != '}'; {
-		kend := stringEnd(b, i)
-		key, err := memberName(b[i : kend+1])
-		if err != nil {
-			return nil, syntaxError(data, err)
-		}
-		if seen[key] {
-			return nil, errors.New("duplicate JSON member " + strconv.Quote(key))
-		}
-		seen[key] = true
-		vstart := kend + 2 // past the ':'
-		vend := valueEnd(b, vstart)
-		// Capped, so that appending to one value cannot overwrite the next.
-		o.members = append(o.members, member{key, json.RawMessage(b[vstart:vend:vend])})
-		i = vend
 		if b[i] == ',' {
 			i++
 		}
+		kEnd := stringEnd(b, i)
+		key, err := unquoteKey(b[i:kEnd])
+		if err != nil {
+			return nil, syntaxError(data, err)
+		}
+		for _, m := range o.members {
+			if m.key == key {
+				return nil, errors.New("duplicate JSON member " + strconv.Quote(key))
+			}
+		}
+		vStart := kEnd + 1 // after the colon
+		vEnd := valueEnd(b, vStart)
+		o.members = append(o.members, member{key, json.RawMessage(b[vStart:vEnd:vEnd])})
+		i = vEnd
 	}
 	return o, nil
 }
 
-// memberName decodes a quoted member name; names without escapes (nearly
-// all) are taken as they are.
-func memberName(quoted []byte) (string, error) {
-	inner := quoted[1 : len(quoted)-1]
-	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
-		return string(inner), nil
-	}
-	var s string
-	err := json.Unmarshal(quoted, &s)
-	return s, err
-}
-
-// stringEnd returns the index of the quote closing the string that opens at
-// b[start] (b valid JSON).
-func stringEnd(b []byte, start int) int {
-	for k := start + 1; k < len(b); k++ {
-		switch b[k] {
+// stringEnd returns the index just after the string that starts at b[i]
+// (a '"'), in valid JSON.
+func stringEnd(b []byte, i int) int {
+	for i++; ; i++ {
+		switch b[i] {
 		case '\\':
-			k++
+			i++
 		case '"':
-			return k
+			return i + 1
 		}
 	}
-	return len(b) - 1
 }
 
-// valueEnd returns the index just after the value that starts at b[start]
-// (b valid, compact JSON).
-func valueEnd(b []byte, start int) int {
+// valueEnd returns the index just after the value that starts at b[i], in
+// valid compact JSON: the ',' or the closing bracket that follows it.
+func valueEnd(b []byte, i int) int {
 	depth := 0
-	for k := start; k < len(b); k++ {
-		switch b[k] {
+	for ; ; i++ {
+		switch b[i] {
 		case '"':
-			k = stringEnd(b, k)
-			if depth == 0 {
-				return k + 1
-			}
+			i = stringEnd(b, i) - 1
 		case '{', '[':
 			depth++
 		case '}', ']':
 			if depth == 0 {
-				return k // the end of the enclosing object
+				return i
 			}
 			depth--
-			if depth == 0 {
-				return k + 1
-			}
 		case ',':
 			if depth == 0 {
-				return k
+				return i
 			}
 		}
 	}
-	return len(b)
+}
+
+// unquoteKey decodes a member name; escapes are rare in names, so only
+// they pay for encoding/json.
+func unquoteKey(q []byte) (string, error) {
+	if bytes.IndexByte(q, '\\') < 0 {
+		return string(q[1 : len(q)-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(q, &s)
+	return s, err
 }
 
 // syntaxError names the line and column of a JSON syntax error, so the

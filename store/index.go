@@ -133,6 +133,22 @@ func (t *boltTx) SetIndex(typ, id string, entries []IndexEntry) error {
 // key lies in [from, to) (to nil: no upper bound), in key order, until fn
 // returns false. The key passed to fn is only valid during the call.
 func (t *boltTx) ScanIndex(ctx context.Context, typ, param string, from, to []byte, fn func(valueKey []byte, id string) bool) error {
+	return t.scanIndex(ctx, typ, param, from, nil, to, fn)
+}
+
+// ScanIndexAfter is ScanIndex from just after the entry (valueKey, id), in
+// the order ScanIndex visits: keyset paging resumes there.
+func (t *boltTx) ScanIndexAfter(ctx context.Context, typ, param string, valueKey []byte, id string, to []byte, fn func(valueKey []byte, id string) bool) error {
+	if len(id) > 255 {
+		return errIndexKey
+	}
+	k := indexKey(valueKey, id)
+	return t.scanIndex(ctx, typ, param, k, k, to, fn)
+}
+
+// scanIndex visits the entries from the key from on, skipping the key
+// after itself, up to the value key to.
+func (t *boltTx) scanIndex(ctx context.Context, typ, param string, from, after, to []byte, fn func(valueKey []byte, id string) bool) error {
 	idx, err := t.sub(bucketIdx, typ, false)
 	if err != nil || idx == nil {
 		return err
@@ -144,6 +160,9 @@ func (t *boltTx) ScanIndex(ctx context.Context, typ, param string, from, to []by
 	c := b.Cursor()
 	n := 0
 	for k, _ := c.Seek(from); k != nil; k, _ = c.Next() {
+		if after != nil && bytes.Equal(k, after) {
+			continue
+		}
 		if n++; n%ctxCheckEvery == 0 {
 			if err := ctx.Err(); err != nil {
 				return err

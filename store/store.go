@@ -57,6 +57,9 @@ type Tx interface {
 	SetIndex(typ, id string, entries []IndexEntry) error
 	// ScanIndex visits Type's index of param over value keys in [from, to).
 	ScanIndex(ctx context.Context, typ, param string, from, to []byte, fn func(valueKey []byte, id string) bool) error
+	// ScanIndexAfter is ScanIndex from just after the entry (valueKey, id):
+	// entries come in value key, then id, order, so paging can resume there.
+	ScanIndexAfter(ctx context.Context, typ, param string, valueKey []byte, id string, to []byte, fn func(valueKey []byte, id string) bool) error
 	// ScanIDs visits the id of every resource of Type, deleted ones too.
 	ScanIDs(ctx context.Context, typ string, fn func(id string) bool) error
 }

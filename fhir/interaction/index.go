@@ -1,6 +1,9 @@
 package interaction
 
 import (
+	"bytes"
+	"slices"
+	"strings"
 	"time"
 
 	"healthhub/fhir"
@@ -15,7 +18,8 @@ const lastUpdatedParam = "_lastUpdated"
 // indexEntries extracts the search-index keys of a resource about to be
 // written (before the transaction: extraction is the expensive part). obj
 // must already carry the final id. Types without search parameters get
-// none. _lastUpdated is left to lastUpdatedEntries.
+// none. _lastUpdated is left to lastUpdatedEntries; parameters the index
+// does not keep (search.Param.Stored) are left out.
 func (s *Service) indexEntries(typ string, obj *fhir.Object) ([]store.IndexEntry, error) {
 	if s.registry == nil || !s.registry.Searchable(typ) {
 		return nil, nil
@@ -26,14 +30,25 @@ func (s *Service) indexEntries(typ string, obj *fhir.Object) ([]store.IndexEntry
 	}
 	out := make([]store.IndexEntry, 0, 2*len(entries))
 	for _, e := range entries {
-		if e.Param == lastUpdatedParam {
+		if e.Param == lastUpdatedParam || !s.stored(typ, e.Param) {
 			continue
 		}
 		for _, k := range e.Value.Keys() {
 			out = append(out, store.IndexEntry{Param: e.Param, Key: k})
 		}
 	}
-	return out, nil
+	// Two values often make the same key (an identifier's value under two
+	// systems has one code-only key): write each once. Sorted, the puts
+	// also walk each index in order.
+	slices.SortFunc(out, compareEntries)
+	return slices.CompactFunc(out, func(a, b store.IndexEntry) bool { return compareEntries(a, b) == 0 }), nil
+}
+
+func compareEntries(a, b store.IndexEntry) int {
+	if c := strings.Compare(a.Param, b.Param); c != 0 {
+		return c
+	}
+	return bytes.Compare(a.Key, b.Key)
 }
 
 // lastUpdatedEntries are the _lastUpdated keys of a version written at t.
@@ -58,4 +73,11 @@ func (s *Service) putIndexed(tx store.Tx, typ, id string, obj *fhir.Object, entr
 	all := make([]store.IndexEntry, 0, len(entries)+2)
 	all = append(append(all, entries...), lastUpdatedEntries(r.LastUpdated)...)
 	return r, tx.SetIndex(typ, id, all)
+}
+
+// stored reports whether the index keeps keys of typ's parameter code
+// (search.Param.Stored).
+func (s *Service) stored(typ, code string) bool {
+	p, ok := s.registry.Lookup(typ, code)
+	return ok && p.Stored()
 }

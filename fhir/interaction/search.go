@@ -23,9 +23,12 @@ type SearchPage struct {
 	Total    int              // every match; -1 when not reported (_total=none)
 	Offset   int              // of Matches[0] in the whole result
 	// Snapshot names the frozen result list the paging links walk; empty
-	// when everything fits this page.
+	// when everything fits this page, or when the search is keyset-paged.
 	Snapshot string
-	Next     bool // a later page exists
+	// NextCursor is the _cursor of the next page of a keyset-paged search
+	// (keyset.go); empty on the last page.
+	NextCursor string
+	Next       bool // a later page exists
 }
 
 // Search runs a type-level search, or a system-level one when typ is ""
@@ -51,16 +54,25 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 	}
 	page := &SearchPage{Query: q, Total: -1}
 	var ids []string
-	if q.Cursor != "" {
+	if q.Cursor != "" && !isKeysetCursor(q.Cursor) {
 		snap, offset, ok := s.pages.get(q.Cursor, typ)
 		if !ok {
-			return nil, fhir.Errorf(fhir.Gone, "not-found", "the paging cursor %q has expired or is unknown: run the search again", q.Cursor)
+			return nil, unknownCursor(q.Cursor)
 		}
 		ids, page.Offset, page.Snapshot = snap, offset, strings.SplitN(q.Cursor, ".", 2)[0]
 	}
 	err = s.store.View(ctx, func(tx store.Tx) error {
 		if ids == nil {
-			var err error
+			sc, keyset, err := s.keysetScan(tx, q)
+			if err != nil {
+				return err
+			}
+			if keyset {
+				return s.keysetPage(ctx, p, tx, q, sc, page)
+			}
+			if q.Cursor != "" {
+				return unknownCursor(q.Cursor) // a keyset cursor, for another query
+			}
 			if ids, err = s.matchAll(ctx, p, tx, q); err != nil {
 				return err
 			}
@@ -97,7 +109,7 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 	if err != nil {
 		return nil, err
 	}
-	if page.Next && page.Snapshot == "" {
+	if page.Next && page.Snapshot == "" && page.NextCursor == "" {
 		page.Snapshot = s.pages.put(typ, ids)
 	}
 	return page, nil
@@ -184,6 +196,14 @@ func (s *Service) matchIDs(ctx context.Context, p auth.Principal, tx store.Tx, q
 	var post []*search.Condition // to check on the resource itself
 	var broad []*search.Condition
 	for _, c := range conds {
+		if ids, ok := c.IDs(); ok {
+			existing, err := currentIDs(tx, typ, ids)
+			if err != nil {
+				return nil, err
+			}
+			sets = append(sets, existing)
+			continue
+		}
 		scans, exact, all := c.Scans()
 		if all {
 			post = append(post, c)
@@ -316,6 +336,26 @@ func (s *Service) matchIDs(ctx context.Context, p auth.Principal, tx store.Tx, q
 	return ids, nil
 }
 
+// currentIDs returns, sorted and without duplicates, those of ids that
+// name a current (not deleted) resource of typ.
+func currentIDs(tx store.Tx, typ string, ids []string) ([]string, error) {
+	var out []string
+	for _, id := range ids {
+		r, err := tx.Current(typ, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !r.Deleted {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
 // sortValue is the key a resource sorts by on one _sort key: its smallest
 // value ascending, its largest descending; nil when it has none.
 func sortValue(entries []search.Entry, k search.SortKey) []byte {
@@ -404,12 +444,17 @@ func intersectSorted(a, b []string) []string {
 }
 
 // refScans are the index ranges of a reference parameter that point at
-// any of the ids of type target.
-func refScans(param, target string, ids []string) []search.Scan {
+// any of the ids of type target. For a parameter narrowed to one type
+// (search.Param.Within) that type is the target, and its Type/id keys in
+// the wider index are exactly its values.
+func refScans(param *search.Param, target string, ids []string) []search.Scan {
+	if param.Within != nil && target != param.WithinType {
+		return nil // patient points at Patients only, whatever subject holds
+	}
 	scans := make([]search.Scan, 0, len(ids))
 	for _, id := range ids {
 		key := search.ReferenceValue{ResourceType: target, ID: id}.Keys()[0] // the Type/id form
-		scans = append(scans, search.Scan{Param: param, From: key, To: prefixEnd(key)})
+		scans = append(scans, search.Scan{Param: param.IndexCode(), From: key, To: prefixEnd(key)})
 	}
 	return scans
 }
@@ -440,7 +485,7 @@ func (s *Service) chainIDs(ctx context.Context, tx store.Tx, typ string, ch sear
 		if i > 0 {
 			source = ch.Steps[i-1].Type
 		}
-		if targets, err = scanUnion(ctx, tx, source, refScans(ch.Steps[i].Param.Code, ch.Steps[i].Type, targets)); err != nil {
+		if targets, err = scanUnion(ctx, tx, source, refScans(ch.Steps[i].Param, ch.Steps[i].Type, targets)); err != nil {
 			return nil, err
 		}
 	}
@@ -560,7 +605,7 @@ func (s *Service) includes(ctx context.Context, p auth.Principal, tx store.Tx, q
 				}
 				for _, sp := range params {
 					for _, r := range frontier {
-						ids, err := scanUnion(ctx, tx, src, refScans(sp.Code, r.Type, []string{r.ID}))
+						ids, err := scanUnion(ctx, tx, src, refScans(sp, r.Type, []string{r.ID}))
 						if err != nil {
 							return nil, err
 						}

@@ -54,7 +54,7 @@ import (
 
 const (
 	benchSeed          = 20261124
-	benchGenVersion    = 1 // bump when the generator changes what it writes
+	benchGenVersion    = 2 // bump when the generator or the index layout changes what is written
 	benchDefaultScale  = 10000
 	benchLoadWriters   = 10000 // also the store's MaxBatchSize while the data set is open
 	benchProbes        = 64
@@ -729,20 +729,28 @@ func (d *benchData) probesRevInclude() []searchProbe {
 	return out
 }
 
-func (d *benchData) probesBroad() []searchProbe {
+// probesBroad: the first page of a code matching a third of the
+// Observations. Without _total it is keyset-paged (no total, a cursor);
+// with _total=accurate every match is listed and counted (a snapshot).
+func (d *benchData) probesBroad(withTotal bool) []searchProbe {
 	var count [obsKinds]int
 	for _, o := range d.obs {
 		count[o.kind]++
 	}
 	var out []searchProbe
 	for k := range obsKinds {
-		out = append(out, searchProbe{typ: "Observation", params: vals("code", loinc+"|"+benchObsCodes[k], "_count", "20"), total: count[k],
+		pr := searchProbe{typ: "Observation", params: vals("code", loinc+"|"+benchObsCodes[k], "_count", "20"), total: -1,
 			check: func(pg *interaction.SearchPage) error {
-				if len(pg.Matches) != 20 || !pg.Next {
-					return fmt.Errorf("a first page of %d (next %v), want 20 and a next page", len(pg.Matches), pg.Next)
+				if len(pg.Matches) != 20 || !pg.Next || (pg.NextCursor == "") == !withTotal {
+					return fmt.Errorf("a first page of %d (next %v, cursor %q), want 20 and a next page", len(pg.Matches), pg.Next, pg.NextCursor)
 				}
 				return nil
-			}})
+			}}
+		if withTotal {
+			pr.params.Set("_total", "accurate")
+			pr.total = count[k]
+		}
+		out = append(out, pr)
 	}
 	return out
 }
@@ -797,7 +805,8 @@ func BenchmarkSearch(b *testing.B) {
 		}},
 		{"ObservationIncludeSubject", (*benchData).probesInclude},
 		{"PatientRevIncludeObservation", (*benchData).probesRevInclude},
-		{"ObservationCodeBroad", (*benchData).probesBroad},
+		{"ObservationCodeBroad", func(d *benchData) []searchProbe { return d.probesBroad(false) }},
+		{"ObservationCodeBroadTotal", func(d *benchData) []searchProbe { return d.probesBroad(true) }},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

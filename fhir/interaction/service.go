@@ -42,13 +42,22 @@ func New(st store.Store, v *validate.Validator, reg *search.Registry) *Service {
 	return &Service{store: st, validator: v, registry: reg, pages: newPageCache(maxSnapshots, maxSnapshotIDs, snapshotTTL), newID: NewID, linkedPatients: onlyThisPatient}
 }
 
-// NewID returns a new random resource id: a UUID v4 (36 characters, within
-// the 64 the id syntax allows, and unguessable, so ids leak nothing).
+// NewID returns a new resource id: a UUID v7 (RFC 9562), 36 characters,
+// within the 64 the id syntax allows. Its first 48 bits are the creation
+// time in milliseconds, which meta.lastUpdated tells anyway; the other 74
+// are random, so ids stay unguessable. Time order is what makes writes
+// cheap: an index key is value|id, so the entries of a new resource land
+// after the existing ones of the same value, on the same few pages, instead
+// of on a random page each (BENCHMARKS.md, index maintenance).
 func NewID() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
+	_, _ = rand.Read(b[6:]) // crypto/rand.Read never fails (Go 1.24+)
+	ms := uint64(time.Now().UnixMilli())
+	for i := 0; i < 6; i++ {
+		b[i] = byte(ms >> (40 - 8*i))
+	}
+	b[6] = b[6]&0x0f | 0x70 // version 7
+	b[8] = b[8]&0x3f | 0x80 // variant 10
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 

@@ -64,17 +64,16 @@ func (h *Handlers) searchBundle(typ string, page *interaction.SearchPage) ([]byt
 	if page.Total >= 0 {
 		b.Total = &page.Total
 	}
-	// pageURL links the page at offset: the understood parameters, plus the
-	// snapshot cursor when the result spans pages.
-	pageURL := func(offset int) string {
+	// pageURL links a page: the understood parameters, plus the cursor.
+	pageURL := func(cursor string) string {
 		v := url.Values{}
 		for k, vs := range q.SelfParams {
 			if k != "_cursor" {
 				v[k] = vs
 			}
 		}
-		if page.Snapshot != "" {
-			v.Set("_cursor", page.Snapshot+"."+strconv.Itoa(offset))
+		if cursor != "" {
+			v.Set("_cursor", cursor)
 		}
 		u := h.base
 		if typ != "" {
@@ -85,15 +84,23 @@ func (h *Handlers) searchBundle(typ string, page *interaction.SearchPage) ([]byt
 		}
 		return u
 	}
-	b.Link = append(b.Link, link{"self", pageURL(page.Offset)})
-	if page.Snapshot != "" {
-		b.Link = append(b.Link, link{"first", pageURL(0)})
+	switch {
+	case page.Snapshot != "": // a frozen list: pages by offset
+		at := func(offset int) string { return pageURL(page.Snapshot + "." + strconv.Itoa(offset)) }
+		b.Link = append(b.Link, link{"self", at(page.Offset)}, link{"first", at(0)})
 		if page.Offset > 0 {
-			b.Link = append(b.Link, link{"previous", pageURL(max(0, page.Offset-q.Count))})
+			b.Link = append(b.Link, link{"previous", at(max(0, page.Offset-q.Count))})
 		}
 		if page.Next {
-			b.Link = append(b.Link, link{"next", pageURL(page.Offset + q.Count)})
+			b.Link = append(b.Link, link{"next", at(page.Offset + q.Count)})
 		}
+	case page.NextCursor != "" || q.Cursor != "": // keyset: forward only
+		b.Link = append(b.Link, link{"self", pageURL(q.Cursor)}, link{"first", pageURL("")})
+		if page.NextCursor != "" {
+			b.Link = append(b.Link, link{"next", pageURL(page.NextCursor)})
+		}
+	default:
+		b.Link = append(b.Link, link{"self", pageURL("")})
 	}
 	for _, r := range page.Matches {
 		res, err := subset(r.JSON, q)

@@ -3,6 +3,7 @@ package search
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -38,6 +39,33 @@ type Param struct {
 	Expression string
 	Targets    []string    // reference target types
 	Components []Component // composite parts
+	// UnionOf, when set, are parameters of the same type whose values
+	// together are exactly this one's: its expression is their expressions
+	// joined by " | " (Observation's combo-code is code | component-code).
+	// Such a parameter has no index of its own; its scans are theirs.
+	UnionOf []*Param
+	// Within, when set, is a reference parameter whose expression is this
+	// one's without a trailing `.where(resolve() is WithinType)`
+	// (Observation's subject for patient): this one's values are those of
+	// its values that point at a WithinType, with the same keys, so it is
+	// answered from Within's index.
+	Within     *Param
+	WithinType string
+}
+
+// Stored reports whether the search index holds keys of p. A union of other
+// parameters is answered from their keys, and _id from the resources
+// themselves (every resource has exactly its own): storing either would
+// add index writes to every create for nothing.
+func (p *Param) Stored() bool { return len(p.UnionOf) == 0 && p.Within == nil && p.Code != "_id" }
+
+// IndexCode is the parameter whose index holds p's reference keys: p's
+// own, or Within's.
+func (p *Param) IndexCode() string {
+	if p.Within != nil {
+		return p.Within.Code
+	}
+	return p.Code
 }
 
 // Component is one part of a composite parameter.
@@ -96,6 +124,8 @@ func Load() (*Registry, error) {
 			}
 			params[p.Code] = p
 		}
+		findUnions(params)
+		findNarrowings(params)
 		r.byType[typ] = params
 	}
 	// Compile every expression now: a definition we cannot evaluate is a
@@ -104,6 +134,77 @@ func Load() (*Registry, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// findUnions sets UnionOf on every parameter whose expression is the union
+// of other parameters' expressions, of its own type and, for composites,
+// with the same component expressions and types: then its values are
+// exactly theirs, value for value.
+func findUnions(params map[string]*Param) {
+	alts := map[*Param][]string{}
+	for _, p := range params {
+		for _, a := range splitTopLevel(p.Expression) {
+			alts[p] = append(alts[p], strings.TrimSpace(a))
+		}
+	}
+	for _, p := range params {
+		var members []*Param
+		rest := alts[p]
+		for len(rest) > 0 {
+			// The longest other parameter that covers the next alternatives.
+			var best *Param
+			for _, m := range params {
+				n := len(alts[m])
+				if m != p && n < len(alts[p]) && n <= len(rest) && slices.Equal(alts[m], rest[:n]) && sameShape(m, p) &&
+					(best == nil || n > len(alts[best])) {
+					best = m
+				}
+			}
+			if best == nil {
+				members = nil
+				break
+			}
+			members = append(members, best)
+			rest = rest[len(alts[best]):]
+		}
+		p.UnionOf = members
+	}
+}
+
+// findNarrowings sets Within on every reference parameter that is another
+// one narrowed to a type by resolve().
+func findNarrowings(params map[string]*Param) {
+	byExpr := map[string]*Param{}
+	for _, p := range params {
+		if p.Type == Reference {
+			byExpr[p.Expression] = p
+		}
+	}
+	for _, p := range params {
+		base, rest, ok := strings.Cut(p.Expression, ".where(resolve() is ")
+		typ, closed := strings.CutSuffix(rest, ")")
+		if !ok || !closed || p.Type != Reference || !conformance.IsResourceType(typ) {
+			continue
+		}
+		if q, ok := byExpr[base]; ok && q != p {
+			p.Within, p.WithinType = q, typ
+		}
+	}
+}
+
+// sameShape: same type, same targets and, for composites, the same
+// components in the same order.
+func sameShape(a, b *Param) bool {
+	if a.Type != b.Type || !slices.Equal(a.Targets, b.Targets) || len(a.Components) != len(b.Components) {
+		return false
+	}
+	for i, c := range a.Components {
+		d := b.Components[i]
+		if c.Expression != d.Expression || c.Param.Type != d.Param.Type {
+			return false
+		}
+	}
+	return true
 }
 
 func appliesTo(d definition, typ string) bool {

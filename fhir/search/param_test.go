@@ -1,6 +1,7 @@
 package search_test
 
 import (
+	"strings"
 	"testing"
 
 	"healthhub/fhir/search"
@@ -43,6 +44,55 @@ func TestRegistryLoadsTheExchangeTypes(t *testing.T) {
 	for _, code := range []string{"_text", "_content", "_query", "phonetic"} {
 		if _, ok := r.Lookup("Patient", code); ok {
 			t.Errorf("Patient?%s is in the registry, but the server cannot evaluate it", code)
+		}
+	}
+}
+
+// TestUnionParameters: exactly Observation's combo-* parameters are found to
+// be unions of two others, and the patient-like ones to be a wider reference
+// parameter narrowed to a type (so neither has an index of its own); _id is
+// not stored either; everything else is.
+func TestUnionParameters(t *testing.T) {
+	r, err := search.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"Observation combo-code":                "code component-code",
+		"Observation combo-code-value-concept":  "code-value-concept component-code-value-concept",
+		"Observation combo-code-value-quantity": "code-value-quantity component-code-value-quantity",
+		"Observation combo-data-absent-reason":  "data-absent-reason component-data-absent-reason",
+		"Observation combo-value-concept":       "value-concept component-value-concept",
+		"Observation combo-value-quantity":      "value-quantity component-value-quantity",
+	}
+	wantWithin := map[string]string{
+		"Observation patient":      "subject Patient",
+		"Encounter patient":        "subject Patient",
+		"Encounter practitioner":   "participant Practitioner",
+		"Appointment patient":      "actor Patient",
+		"Appointment practitioner": "actor Practitioner",
+		"Appointment location":     "actor Location",
+	}
+	for _, typ := range search.SearchTypes {
+		for _, p := range r.Params(typ) {
+			var members []string
+			for _, m := range p.UnionOf {
+				members = append(members, m.Code)
+			}
+			got := strings.Join(members, " ")
+			if got != want[typ+" "+p.Code] {
+				t.Errorf("%s?%s: union of %q, want %q", typ, p.Code, got, want[typ+" "+p.Code])
+			}
+			within := ""
+			if p.Within != nil {
+				within = p.Within.Code + " " + p.WithinType
+			}
+			if within != wantWithin[typ+" "+p.Code] {
+				t.Errorf("%s?%s: within %q, want %q", typ, p.Code, within, wantWithin[typ+" "+p.Code])
+			}
+			if stored := got == "" && within == "" && p.Code != "_id"; p.Stored() != stored {
+				t.Errorf("%s?%s: Stored() = %v, want %v", typ, p.Code, p.Stored(), stored)
+			}
 		}
 	}
 }

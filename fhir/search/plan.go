@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"healthhub/conformance"
 )
 
 // Planning one condition: the index key ranges that find its matches, and
@@ -78,7 +80,10 @@ import (
 //
 // Default: the value, normalized (NormalizeString: case and accents
 // folded), starts with the normalized search value: one 'v' prefix range,
-// exact. :exact compares the value as written ('e' keys), exact. :contains
+// exact. :exact compares the value as written: the 'v' point of the
+// normalized search value holds every candidate (the post-filter drops
+// those that differ in case or accents only), so strings need no second
+// key per value. :contains
 // (the normalized search value anywhere in the normalized value) cannot be
 // answered from the index: all.
 //
@@ -103,7 +108,8 @@ import (
 // Type/id (or an id with a :Type modifier, or a bare id on a parameter with
 // one target type) matches a relative reference to that resource ('v'
 // keys); a bare id on a parameter with several targets matches a relative
-// reference to that id of any type ('d' keys); an absolute URL matches an
+// reference to that id of any of the target types the definition allows
+// (one 'v' point per type); an absolute URL matches an
 // absolute reference as written ('u' keys). An absolute URL at this
 // server's own base is the caller's to rewrite as Type/id first (the mirror
 // of ReferenceValue.LocalTo), since a Condition does not know the base.
@@ -123,7 +129,8 @@ import (
 // A value is one tuple of component values taken from the same element; an
 // operand matches a tuple whose every component matches its part with the
 // component's own type rules. Composite keys are 'v' followed by one key of
-// each component (values.go), so the scan is the product of the leading
+// each component (values.go; a quantity by its number alone, so a unit in
+// the query is the post-filter's), so the scan is the product of the leading
 // parts' point keys (token code, system|code or |code; reference; uri)
 // followed by the first part that is a range (number, quantity, date,
 // string prefix, token system|): that range after each product prefix.
@@ -167,6 +174,20 @@ func (c *Condition) Scans() (scans []Scan, exact, all bool) {
 	if c.Param == nil {
 		return nil, false, true
 	}
+	if len(c.Param.UnionOf) > 0 {
+		return c.unionScans()
+	}
+	if c.Param.Code == "_id" {
+		return nil, false, true // not indexed: IDs names the candidates
+	}
+	if w := c.Param.Within; w != nil {
+		sub := *c
+		sub.Param = w
+		if scans, exact, all = sub.Scans(); all {
+			return nil, false, true
+		}
+		return scans, exact && c.onlyTyped(c.Param.WithinType), false
+	}
 	code := c.Param.Code
 	switch c.Modifier {
 	case ModMissing:
@@ -190,6 +211,57 @@ func (c *Condition) Scans() (scans []Scan, exact, all bool) {
 		}
 	}
 	return mergeScans(scans), exact, false
+}
+
+// unionScans plans a condition on a union parameter as the same condition
+// on each member: a value of the union is a value of one of them.
+func (c *Condition) unionScans() (scans []Scan, exact, all bool) {
+	exact = true
+	for _, m := range c.Param.UnionOf {
+		sub := *c
+		sub.Param = m
+		s, e, a := sub.Scans()
+		if a {
+			return nil, false, true
+		}
+		scans = append(scans, s...)
+		exact = exact && e
+	}
+	return mergeScans(scans), exact, false
+}
+
+// onlyTyped: every operand is a relative Type/id reference to typ, whose
+// key in a wider parameter's index (Param.Within) names exactly it. Other
+// operands (an identifier, an absolute URL, :missing) find references of
+// other types there too: the post-filter sorts them out.
+func (c *Condition) onlyTyped(typ string) bool {
+	if c.Modifier != ModNone && c.Modifier != ModType {
+		return false
+	}
+	for _, o := range c.Operands {
+		if o.Ref.Type != typ || o.Ref.ID == "" || o.Ref.URL != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// IDs returns the ids an _id condition names (_id=a,b), for the caller to
+// look up directly; ok is false for any other condition, and for _id with a
+// modifier (which Scans leaves to the post-filter).
+func (c *Condition) IDs() (ids []string, ok bool) {
+	if c.Param == nil || c.Param.Code != "_id" || c.Modifier != ModNone {
+		return nil, false
+	}
+	for _, o := range c.Operands {
+		if o.Token.SystemGiven && o.Token.System != "" {
+			continue // an id has no system: sys|x names nothing
+		}
+		if o.Token.Code != "" {
+			ids = append(ids, o.Token.Code)
+		}
+	}
+	return ids, true
 }
 
 // Matches reports whether a resource, given its extracted entries (all
@@ -315,7 +387,7 @@ func compileOperand(p *Param, mod Modifier, o *Operand, now time.Time) opPlan {
 	case Token:
 		return compileToken(mod, o)
 	case Reference:
-		return compileReference(mod, o)
+		return compileReference(mod, o, p.Targets)
 	case URI:
 		return compileURI(mod, o)
 	case Composite:
@@ -545,9 +617,11 @@ func compileDate(o *Operand, now time.Time) opPlan {
 func compileString(mod Modifier, o *Operand) opPlan {
 	switch mod {
 	case ModExact:
+		// The values equal to q are among those whose normalized form
+		// equals q's: that point of the 'v' keys, then the comparison.
 		q := o.Text
 		return opPlan{
-			spans: []span{pointSpan(formKey(FormExact, q))}, exact: true, indexed: true,
+			spans: []span{pointSpan(formKey(FormValue, NormalizeString(q)))}, indexed: true,
 			match: func(v Value) bool { s, ok := v.(StringValue); return ok && s.Exact == q },
 		}
 	case ModContains:
@@ -617,7 +691,7 @@ func compileToken(mod Modifier, o *Operand) opPlan {
 	})
 }
 
-func compileReference(mod Modifier, o *Operand) opPlan {
+func compileReference(mod Modifier, o *Operand, targets []string) opPlan {
 	if mod == ModIdentifier {
 		return tokenPlan(o.Token, FormIdentifierValue, FormIdentifier, func(v Value) (string, string, bool) {
 			r, ok := v.(ReferenceValue)
@@ -642,8 +716,18 @@ func compileReference(mod Modifier, o *Operand) opPlan {
 		p.spans = []span{pointSpan(formKey(FormValue, ref.Type, ref.ID))}
 		same = func(r ReferenceValue) bool { return r.Local() && r.ResourceType == ref.Type && r.ID == ref.ID }
 	case ref.ID != "":
-		p.spans = []span{pointSpan(formKey(FormID, ref.ID))}
-		same = func(r ReferenceValue) bool { return r.Local() && r.ID == ref.ID }
+		// A bare id on a parameter with several targets: Type/id of each
+		// (one point each, no index of ids alone to write on every create).
+		types := targets
+		if len(types) == 0 {
+			types = conformance.ResourceTypes()
+		}
+		for _, t := range types {
+			p.spans = append(p.spans, pointSpan(formKey(FormValue, t, ref.ID)))
+		}
+		same = func(r ReferenceValue) bool {
+			return r.Local() && r.ID == ref.ID && slices.Contains(types, r.ResourceType)
+		}
 	default:
 		return nothing
 	}
@@ -683,10 +767,21 @@ func compileComposite(p *Param, o *Operand, now time.Time) opPlan {
 		return nothing
 	}
 	parts := make([]opPlan, len(o.Parts))
+	unitChecked := false // a quantity part's unit, left to the post-filter
 	for i := range o.Parts {
 		parts[i] = compileOperand(p.Components[i].Param, ModNone, &o.Parts[i], now)
+		if q := &o.Parts[i]; p.Components[i].Param.Type == Quantity && (q.Token.System != "" || q.Token.Code != "") {
+			// Composite keys hold a quantity's number only (CompositeValue.Keys):
+			// scan by the number, match the unit too.
+			bare := *q
+			bare.Token = TokenOperand{}
+			match := parts[i].match
+			parts[i] = compileQuantity(&bare)
+			parts[i].match = match
+			unitChecked = true
+		}
 	}
-	plan := opPlan{exact: true, indexed: true}
+	plan := opPlan{exact: !unitChecked, indexed: true}
 	plan.match = func(v Value) bool {
 		cv, ok := v.(CompositeValue)
 		if !ok || len(cv.Components) != len(parts) {

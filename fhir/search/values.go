@@ -43,9 +43,7 @@ const (
 	FormCode            byte = 'c' // token: code, for a code without a system
 	FormText            byte = 't' // token: normalized display or text, for :text
 	FormOfType          byte = 'o' // token of an Identifier: type system, type code, value, for :of-type
-	FormExact           byte = 'e' // string: the original, for :exact
 	FormEnd             byte = 'z' // date: End then Start, for conditions on the end
-	FormID              byte = 'd' // reference: id alone, for a bare id
 	FormURL             byte = 'u' // reference: absolute URL (urn:uuid, canonical) without version
 	FormIdentifier      byte = 'i' // reference: identifier system, value, for :identifier=system|value
 	FormIdentifierValue byte = 'j' // reference: identifier value, for :identifier=value
@@ -130,15 +128,9 @@ func (StringValue) Type() Type { return String }
 // Key is the normalized string.
 func (v StringValue) Key() []byte { return AppendKeyString(nil, v.Normalized) }
 
+// Keys is the normalized string alone: :exact is answered from it too.
 func (v StringValue) Keys() [][]byte {
-	k := newKeySet(2, len(v.Normalized)+len(v.Exact)+8)
-	k.begin(FormValue)
-	k.str(v.Normalized)
-	k.end()
-	k.begin(FormExact)
-	k.str(v.Exact)
-	k.end()
-	return k.keys
+	return [][]byte{AppendKeyString([]byte{FormValue}, v.Normalized)}
 }
 
 // DateValue is the interval [Start, End) a date covers at its precision:
@@ -214,9 +206,6 @@ func (v ReferenceValue) Keys() [][]byte {
 	if v.Local() {
 		k.begin(FormValue)
 		k.str(v.ResourceType)
-		k.str(v.ID)
-		k.end()
-		k.begin(FormID)
 		k.str(v.ID)
 		k.end()
 	}
@@ -380,15 +369,18 @@ func (v CompositeValue) Key() []byte {
 }
 
 // Keys are FormValue followed by one key of each component (with its form
-// byte): every combination of the components' forms except :text, :exact
-// and :of-type, so `code$value` conditions work with `system|code` or
-// `code` and with any quantity form.
+// byte): every combination of the components' forms except :text,
+// :of-type and a quantity's unit forms, so `code$value` conditions work
+// with `system|code` or `code`. A quantity part is keyed by its number
+// alone: its units multiplied the keys by three, and a unit in the query is
+// checked on the candidates instead (compileComposite).
 func (v CompositeValue) Keys() [][]byte {
 	keys := [][]byte{{FormValue}}
 	for _, c := range v.Components {
 		var next [][]byte
 		for _, ck := range c.Keys() {
-			if ck[0] == FormText || ck[0] == FormExact || ck[0] == FormOfType {
+			switch ck[0] {
+			case FormText, FormOfType, FormSystemCode, FormUnit:
 				continue
 			}
 			for _, k := range keys {
