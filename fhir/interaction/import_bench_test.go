@@ -73,7 +73,7 @@ func BenchmarkImportSynthea(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
-		st, err := store.Open(b.TempDir(), store.Options{})
+		st, err := store.Open(b.TempDir(), store.Options{InitialMmapSize: interaction.ImportMmapSize})
 		if err != nil {
 			b.Fatal(err)
 		}

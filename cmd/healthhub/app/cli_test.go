@@ -22,6 +22,11 @@ func TestMainUsage(t *testing.T) {
 		{"bad log format", []string{"serve", "--log-format", "xml"}, 2, []string{"--log-format"}},
 		{"tiny max body", []string{"serve", "--max-body", "10"}, 2, []string{"--max-body"}},
 		{"stray argument", []string{"serve", "extra"}, 2, []string{`unexpected argument "extra"`}},
+		{"help lists import", []string{"help"}, 0, []string{"healthhub import"}},
+		{"import help", []string{"import", "--help"}, 0, []string{"-data", "-strict", "-chunk", "file:line", "log.ndjson"}},
+		{"import without files", []string{"import"}, 2, []string{"name at least one NDJSON file or directory"}},
+		{"import bad chunk", []string{"import", "--chunk", "0", "x.ndjson"}, 2, []string{"--chunk 0"}},
+		{"import missing file", []string{"import", "--data", "", "/nonexistent/Patient.ndjson"}, 1, []string{"/nonexistent/Patient.ndjson"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -71,7 +71,7 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "healthhub import: %v\n", err)
 		return 1
 	}
-	st, err := store.Open(*dataDir, store.Options{})
+	st, err := store.Open(*dataDir, store.Options{InitialMmapSize: interaction.ImportMmapSize})
 	if err != nil {
 		fmt.Fprintf(stderr, "healthhub import: %v\n", err)
 		return 1
