@@ -1,5 +1,6 @@
 // Package interaction is the service layer: one method per FHIR interaction
-// (read, vread, create, update, delete, history). Each takes the caller as an
+// (read, vread, create, update, delete, history, search, Patient/$everything)
+// and the bulk NDJSON import (Importer). Each takes the caller as an
 // explicit auth.Principal, does the expensive work (parsing, validation)
 // before opening a transaction, and reaches storage only through the
 // store.Store interface, in one transaction per interaction.

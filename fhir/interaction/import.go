@@ -27,9 +27,10 @@ import (
 // A chunk goes through four stages: validate (parallel), resolve
 // conditional references (serial: it reads and extends what the run has
 // seen), rewrite and extract index entries (parallel), commit (one
-// transaction). Extraction is the expensive part of indexing; doing it
-// before the transaction keeps the single committing goroutine to bbolt's
-// own work.
+// transaction, in the background while the next chunk goes through the
+// first three). Extraction is the expensive part of indexing; doing it
+// before the transaction keeps the committing goroutine to bbolt's own
+// work, and the two cores busy.
 
 // DefaultImportChunk is how many resources one import transaction writes:
 // large enough to amortize the commit, the fsync and bbolt's rebalancing,
@@ -143,7 +144,7 @@ type importLine struct {
 	refs    []condRef
 	entries []store.IndexEntry
 	err     error
-	defer_  bool
+	waits   bool // a conditional reference matched nothing yet: retry at the end
 }
 
 func (im *Importer) read(ctx context.Context, name string, r io.Reader) error {
@@ -296,7 +297,7 @@ func (im *Importer) flush(ctx context.Context) error {
 			if err := im.fail(l, l.err); err != nil {
 				return err
 			}
-		case l.defer_:
+		case l.waits:
 			if len(im.deferred) >= maxDeferred {
 				if err := im.fail(l, fmt.Errorf("a conditional reference matches nothing yet, and more than %d lines already wait for a second pass", maxDeferred)); err != nil {
 					return err
@@ -394,7 +395,7 @@ func (s *Service) checkLine(l *importLine) {
 // prepareLine puts the resolved references into their members and
 // extracts the index entries.
 func (s *Service) prepareLine(l *importLine) {
-	if l.err != nil || l.defer_ {
+	if l.err != nil || l.waits {
 		return
 	}
 	for refs := l.refs; len(refs) > 0; {

@@ -67,7 +67,7 @@ func (r *refResolver) accept(l *importLine) {
 }
 
 // resolveChunk resolves the references of a chunk's valid lines, setting
-// each line's targets, its err, or defer_.
+// each line's targets, its err, or waits.
 func (r *refResolver) resolveChunk(ctx context.Context, chunk []*importLine) error {
 	return r.s.store.View(ctx, func(tx store.Tx) error {
 		var waiting []*importLine
@@ -104,7 +104,7 @@ func (r *refResolver) resolveChunk(ctx context.Context, chunk []*importLine) err
 		}
 		for _, l := range waiting {
 			if !l.final {
-				l.defer_ = true
+				l.waits = true
 				continue
 			}
 			for _, ref := range l.refs {
