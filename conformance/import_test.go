@@ -85,9 +85,10 @@ func TestImportLoadsAndIsSearchable(t *testing.T) {
 	}
 }
 
-// Invalid lines are reported as file:line: reason and skipped; the others
-// load; the exit status is 1. A conditional reference to a line further on
-// resolves (second pass).
+// Invalid lines (malformed, schema-invalid, no id, a conditional reference
+// matching none or several, or naming a type it cannot be resolved for) are
+// reported as file:line: reason and skipped; the others load; the exit
+// status is 1. A conditional reference to a line further on resolves.
 func TestImportReportsBadLines(t *testing.T) {
 	dir := t.TempDir()
 	file := "../testdata/import/bad/mixed.ndjson"
@@ -101,6 +102,7 @@ func TestImportReportsBadLines(t *testing.T) {
 		file + ":4: conditional reference \"Organization?identifier=https://example.org/org|nobody\" matches no resource",
 		file + ":5: conditional reference \"Organization?identifier=https://example.org/org|dup\" matches 2 resources",
 		file + ":7: the Patient has no id",
+		file + ":11: conditional reference \"Condition?identifier=https://example.org/cond|c1\": Condition has no search index here",
 	} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
@@ -109,8 +111,8 @@ func TestImportReportsBadLines(t *testing.T) {
 	if !strings.Contains(errOut, "Patient.birthDate") {
 		t.Errorf("the schema-invalid line's report does not name Patient.birthDate:\n%s", errOut)
 	}
-	if got := importSummary(t, out); got != [6]int{4, 9, 4, 0, 0, 5} {
-		t.Errorf("summary %v, want 4 of 9 imported, 5 failed:\n%s", got, out)
+	if got := importSummary(t, out); got != [6]int{4, 10, 4, 0, 0, 6} {
+		t.Errorf("summary %v, want 4 of 10 imported, 6 failed:\n%s", got, out)
 	}
 	s := startServer(t, app.Config{DataDir: dir})
 	for path, want := range map[string]int{

@@ -3,6 +3,7 @@ package interaction
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -24,11 +25,23 @@ import (
 //
 // What a reference can match is what the store held before the run plus
 // what the run has accepted so far, including lines of the chunk not yet
-// committed. The common form, identifier=system|value, is answered from a
-// map of the run's identifiers plus the store (its search index, or for a
-// type without one, such as Location, its stored resources read once);
-// other criteria go through the search index alone (so their targets must
-// be committed: the second pass sees them).
+// committed. For the types conditional references name in practice
+// (runTracked), the common form, identifier=system|value, is answered from
+// a map of the run's identifiers plus the store (its search index, or for
+// a type without one, such as Location, its stored resources read once).
+// Everything else goes through the search index alone, so its targets must
+// be committed: the second pass sees them.
+
+// runTracked are the types whose identifiers an import run keeps in memory
+// (the directory resources and patients that clinical data points at):
+// keeping every line's would cost memory in proportion to the whole
+// import, and clinical resources are rarely the target of a conditional
+// reference.
+var runTracked = map[string]bool{
+	"Organization": true, "Location": true, "Practitioner": true, "PractitionerRole": true,
+	"Patient": true, "RelatedPerson": true, "Device": true, "Medication": true,
+	"HealthcareService": true, "Endpoint": true, "Group": true, "Substance": true,
+}
 
 // condRef is one conditional reference in a line's body.
 type condRef struct {
@@ -42,9 +55,9 @@ type condRef struct {
 type refResolver struct {
 	s       *Service
 	p       auth.Principal
-	seen    map[string][]string // "Type|system|value" -> ids the run accepted
-	written map[string]bool     // "Type/id" the run accepted
-	stored  map[string][]string // "Type|system|value" -> ids in the store (a cache)
+	seen    map[string][]string // "Type|system|value" -> ids the run accepted (runTracked types)
+	written map[string]bool     // "Type/id" the run accepted (runTracked types)
+	stored  map[string][]string // "Type|system|value" -> ids in the store (a cache; runTracked types)
 	// unindexed: per type without a search index, "system|value" -> ids
 	// of its stored resources, read once.
 	unindexed map[string]map[string][]string
@@ -57,6 +70,9 @@ func newRefResolver(s *Service, p auth.Principal) *refResolver {
 // accept records a line as part of the run: later conditional references
 // may resolve to it.
 func (r *refResolver) accept(l *importLine) {
+	if !runTracked[l.typ] {
+		return
+	}
 	r.written[l.typ+"/"+l.id] = true
 	for _, ident := range l.idents {
 		key := l.typ + "|" + ident
@@ -152,7 +168,7 @@ func (r *refResolver) lookup(ctx context.Context, tx store.Tx, ref *condRef) ([]
 	if err != nil {
 		return nil, fhir.Errorf(fhir.Invalid, "invalid", "conditional reference %q: %v", ref.typ+"?"+ref.query, err)
 	}
-	if sysval, ok := identifierOnly(vals); ok {
+	if sysval, ok := identifierOnly(vals); ok && runTracked[ref.typ] {
 		stored, err := r.storedByIdentifier(ctx, tx, ref.typ, sysval)
 		if err != nil {
 			return nil, err
@@ -167,13 +183,18 @@ func (r *refResolver) lookup(ctx context.Context, tx store.Tx, ref *condRef) ([]
 		return ids, nil
 	}
 	if !r.s.registry.Searchable(ref.typ) {
-		return nil, fhir.Errorf(fhir.Invalid, "not-supported", "conditional reference %q: %s has no search index here, so only identifier=system|value criteria resolve for it", ref.typ+"?"+ref.query, ref.typ)
+		return nil, fhir.Errorf(fhir.Invalid, "not-supported", "conditional reference %q: %s has no search index here; conditional references resolve through the search index, or for %s by identifier=system|value", ref.typ+"?"+ref.query, ref.typ, trackedList())
 	}
 	q, err := search.ParseQuery(r.s.registry, ref.typ, vals, true)
 	if err != nil {
 		return nil, err
 	}
 	return r.s.matchIDs(ctx, r.p, tx, q)
+}
+
+func trackedList() string {
+	types := slices.Sorted(maps.Keys(runTracked))
+	return strings.Join(types, ", ")
 }
 
 // identifierOnly recognizes criteria that are one identifier=system|value
