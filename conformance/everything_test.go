@@ -214,6 +214,17 @@ func TestPatientEverything(t *testing.T) {
 		}
 	})
 
+	t.Run("unknown parameters", func(t *testing.T) {
+		r := do(t, http.MethodGet, s.base+"/Patient/ev-p1/$everything?start=2024-01-01", nil)
+		if r.status != http.StatusOK || !strings.Contains(string(r.body), `"mode":"outcome"`) || !strings.Contains(string(r.body), "start") {
+			t.Errorf("start=: %d, want 200 with an outcome entry naming it: %s", r.status, r.body)
+		}
+		r = do(t, http.MethodGet, s.base+"/Patient/ev-p1/$everything?start=2024-01-01", nil, "Prefer", "handling=strict")
+		if r.status != http.StatusBadRequest {
+			t.Errorf("start= with handling=strict: %d, want 400", r.status)
+		}
+	})
+
 	t.Run("errors", func(t *testing.T) {
 		if r := do(t, http.MethodDelete, s.base+"/Patient/ev-p2", nil); r.status != http.StatusNoContent {
 			t.Fatalf("delete: %d", r.status)

@@ -2,6 +2,7 @@ package rest
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -23,11 +24,25 @@ func (h *Handlers) everything(c *gin.Context) {
 		h.writeError(c, err)
 		return
 	}
+	// As in search: unknown parameters (start and end among them: care
+	// dates are not supported) are reported, or refused when strict.
+	var ignored []string
+	for k := range c.Request.URL.Query() {
+		if !slices.Contains(everythingParams, k) {
+			ignored = append(ignored, k)
+		}
+	}
+	slices.Sort(ignored)
+	if len(ignored) > 0 && preferStrict(c) {
+		h.writeError(c, fhir.Errorf(fhir.Invalid, "not-supported", "$everything does not support %s (Prefer: handling=strict)", strings.Join(ignored, ", ")))
+		return
+	}
 	page, err := h.svc.Everything(c.Request.Context(), h.principal(c), req)
 	if err != nil {
 		h.writeError(c, err)
 		return
 	}
+	page.Query.Ignored = ignored
 	for _, k := range []string{"_format", "_pretty"} { // links keep the client's format
 		if v, ok := c.GetQuery(k); ok {
 			page.Query.SelfParams.Set(k, v)
@@ -40,6 +55,9 @@ func (h *Handlers) everything(c *gin.Context) {
 	}
 	h.writeJSON(c, http.StatusOK, b)
 }
+
+// everythingParams are the parameters $everything understands.
+var everythingParams = []string{"_since", "_type", "_count", "_cursor", "_format", "_pretty"}
 
 func everythingRequest(c *gin.Context) (interaction.EverythingRequest, error) {
 	req := interaction.EverythingRequest{ID: c.Param("id"), Cursor: c.Query("_cursor")}
