@@ -3,6 +3,7 @@ package interaction
 import (
 	"bytes"
 	"encoding/json"
+	"unicode/utf8"
 )
 
 // eachReference calls fn with the value of every member named "reference"
@@ -28,7 +29,7 @@ func eachReference(b []byte, fn func(start, end int, ref string)) {
 					if vend < 0 {
 						return
 					}
-					if lit := b[j+1 : vend]; bytes.IndexByte(lit, '\\') < 0 {
+					if lit := b[j+1 : vend]; bytes.IndexByte(lit, '\\') < 0 && utf8.Valid(lit) {
 						fn(j, vend+1, string(lit))
 					} else if ref := ""; json.Unmarshal(b[j:vend+1], &ref) == nil {
 						fn(j, vend+1, ref)
