@@ -1,7 +1,6 @@
 package fhir
 
 import (
-	"regexp"
 	"strconv"
 	"time"
 )
@@ -27,10 +26,22 @@ func (r *Resource) VersionPath() string {
 	return r.Path() + "/_history/" + strconv.FormatUint(r.VersionID, 10)
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
-
 // ValidID reports whether id has the R4 id syntax: 1 to 64 of [A-Za-z0-9-.].
-func ValidID(id string) bool { return idPattern.MatchString(id) }
+// A loop, not a regexp: it runs for every id and reference written (~3% of
+// an import's CPU as a regexp).
+func ValidID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // InstantLayout formats meta.lastUpdated: UTC with milliseconds.
 const InstantLayout = "2006-01-02T15:04:05.000Z07:00"

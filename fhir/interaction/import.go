@@ -383,7 +383,9 @@ func (s *Service) checkLine(l *importLine) {
 		return
 	}
 	l.typ, l.id, l.obj = typ, id, obj
-	l.idents = identifiers(obj)
+	if runTracked[typ] {
+		l.idents = identifiers(obj)
+	}
 	for _, key := range obj.Keys() {
 		raw, _ := obj.Get(key)
 		if bytes.Contains(raw, []byte(`"reference":"`)) { // compact: no space
