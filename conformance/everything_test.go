@@ -151,8 +151,12 @@ func TestPatientEverything(t *testing.T) {
 		if len(matches) != 5 {
 			t.Errorf("_type=Observation,Appointment: %v, want 4 Observations and 1 Appointment", matches)
 		}
-		if !slices.Equal(includes, []string{"Practitioner/ev-pr"}) {
-			t.Errorf("_type=Observation,Appointment includes %v, want Practitioner/ev-pr", includes)
+		if len(includes) != 0 {
+			t.Errorf("_type=Observation,Appointment includes %v, want none: _type limits every resource returned", includes)
+		}
+		matches, includes, _ = everythingAll(t, s, "Patient/ev-p1/$everything?_type=Encounter,Organization")
+		if len(matches) != 3 || !slices.Equal(includes, []string{"Organization/ev-org"}) {
+			t.Errorf("_type=Encounter,Organization: %v and includes %v, want 3 Encounters and Organization/ev-org", matches, includes)
 		}
 	})
 

@@ -137,7 +137,7 @@ func (s *Service) Everything(ctx context.Context, p auth.Principal, req Everythi
 		}
 		page.Next = end < len(keys)
 		var err error
-		page.Included, err = s.everythingIncluded(p, tx, page.Matches)
+		page.Included, err = s.everythingIncluded(p, tx, page.Matches, req.Types)
 		return err
 	})
 	if err != nil {
@@ -226,15 +226,17 @@ func (s *Service) everythingKeys(ctx context.Context, p auth.Principal, tx store
 }
 
 // everythingIncluded returns the resources of everythingIncludes types
-// that the page's resources refer to, each once.
-func (s *Service) everythingIncluded(p auth.Principal, tx store.Tx, matches []*fhir.Resource) ([]*fhir.Resource, error) {
+// (and of types, when given: _type limits every resource returned) that the
+// page's resources refer to, each once.
+func (s *Service) everythingIncluded(p auth.Principal, tx store.Tx, matches []*fhir.Resource, types []string) ([]*fhir.Resource, error) {
 	seen := map[string]bool{}
 	var out []*fhir.Resource
 	var err error
 	for _, m := range matches {
 		eachReference(m.JSON, func(_, _ int, ref string) {
 			typ, id, ok := strings.Cut(ref, "/")
-			if !ok || err != nil || seen[ref] || !slices.Contains(everythingIncludes, typ) || strings.Contains(id, "/") {
+			if !ok || err != nil || seen[ref] || !slices.Contains(everythingIncludes, typ) || strings.Contains(id, "/") ||
+				types != nil && !slices.Contains(types, typ) {
 				return
 			}
 			seen[ref] = true
