@@ -93,9 +93,10 @@ func (e *LineError) Unwrap() error { return e.Err }
 // import.
 var ErrStrictStop = errors.New("stopped at the first invalid line (strict)")
 
-// Importer loads NDJSON into the store. Use one per run: it remembers the
-// identifiers of what the run has imported, so that conditional references
-// resolve to resources of earlier lines before they are committed.
+// Importer loads NDJSON into the store. Use one per run, from one
+// goroutine: it remembers the identifiers of what the run has imported, so
+// that conditional references resolve to resources of earlier lines before
+// they are committed. Read each stream, then Finish.
 type Importer struct {
 	s     *Service
 	p     auth.Principal
