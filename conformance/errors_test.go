@@ -25,6 +25,7 @@ func TestErrors(t *testing.T) {
 	s := startServer(t, app.Config{})
 	put(t, s, "Patient", "p1", loadFixture(t, "Patient"))
 	put(t, s, "Patient", "gone", loadFixture(t, "Patient"))
+	put(t, s, "Basic", "b1", []byte(`{"resourceType":"Basic","code":{"text":"x"}}`))
 	if r := do(t, "DELETE", s.base+"/Patient/gone", nil); r.status != 204 {
 		t.Fatalf("delete: %d", r.status)
 	}
@@ -88,6 +89,10 @@ func TestErrors(t *testing.T) {
 		{name: "vread version not a number", method: "GET", path: "/Patient/p1/_history/one", status: 404, code: "not-found"},
 		{name: "deleted", method: "GET", path: "/Patient/gone", status: 410, code: "deleted"},
 		{name: "vread deletion", method: "GET", path: "/Patient/gone/_history/2", status: 410, code: "deleted"},
+		{name: "read _summary=count", method: "GET", path: "/Patient/p1?_summary=count", status: 400, code: "value"},
+		{name: "read _summary unknown", method: "GET", path: "/Patient/p1?_summary=maybe", status: 400, code: "value"},
+		{name: "read _summary twice", method: "GET", path: "/Patient/p1?_summary=true&_summary=data", status: 400, code: "value"},
+		{name: "read _summary=true, type without summary elements", method: "GET", path: "/Basic/b1?_summary=true", status: 400, code: "not-supported"},
 		{name: "unknown type read", method: "GET", path: "/Unicorn/1", status: 404},
 		{name: "unknown type create", method: "POST", path: "/Unicorn", body: `{"resourceType":"Unicorn"}`, status: 404},
 		{name: "unknown type update", method: "PUT", path: "/Unicorn/1", body: `{"resourceType":"Unicorn","id":"1"}`, status: 404},

@@ -341,7 +341,7 @@ func TestSearchErrors(t *testing.T) {
 
 func TestSearchSummaryAndElements(t *testing.T) {
 	s := startServer(t, app.Config{})
-	do(t, http.MethodPut, s.base+"/Patient/e1", []byte(`{"resourceType":"Patient","id":"e1","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"},"gender":"female","birthDate":"1970-01-01","meta":{"tag":[{"code":"mine"}]}}`))
+	do(t, http.MethodPut, s.base+"/Patient/e1", []byte(`{"resourceType":"Patient","id":"e1","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"},"gender":"female","birthDate":"1970-01-01","deceasedBoolean":false,"maritalStatus":{"text":"single"},"meta":{"tag":[{"code":"mine"}]}}`))
 	tests := []struct {
 		query         string
 		want, notWant []string
@@ -350,6 +350,7 @@ func TestSearchSummaryAndElements(t *testing.T) {
 		{"_elements=gender", []string{`"gender"`, `"id":"e1"`, `"code":"mine"`}, []string{`"birthDate"`, `"text"`}, true},
 		{"_summary=data", []string{`"gender"`, `"birthDate"`}, []string{`"div"`}, true},
 		{"_summary=text", []string{`"div"`}, []string{`"gender"`}, true},
+		{"_summary=true", []string{`"gender"`, `"birthDate"`, `"deceasedBoolean"`, `"code":"mine"`}, []string{`"div"`, `"maritalStatus"`}, true},
 		{"_summary=false", []string{`"div"`, `"gender"`}, nil, false},
 		{"_summary=count", []string{`"total":1`}, []string{`"entry"`}, false},
 	}
@@ -370,8 +371,20 @@ func TestSearchSummaryAndElements(t *testing.T) {
 			t.Errorf("%s: SUBSETTED tag %v, want %v", tt.query, !tt.subsetted, tt.subsetted)
 		}
 	}
-	if r := do(t, http.MethodGet, s.base+"/Patient?_summary=true", nil); r.status != http.StatusBadRequest {
-		t.Errorf("_summary=true: %d, want 400 until summary flags are known", r.status)
+	// Read and vread take _summary too.
+	for _, path := range []string{"/Patient/e1?_summary=true", "/Patient/e1/_history/1?_summary=true"} {
+		r := do(t, http.MethodGet, s.base+path, nil)
+		body := string(r.body)
+		if r.status != http.StatusOK || !strings.Contains(body, `"gender"`) || strings.Contains(body, `"maritalStatus"`) || !strings.Contains(body, "SUBSETTED") || r.header.Get("ETag") != `W/"1"` {
+			t.Errorf("GET %s: %d ETag %q %s, want the summary with SUBSETTED and the version's ETag", path, r.status, r.header.Get("ETag"), body)
+		}
+	}
+	// A type whose summary elements the server does not know is refused,
+	// not answered whole.
+	do(t, http.MethodPut, s.base+"/Basic/b1", []byte(`{"resourceType":"Basic","id":"b1","code":{"text":"x"}}`))
+	r := do(t, http.MethodGet, s.base+"/Basic/b1?_summary=true", nil)
+	if body := string(r.body); r.status != http.StatusBadRequest || !strings.Contains(body, "OperationOutcome") || !strings.Contains(body, "_summary=true is not supported for Basic") {
+		t.Errorf("GET Basic/b1?_summary=true: %d %s, want 400 naming Basic", r.status, body)
 	}
 }
 

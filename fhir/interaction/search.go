@@ -47,11 +47,6 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 	if err != nil {
 		return nil, err
 	}
-	if q.Summary == search.SummaryTrue {
-		// Which elements are "summary" is in the R4 StructureDefinitions,
-		// which the embedded artifacts do not include.
-		return nil, fhir.Errorf(fhir.Invalid, "not-supported", "_summary=true is not supported yet; use _elements to name the elements wanted, or _summary=text, data, count or false")
-	}
 	page := &SearchPage{Query: q, Total: -1}
 	var ids []string
 	if q.Cursor != "" && !isKeysetCursor(q.Cursor) {

@@ -89,12 +89,6 @@ func (h *Handlers) writeJSON(c *gin.Context, status int, body []byte) {
 	c.Data(status, ct+"; charset=utf-8", body)
 }
 
-// writeResource writes one version with its ETag and Last-Modified.
-func (h *Handlers) writeResource(c *gin.Context, status int, r *fhir.Resource) {
-	setVersionHeaders(c, r)
-	h.writeJSON(c, status, r.JSON)
-}
-
 func setVersionHeaders(c *gin.Context, r *fhir.Resource) {
 	c.Header("ETag", r.ETag())
 	c.Header("Last-Modified", r.LastUpdated.Format(http.TimeFormat))

@@ -2,14 +2,21 @@ package rest
 
 import (
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"healthhub/fhir"
+	"healthhub/fhir/search"
 )
 
 func (h *Handlers) read(c *gin.Context) {
+	q, err := readQuery(c)
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
 	r, err := h.svc.Read(c.Request.Context(), h.principal(c), c.Param("type"), c.Param("id"))
 	if err != nil {
 		h.writeError(c, err)
@@ -20,16 +27,52 @@ func (h *Handlers) read(c *gin.Context) {
 		c.Status(http.StatusNotModified)
 		return
 	}
-	h.writeResource(c, http.StatusOK, r)
+	h.writeSubset(c, r, q)
 }
 
 func (h *Handlers) vread(c *gin.Context) {
+	q, err := readQuery(c)
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
 	r, err := h.svc.VRead(c.Request.Context(), h.principal(c), c.Param("type"), c.Param("id"), c.Param("vid"))
 	if err != nil {
 		h.writeError(c, err)
 		return
 	}
-	h.writeResource(c, http.StatusOK, r)
+	h.writeSubset(c, r, q)
+}
+
+// readQuery takes _summary on a read or vread, as R4 allows (count is for
+// search only). _elements is served on search only.
+func readQuery(c *gin.Context) (*search.Query, error) {
+	vals := slices.DeleteFunc(c.QueryArray("_summary"), func(v string) bool { return v == "" })
+	q := &search.Query{}
+	switch {
+	case len(vals) > 1:
+		return nil, fhir.Errorf(fhir.Invalid, "value", "_summary may be given once")
+	case len(vals) == 1:
+		switch s := search.Summary(vals[0]); s {
+		case search.SummaryTrue, search.SummaryFalse, search.SummaryData, search.SummaryText:
+			q.Summary = s
+		default:
+			return nil, fhir.Errorf(fhir.Invalid, "value", "_summary on a read is true, false, data or text")
+		}
+	}
+	return q, nil
+}
+
+// writeSubset writes r, or the part of it q asks for, with r's version
+// headers.
+func (h *Handlers) writeSubset(c *gin.Context, r *fhir.Resource, q *search.Query) {
+	body, err := subset(r, q)
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
+	setVersionHeaders(c, r)
+	h.writeJSON(c, http.StatusOK, body)
 }
 
 // notModified answers a conditional read (If-None-Match, else

@@ -42,7 +42,7 @@ func (h *Handlers) search(c *gin.Context) {
 	}
 	b, err := h.searchBundle(c.Param("type"), page)
 	if err != nil {
-		h.internalError(c, err)
+		h.writeError(c, err) // a *fhir.Error from subset; anything else is a 500
 		return
 	}
 	h.writeJSON(c, http.StatusOK, b)
@@ -103,7 +103,7 @@ func (h *Handlers) searchBundle(typ string, page *interaction.SearchPage) ([]byt
 		b.Link = append(b.Link, link{"self", pageURL("")})
 	}
 	for _, r := range page.Matches {
-		res, err := subset(r.JSON, q)
+		res, err := subset(r, q)
 		if err != nil {
 			return nil, err
 		}

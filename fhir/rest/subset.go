@@ -11,37 +11,44 @@ import (
 // requires for _summary and _elements.
 var subsettedTag = json.RawMessage(`{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue","code":"SUBSETTED","display":"subsetted"}`)
 
-// subset applies _summary (data, text) and _elements to a match. It returns
-// the resource's own bytes when nothing is to be left out.
-func subset(raw []byte, q *search.Query) ([]byte, error) {
-	var keep map[string]bool
-	drop := ""
+// subset applies _summary (true, data, text) and _elements to r. It returns
+// the resource's own bytes when nothing is to be left out, and refuses
+// _summary=true on a type without a summary table rather than answer the
+// whole resource as if it were the summary.
+func subset(r *fhir.Resource, q *search.Query) ([]byte, error) {
+	var keep func(string) bool
 	switch {
 	case len(q.Elements) > 0:
-		keep = map[string]bool{"resourceType": true, "id": true, "meta": true}
+		set := elementSet("resourceType id meta")
 		for _, e := range q.Elements {
-			keep[e] = true
+			set[e] = true
+		}
+		keep = func(k string) bool { return set[k] }
+	case q.Summary == search.SummaryTrue:
+		if keep = inSummary(r.Type); keep == nil {
+			return nil, fhir.Errorf(fhir.Invalid, "not-supported", "_summary=true is not supported for %s: its summary elements are not known here; use _elements to name the elements wanted, or _summary=text, data or false", r.Type)
 		}
 	case q.Summary == search.SummaryText:
-		keep = map[string]bool{"resourceType": true, "id": true, "meta": true, "text": true}
+		keep = func(k string) bool { return k == "resourceType" || k == "id" || k == "meta" || k == "text" }
 	case q.Summary == search.SummaryData:
-		drop = "text"
-	default:
-		return raw, nil
+		keep = func(k string) bool { return k != "text" }
 	}
-	o, err := fhir.ParseObject(raw)
+	if keep == nil {
+		return r.JSON, nil
+	}
+	o, err := fhir.ParseObject(r.JSON)
 	if err != nil {
 		return nil, err
 	}
 	changed := false
 	for _, k := range o.Keys() {
-		if (keep != nil && !keep[k]) || k == drop {
+		if !keep(k) {
 			o.Delete(k)
 			changed = true
 		}
 	}
 	if !changed {
-		return raw, nil
+		return r.JSON, nil
 	}
 	meta := &fhir.Object{}
 	if m, ok := o.Get("meta"); ok {
