@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"healthhub/cmd/healthhub/app"
@@ -18,8 +19,8 @@ import (
 // Organizations and 20 Practitioners) among 50 other patients with 100
 // each, loaded with `healthhub import`. Each iteration fetches the whole
 // result: one page (_count=5000, ~2.5 MB of JSON) or pages of 500 through
-// the next links. ms/result is the time for the whole result, client
-// decoding included.
+// the next links. ms/result is the time for the whole result, received
+// (the client does not decode it).
 //
 //	go test ./conformance -run '^$' -bench EverythingHTTP -benchtime 20x
 func BenchmarkEverythingHTTP(b *testing.B) {
@@ -42,22 +43,13 @@ func BenchmarkEverythingHTTP(b *testing.B) {
 					if r.status != http.StatusOK {
 						b.Fatalf("%d %s", r.status, r.body)
 					}
-					var page struct {
-						Link  []struct{ Relation, URL string }
-						Entry []struct{ Search struct{ Mode string } }
-					}
-					if err := json.Unmarshal(r.body, &page); err != nil {
-						b.Fatal(err)
-					}
+					// Not decoded whole: the figure is the server's and the
+					// transport's, not encoding/json's on the client.
+					n += bytes.Count(r.body, []byte(`"mode":"match"`))
 					next = ""
-					for _, l := range page.Link {
-						if l.Relation == "next" {
-							next = l.URL
-						}
-					}
-					for _, e := range page.Entry {
-						if e.Search.Mode == "match" {
-							n++
+					if m := nextLink.FindSubmatch(r.body); m != nil {
+						if err := json.Unmarshal(m[1], &next); err != nil {
+							b.Fatal(err)
 						}
 					}
 				}
@@ -69,6 +61,8 @@ func BenchmarkEverythingHTTP(b *testing.B) {
 		})
 	}
 }
+
+var nextLink = regexp.MustCompile(`"relation":"next","url":("[^"]*")`)
 
 // everythingNDJSON: the directory, the target patient and its 2,000
 // resources, and 50 other patients with 100 each.
