@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"cmp"
 	"encoding/json"
 	"slices"
 	"time"
@@ -21,6 +22,9 @@ type Capability struct {
 	ResourceTypes      []string
 	ConditionalRead    string // not-supported | modified-since | not-match | full-support
 	UpdateCreate       bool
+	ConditionalCreate  bool   // If-None-Exist
+	ConditionalUpdate  bool   // PUT [type]?criteria
+	ConditionalDelete  string // not-supported (when "") | single | multiple
 	// Search lists, per searchable type, the parameters search answers;
 	// those types also get the search-type interaction.
 	Search map[string][]SearchParam
@@ -70,7 +74,9 @@ func CapabilityStatement(c Capability) []byte {
 			ReadHistory:       true,
 			UpdateCreate:      c.UpdateCreate,
 			ConditionalRead:   c.ConditionalRead,
-			ConditionalDelete: "not-supported",
+			ConditionalCreate: c.ConditionalCreate,
+			ConditionalUpdate: c.ConditionalUpdate,
+			ConditionalDelete: cmp.Or(c.ConditionalDelete, "not-supported"),
 		})
 	}
 	var system []code
