@@ -195,7 +195,12 @@ func TestConditionalDelete(t *testing.T) {
 				}
 			}
 			cs := decodeJSON(t, do(t, "GET", s.base+"/metadata", nil).body)
-			res := cs["rest"].([]any)[0].(map[string]any)["resource"].([]any)[0].(map[string]any)
+			var res map[string]any
+			for _, r := range cs["rest"].([]any)[0].(map[string]any)["resource"].([]any) {
+				if r.(map[string]any)["type"] == "Patient" {
+					res = r.(map[string]any)
+				}
+			}
 			if res["conditionalDelete"] != mode || res["conditionalCreate"] != true || res["conditionalUpdate"] != true {
 				t.Errorf("CapabilityStatement: conditionalDelete %v, conditionalCreate %v, conditionalUpdate %v", res["conditionalDelete"], res["conditionalCreate"], res["conditionalUpdate"])
 			}

@@ -278,7 +278,9 @@ func TestTransactionOrder(t *testing.T) {
 	var page struct {
 		Type  string
 		Total int
-		Entry []struct{ Resource struct{ Name []struct{ Family string } } }
+		Entry []struct {
+			Resource struct{ Name []struct{ Family string } }
+		}
 	}
 	if err := json.Unmarshal(tr.Entry[1].Resource, &page); err != nil || page.Type != "searchset" || page.Total != 1 || page.Entry[0].Resource.Name[0].Family != "Reborn" {
 		t.Errorf("the search ran before the DELETE and POST: %s", tr.Entry[1].Resource)
