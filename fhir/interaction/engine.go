@@ -326,8 +326,12 @@ func (s *Service) resolve(ctx context.Context, p auth.Principal, tx store.Tx, op
 func (s *Service) resolveOne(ctx context.Context, p auth.Principal, tx store.Tx, o *op, t *target, deleting map[string]bool, multipleDeletes bool) error {
 	var ids []string
 	if o.criteria != nil && o.method != methodGet {
+		skip := deleting
+		if o.method == methodDelete {
+			skip = nil // a second delete of the same resource is a clash, not a miss
+		}
 		var err error
-		if ids, err = s.matchLive(ctx, p, tx, o.criteria, deleting); err != nil {
+		if ids, err = s.matchLive(ctx, p, tx, o.criteria, skip); err != nil {
 			return err
 		}
 	}
