@@ -58,11 +58,11 @@ func (s *Service) Bundle(ctx context.Context, p auth.Principal, body []byte, opt
 	if !utf8.Valid(body) {
 		return "", nil, fhir.Errorf(fhir.Invalid, "structure", "malformed JSON: the body is not valid UTF-8")
 	}
-	if _, err := fhir.ParseObject(body); err != nil {
-		return "", nil, fhir.Errorf(fhir.Invalid, "structure", "%s", err.Error())
-	}
 	var b bundleJSON
 	if err := json.Unmarshal(body, &b); err != nil {
+		if _, perr := fhir.ParseObject(body); perr != nil {
+			err = perr // its syntax errors name the line and column
+		}
 		return "", nil, fhir.Errorf(fhir.Invalid, "structure", "the body is not a Bundle: %v", err)
 	}
 	if b.ResourceType != "Bundle" {
