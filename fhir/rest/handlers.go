@@ -155,9 +155,12 @@ func (h *Handlers) Register(g *gin.RouterGroup) {
 		h.interaction[r.method+" "+g.BasePath()+r.path] = r.code
 		g.Handle(r.method, r.path, h.negotiated(r.handle))
 	}
-	// Without these, POST /metadata would reach create as type "metadata".
-	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
-		g.Handle(m, "/metadata", func(c *gin.Context) { c.Header("Allow", http.MethodGet); h.NoMethod(c) })
+	// Without these, POST /metadata would reach create as type "metadata",
+	// DELETE /_history a conditional delete of type "_history".
+	for _, path := range []string{"/metadata", "/_history"} {
+		for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+			g.Handle(m, path, func(c *gin.Context) { c.Header("Allow", http.MethodGet); h.NoMethod(c) })
+		}
 	}
 }
 
