@@ -273,8 +273,17 @@ func (s *Service) resolve(ctx context.Context, p auth.Principal, tx store.Tx, op
 		return nil
 	}
 	deleting := map[string]bool{}
+	sameCriteria := map[string]int{} // Type?criteria of a conditional create or update -> its op
 	for _, i := range order(ops) {
 		o, t := ops[i], &res.targets[i]
+		if o.criteria != nil && (o.method == methodPost || o.method == methodPut) {
+			// Both would create (or both update) the same resource.
+			key := o.typ + "?" + o.criteria.SelfParams.Encode()
+			if j, ok := sameCriteria[key]; ok {
+				return nil, opError(o, fhir.Errorf(fhir.Invalid, "invalid", "entries %d and %d have the same criteria %s: a transaction may change a resource only once", min(i, j), max(i, j), echo(key)))
+			}
+			sameCriteria[key] = i
+		}
 		if err := s.resolveOne(ctx, p, tx, o, t, deleting, multipleDeletes); err != nil {
 			return nil, opError(o, err)
 		}
