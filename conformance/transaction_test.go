@@ -255,17 +255,20 @@ func TestTransactionRollback(t *testing.T) {
 func TestTransactionOrder(t *testing.T) {
 	s := startServer(t, app.Config{})
 	p, _ := create(t, s, "Patient", patientWith("urn:s", "p", "P"))
+	q, _ := create(t, s, "Patient", patientWith("urn:s", "q", "Q"))
 	create(t, s, "Patient", patientWith("urn:s", "doomed", "Doomed"))
 	patch := base64.StdEncoding.EncodeToString([]byte(`[{"op":"add","path":"/active","value":true}]`))
 	tr := mustTransaction(t, s,
 		txEntry{method: "GET", url: "Patient/" + p},
+		txEntry{method: "GET", url: "Patient/" + q},
+		txEntry{method: "PUT", url: "Patient/" + q, ifMatch: `W/"1"`, resource: `{"resourceType":"Patient","id":"` + q + `","name":[{"family":"Put"}]}`},
 		txEntry{method: "GET", url: "Patient?identifier=urn:s|doomed,urn:s|reborn"},
 		txEntry{method: "PATCH", url: "Patient/" + p, resource: `{"resourceType":"Binary","contentType":"application/json-patch+json","data":"` + patch + `"}`},
 		// Matches nothing once the DELETE below has run: created.
 		txEntry{method: "POST", url: "Patient", ifNoneExist: "identifier=urn:s|doomed", resource: string(patientWith("urn:s", "reborn", "Reborn"))},
 		txEntry{method: "DELETE", url: "Patient?identifier=urn:s|doomed"},
 	)
-	want := []string{"200 OK", "200 OK", "200 OK", "201 Created", "204 No Content"}
+	want := []string{"200 OK", "200 OK", "200 OK", "200 OK", "200 OK", "201 Created", "204 No Content"}
 	for i, e := range tr.Entry {
 		if e.Response.Status != want[i] {
 			t.Errorf("entry %d: %s, want %s", i, e.Response.Status, want[i])
@@ -275,6 +278,9 @@ func TestTransactionOrder(t *testing.T) {
 	if got["active"] != true || tr.Entry[0].Response.Etag != `W/"2"` {
 		t.Errorf("the GET ran before the PATCH: %s", tr.Entry[0].Resource)
 	}
+	if !strings.Contains(string(tr.Entry[1].Resource), `"family":"Put"`) || tr.Entry[1].Response.Etag != `W/"2"` {
+		t.Errorf("the GET ran before the PUT: %s", tr.Entry[1].Resource)
+	}
 	var page struct {
 		Type  string
 		Total int
@@ -282,8 +288,8 @@ func TestTransactionOrder(t *testing.T) {
 			Resource struct{ Name []struct{ Family string } }
 		}
 	}
-	if err := json.Unmarshal(tr.Entry[1].Resource, &page); err != nil || page.Type != "searchset" || page.Total != 1 || page.Entry[0].Resource.Name[0].Family != "Reborn" {
-		t.Errorf("the search ran before the DELETE and POST: %s", tr.Entry[1].Resource)
+	if err := json.Unmarshal(tr.Entry[3].Resource, &page); err != nil || page.Type != "searchset" || page.Total != 1 || page.Entry[0].Resource.Name[0].Family != "Reborn" {
+		t.Errorf("the search ran before the DELETE and POST: %s", tr.Entry[3].Resource)
 	}
 }
 
