@@ -121,6 +121,9 @@ func order(ops []*op) []int {
 // run carries out ops in one write transaction (all or nothing).
 // multipleDeletes allows a conditional delete to delete several matches.
 func (s *Service) run(ctx context.Context, p auth.Principal, ops []*op, multipleDeletes bool) ([]Result, error) {
+	if len(ops) == 0 {
+		return nil, nil // an empty transaction: nothing to commit
+	}
 	var first *resolution
 	err := s.store.View(ctx, func(tx store.Tx) (err error) {
 		first, err = s.resolve(ctx, p, tx, ops, multipleDeletes)

@@ -1,6 +1,9 @@
 package interaction
 
-import "testing"
+import (
+	"encoding/json"
+	"testing"
+)
 
 // White-box: rewriteReferences works on raw bytes, which the black-box
 // tests see only through whole transactions.
@@ -29,4 +32,25 @@ func TestRewriteReferences(t *testing.T) {
 	if got := references([]byte(`{"a":{"reference":"urn:uuid:a"},"b":{"reference":"Patient/9"},"c":{"reference":"Patient?x=1"},"d":{"reference":"urn:oid:1.2"}}`)); len(got) != 3 {
 		t.Errorf("references: %v, want the urn:uuid:, conditional and urn:oid: ones", got)
 	}
+}
+
+// FuzzRewriteReferences: on any valid JSON, rewriting every reference
+// keeps the JSON valid and leaves no "reference" string unrewritten; on
+// any bytes at all, it terminates without a panic.
+func FuzzRewriteReferences(f *testing.F) {
+	for _, s := range []string{`{"reference":"a"}`, `[{"x":{"reference":"b"}},1,"s",null]`, `{"reference":{"reference":"c"},"y":[[],{}]}`, `{"refer\u0065nce":"\"q\""}`, `{`, `[,]`, `{"a":}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, _ := rewriteReferences(data, func(string) (string, bool) { return "X/1", true })
+		if !json.Valid(data) {
+			return
+		}
+		if !json.Valid(out) {
+			t.Fatalf("rewriteReferences(%s) = %s: not JSON", data, out)
+		}
+		for _, ref := range references(out) {
+			t.Errorf("rewriteReferences(%s) left %q", data, ref)
+		}
+	})
 }
