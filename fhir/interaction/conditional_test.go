@@ -285,6 +285,7 @@ func TestTransaction(t *testing.T) {
 		{"last entry conditional reference to several", last(`{"resource":{"resourceType":"Encounter","status":"planned","class":{"code":"AMB"},"subject":{"reference":"Patient?identifier=urn:s|two"}},"request":{"method":"POST","url":"Encounter"}}`), fhir.PreconditionFailed, "Bundle.entry[3]"},
 		{"last entry touches an earlier one's resource", last(`{"request":{"method":"DELETE","url":"Patient/` + one + `"}},{"request":{"method":"DELETE","url":"Patient?identifier=urn:s|one"}}`), fhir.Invalid, "Bundle.entry[4]"},
 		{"two conditional creates with the same criteria", last(`{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=urn:s|new"}},{"resource":{"resourceType":"Patient"},"request":{"method":"PUT","url":"Patient?identifier=urn:s|new"}},{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=urn:s|new"}}`), fhir.Invalid, "Bundle.entry[5]"},
+		{"conditional update selecting what a POST creates", last(`{"resource":` + string(patient("made-here", "M")) + `,"request":{"method":"POST","url":"Patient"}},{"resource":{"resourceType":"Patient"},"request":{"method":"PUT","url":"Patient?identifier=urn:s|made-here"}}`), fhir.Invalid, "Bundle.entry[4]"},
 		{"last entry a search with an unknown parameter", last(`{"request":{"method":"DELETE","url":"Patient?nope=1"}}`), fhir.Invalid, "Bundle.entry[3]"},
 		{"chain with the conditional reference", chain, 0, ""},
 	}

@@ -148,9 +148,17 @@ func (s *Service) run(ctx context.Context, p auth.Principal, ops []*op, multiple
 		if err != nil {
 			return err
 		}
+		written := map[string]int{} // Type/id -> the op that wrote it
 		for _, i := range order(ops) {
-			if err := s.apply(ctx, p, tx, ops[i], &res.targets[i], res, pre[i], &results[i]); err != nil {
-				return opError(ops[i], err)
+			o, t := ops[i], &res.targets[i]
+			if err := s.noNewMatch(ctx, p, tx, o, t, written); err != nil {
+				return opError(o, err)
+			}
+			if err := s.apply(ctx, p, tx, o, t, res, pre[i], &results[i]); err != nil {
+				return opError(o, err)
+			}
+			if o.writes() && !t.found {
+				written[o.typ+"/"+t.id] = i
 			}
 		}
 		return nil
@@ -159,6 +167,28 @@ func (s *Service) run(ctx context.Context, p auth.Principal, ops []*op, multiple
 		return nil, err
 	}
 	return results, nil
+}
+
+// noNewMatch refuses a conditional write whose criteria, checked again
+// after the transaction's earlier writes, now select a resource one of
+// them wrote: the targets were resolved before any write, so it would
+// otherwise create a second resource (or patch another) where R4 processing
+// order would have found the first; and two entries may not touch one
+// resource anyway.
+func (s *Service) noNewMatch(ctx context.Context, p auth.Principal, tx store.Tx, o *op, t *target, written map[string]int) error {
+	if o.criteria == nil || !o.writes() || len(written) == 0 {
+		return nil
+	}
+	ids, err := s.matchIDs(ctx, p, tx, o.criteria)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if j, ok := written[o.typ+"/"+id]; ok && id != t.id {
+			return fhir.Errorf(fhir.Invalid, "invalid", "the criteria of entry %d select %s/%s, which entry %d of this transaction writes: a transaction may change a resource only once", o.index, o.typ, id, j)
+		}
+	}
+	return nil
 }
 
 // apply carries out one resolved op in tx. pre is its preparation from
