@@ -246,6 +246,26 @@ func TestPatch(t *testing.T) {
 	}
 }
 
+// TestPatchKeepsRawJSON: what a patch does not touch keeps its bytes:
+// member order, the spelling of decimals, characters JSON encoders like to
+// escape.
+func TestPatchKeepsRawJSON(t *testing.T) {
+	svc := newService(t)
+	body := `{"resourceType":"Observation","status":"preliminary","code":{"text":"a<b & c"},"valueQuantity":{"value":72.50,"unit":"kg"},"note":[{"text":"1e2"}]}`
+	r, err := svc.Create(ctx, auth.Local(), "Observation", []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := svc.Patch(ctx, auth.Local(), "Observation", r.ID, nil, []byte(`[{"op":"replace","path":"/status","value":"final"}]`), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"status":"final","code":{"text":"a<b & c"},"valueQuantity":{"value":72.50,"unit":"kg"},"note":[{"text":"1e2"}]}`
+	if !strings.HasSuffix(string(res.Resource.JSON), want) {
+		t.Errorf("patched JSON %s, want it to end %s", res.Resource.JSON, want)
+	}
+}
+
 // bundle builds a Bundle of kind from entries given as JSON objects.
 func bundle(kind string, entries ...string) []byte {
 	return []byte(`{"resourceType":"Bundle","type":"` + kind + `","entry":[` + strings.Join(entries, ",") + `]}`)
