@@ -16,6 +16,19 @@ import (
 // resourceType are 400 (Invalid); a well-formed resource that breaks the R4
 // rules is 422 (Unprocessable).
 func (s *Service) parseBody(typ string, body []byte) (*fhir.Object, error) {
+	obj, err := parseResource(typ, body)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.validateBody(typ, body); err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
+// parseResource is parseBody without the R4 validation, for bodies
+// validated already (the entries of a transaction Bundle).
+func parseResource(typ string, body []byte) (*fhir.Object, error) {
 	if !utf8.Valid(body) { // RFC 8259 8.1: JSON is UTF-8; ParseObject does not check
 		return nil, fhir.Errorf(fhir.Invalid, "structure", "malformed JSON: the body is not valid UTF-8")
 	}
@@ -30,14 +43,20 @@ func (s *Service) parseBody(typ string, body []byte) (*fhir.Object, error) {
 	case rt != typ:
 		return nil, fhir.Errorf(fhir.Invalid, "invalid", "the body is a %s, but the URL says %s", rt, typ).At("resourceType")
 	}
+	return obj, nil
+}
+
+// validateBody checks a well-formed resource of type typ against the R4
+// rules: breaking them is 422 (Unprocessable).
+func (s *Service) validateBody(typ string, body []byte) error {
 	if err := s.validator.Validate(typ, body); err != nil {
 		var fe *fhir.Error
 		if errors.As(err, &fe) && fe.Kind == fhir.Invalid {
 			fe.Kind = fhir.Unprocessable
 		}
-		return nil, err
+		return err
 	}
-	return obj, nil
+	return nil
 }
 
 // Create stores a new resource under a server-assigned id; an id in the

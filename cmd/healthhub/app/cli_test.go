@@ -22,6 +22,9 @@ func TestMainUsage(t *testing.T) {
 		{"bad log format", []string{"serve", "--log-format", "xml"}, 2, []string{"--log-format"}},
 		{"tiny max body", []string{"serve", "--max-body", "10"}, 2, []string{"--max-body"}},
 		{"stray argument", []string{"serve", "extra"}, 2, []string{`unexpected argument "extra"`}},
+		{"serve help: bundle flags", []string{"serve", "--help"}, 0, []string{"-max-bundle-entries", "10000", "-conditional-delete", "single"}},
+		{"bad conditional delete", []string{"serve", "--conditional-delete", "all"}, 2, []string{"--conditional-delete"}},
+		{"zero bundle entries", []string{"serve", "--max-bundle-entries", "0"}, 2, []string{"--max-bundle-entries"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
