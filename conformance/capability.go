@@ -21,6 +21,10 @@ type Capability struct {
 	ResourceTypes      []string
 	ConditionalRead    string // not-supported | modified-since | not-match | full-support
 	UpdateCreate       bool
+	// Conditional interactions, claimed for the types in Search only.
+	ConditionalCreate bool   // If-None-Exist
+	ConditionalUpdate bool   // PUT [type]?criteria
+	ConditionalDelete string // not-supported (when "") | single | multiple
 	// Search lists, per searchable type, the parameters search answers;
 	// those types also get the search-type interaction.
 	Search map[string][]SearchParam
@@ -78,6 +82,12 @@ func CapabilityStatement(c Capability) []byte {
 				ops = append(ops, op)
 			}
 		}
+		// Conditional interactions select by search: only where search is.
+		conditional := len(c.Search[t]) > 0
+		condDelete := "not-supported"
+		if conditional && c.ConditionalDelete != "" {
+			condDelete = c.ConditionalDelete
+		}
 		resources = append(resources, capResource{
 			Operation:         ops,
 			Type:              t,
@@ -87,7 +97,9 @@ func CapabilityStatement(c Capability) []byte {
 			ReadHistory:       true,
 			UpdateCreate:      c.UpdateCreate,
 			ConditionalRead:   c.ConditionalRead,
-			ConditionalDelete: "not-supported",
+			ConditionalCreate: conditional && c.ConditionalCreate,
+			ConditionalUpdate: conditional && c.ConditionalUpdate,
+			ConditionalDelete: condDelete,
 		})
 	}
 	var system []code

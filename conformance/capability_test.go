@@ -35,11 +35,14 @@ type capabilityStatement struct {
 			Interaction []struct {
 				Code string `json:"code"`
 			} `json:"interaction"`
-			Versioning      string                        `json:"versioning"`
-			ReadHistory     bool                          `json:"readHistory"`
-			UpdateCreate    bool                          `json:"updateCreate"`
-			ConditionalRead string                        `json:"conditionalRead"`
-			SearchParam     []struct{ Name, Type string } `json:"searchParam"`
+			Versioning        string                        `json:"versioning"`
+			ReadHistory       bool                          `json:"readHistory"`
+			UpdateCreate      bool                          `json:"updateCreate"`
+			ConditionalRead   string                        `json:"conditionalRead"`
+			ConditionalCreate bool                          `json:"conditionalCreate"`
+			ConditionalUpdate bool                          `json:"conditionalUpdate"`
+			ConditionalDelete string                        `json:"conditionalDelete"`
+			SearchParam       []struct{ Name, Type string } `json:"searchParam"`
 		} `json:"resource"`
 		Interaction []struct {
 			Code string `json:"code"`
@@ -95,14 +98,14 @@ func TestCapabilityStatement(t *testing.T) {
 	if !contains(system, "history-system") {
 		t.Errorf("system interactions %v lack history-system", system)
 	}
-	for _, no := range []string{"transaction", "batch"} {
-		if contains(system, no) {
-			t.Errorf("system interactions %v claim %s, which is not implemented", system, no)
+	for _, w := range []string{"transaction", "batch"} {
+		if !contains(system, w) {
+			t.Errorf("system interactions %v lack %s", system, w)
 		}
 	}
 
 	// Every R4 type, each with the interactions the server has.
-	want := []string{"read", "vread", "create", "update", "delete", "history-instance", "history-type"}
+	want := []string{"read", "vread", "create", "update", "patch", "delete", "history-instance", "history-type"}
 	types := map[string]bool{}
 	for _, res := range rest.Resource {
 		if types[res.Type] {
@@ -119,8 +122,14 @@ func TestCapabilityStatement(t *testing.T) {
 			}
 		}
 		searchable := slices.Contains(search.SearchTypes, res.Type)
-		if contains(got, "patch") {
-			t.Errorf("%s: interactions %v claim patch, which is not implemented", res.Type, got)
+		// Conditional interactions select by search: claimed where search is.
+		condDelete := "not-supported"
+		if searchable {
+			condDelete = "single" // the default of serve --conditional-delete
+		}
+		if res.ConditionalCreate != searchable || res.ConditionalUpdate != searchable || res.ConditionalDelete != condDelete {
+			t.Errorf("%s: conditionalCreate %v conditionalUpdate %v conditionalDelete %q, want %v %v %q",
+				res.Type, res.ConditionalCreate, res.ConditionalUpdate, res.ConditionalDelete, searchable, searchable, condDelete)
 		}
 		if contains(got, "search-type") != searchable {
 			t.Errorf("%s: claims search-type %v, want %v (search answers %v)", res.Type, contains(got, "search-type"), searchable, search.SearchTypes)

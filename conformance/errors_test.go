@@ -99,10 +99,11 @@ func TestErrors(t *testing.T) {
 		{name: "no such endpoint", method: "GET", path: "/Patient/p1/_history/1/more", status: 404, code: "not-found"},
 
 		// Methods.
-		{name: "PATCH instance", method: "PATCH", path: "/Patient/p1", body: `[]`, status: 405, code: "not-supported"},
+		{name: "PATCH with a FHIR body (FHIRPath Patch)", method: "PATCH", path: "/Patient/p1", body: `[]`, status: 415, code: "not-supported"},
 		{name: "POST instance", method: "POST", path: "/Patient/p1", body: p1, status: 405, code: "not-supported"},
-		{name: "PUT type", method: "PUT", path: "/Patient", body: p1, status: 405, code: "not-supported"},
-		{name: "DELETE type", method: "DELETE", path: "/Patient", status: 405, code: "not-supported"},
+		{name: "PUT type without criteria", method: "PUT", path: "/Patient", body: p1, status: 400, code: "required"},
+		{name: "DELETE type without criteria", method: "DELETE", path: "/Patient", status: 400, code: "required"},
+		{name: "DELETE type, criteria only _count", method: "DELETE", path: "/Patient?_count=5", status: 400, code: "required"},
 		{name: "DELETE version", method: "DELETE", path: "/Patient/p1/_history/1", status: 405, code: "not-supported"},
 		{name: "PUT version", method: "PUT", path: "/Patient/p1/_history/1", body: p1, status: 405, code: "not-supported"},
 		{name: "DELETE history", method: "DELETE", path: "/_history", status: 405, code: "not-supported"},
@@ -145,7 +146,7 @@ func TestErrors(t *testing.T) {
 		t.Error(err)
 	}
 	// 405 says what is allowed.
-	if r := do(t, "PATCH", s.base+"/Patient/p1", []byte(`[]`)); !strings.Contains(r.header.Get("Allow"), "PUT") {
+	if r := do(t, "POST", s.base+"/Patient/p1", []byte(p1)); !strings.Contains(r.header.Get("Allow"), "PUT") {
 		t.Errorf("405: Allow %q, want the allowed methods", r.header.Get("Allow"))
 	}
 }

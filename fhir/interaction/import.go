@@ -20,7 +20,7 @@ import (
 
 // Bulk import of FHIR NDJSON (one resource a line, as Bulk Data exports and
 // Synthea write). Every line goes through the checks of a REST update
-// (parseJSON, checkBody, checkID: the same 400/422 rules) and keeps its own
+// (parseJSON, checkID, validateBody: the same 400/422 rules) and keeps its own
 // id, so references between lines stay right. Lines are written in chunks,
 // one store transaction each: a chunk commits whole or not at all.
 //
@@ -379,7 +379,7 @@ func (s *Service) checkLine(l *importLine) {
 		l.err = err
 		return
 	}
-	if err := s.checkBody(typ, obj, l.body); err != nil {
+	if err := s.validateBody(typ, l.body); err != nil {
 		l.err = err
 		return
 	}

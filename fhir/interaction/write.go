@@ -16,14 +16,36 @@ import (
 // resourceType are 400 (Invalid); a well-formed resource that breaks the R4
 // rules is 422 (Unprocessable).
 func (s *Service) parseBody(typ string, body []byte) (*fhir.Object, error) {
+	obj, err := parseResource(typ, body)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.validateBody(typ, body); err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
+// parseResource is parseBody without the R4 validation, for bodies
+// validated already (the entries of a transaction Bundle).
+func parseResource(typ string, body []byte) (*fhir.Object, error) {
 	obj, err := parseJSON(body)
 	if err != nil {
 		return nil, err
 	}
-	return obj, s.checkBody(typ, obj, body)
+	rt, ok := obj.String("resourceType")
+	switch {
+	case !ok:
+		return nil, fhir.Errorf(fhir.Invalid, "required", "the body has no resourceType: expected %q", typ).At("resourceType")
+	case rt != typ:
+		return nil, fhir.Errorf(fhir.Invalid, "invalid", "the body is a %s, but the URL says %s", rt, typ).At("resourceType")
+	}
+	return obj, nil
 }
 
-// parseJSON reads the top level of a body: 400 when it is not a JSON object.
+// parseJSON reads the top level of a body: 400 when it is not UTF-8 or
+// not a JSON object. (An imported line is parsed so before its type is
+// known.)
 func parseJSON(body []byte) (*fhir.Object, error) {
 	if !utf8.Valid(body) { // RFC 8259 8.1: JSON is UTF-8; ParseObject does not check
 		return nil, fhir.Errorf(fhir.Invalid, "structure", "malformed JSON: the body is not valid UTF-8")
@@ -35,16 +57,9 @@ func parseJSON(body []byte) (*fhir.Object, error) {
 	return obj, nil
 }
 
-// checkBody checks that obj (parsed from body) is a valid resource of type
-// typ: the rules of parseBody after the parse.
-func (s *Service) checkBody(typ string, obj *fhir.Object, body []byte) error {
-	rt, ok := obj.String("resourceType")
-	switch {
-	case !ok:
-		return fhir.Errorf(fhir.Invalid, "required", "the body has no resourceType: expected %q", typ).At("resourceType")
-	case rt != typ:
-		return fhir.Errorf(fhir.Invalid, "invalid", "the body is a %s, but the URL says %s", rt, typ).At("resourceType")
-	}
+// validateBody checks a well-formed resource of type typ against the R4
+// rules: breaking them is 422 (Unprocessable).
+func (s *Service) validateBody(typ string, body []byte) error {
 	if err := s.validator.Validate(typ, body); err != nil {
 		var fe *fhir.Error
 		if errors.As(err, &fe) && fe.Kind == fhir.Invalid {

@@ -2,6 +2,7 @@ package rest
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"io"
@@ -59,6 +60,18 @@ func (h *Handlers) readBody(c *gin.Context) ([]byte, error) {
 			return nil, fhir.Errorf(fhir.UnsupportedMedia, "not-supported", "Content-Type %q is not supported: send application/fhir+json", ct)
 		}
 	}
+	body, err := h.readRaw(c)
+	if err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, fhir.Errorf(fhir.Invalid, "required", "the body is empty: expected a %s resource", cmp.Or(c.Param("type"), "Bundle"))
+	}
+	return body, nil
+}
+
+// readRaw reads a request body of at most h.maxBody bytes.
+func (h *Handlers) readRaw(c *gin.Context) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
@@ -66,9 +79,6 @@ func (h *Handlers) readBody(c *gin.Context) ([]byte, error) {
 	}
 	if err != nil {
 		return nil, fhir.Errorf(fhir.Invalid, "structure", "could not read the body").Wrap(err)
-	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, fhir.Errorf(fhir.Invalid, "required", "the body is empty: expected a %s resource", c.Param("type"))
 	}
 	return body, nil
 }

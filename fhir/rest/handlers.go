@@ -29,6 +29,12 @@ type Config struct {
 	// Search is the search-parameter registry the CapabilityStatement
 	// declares; nil: no search.
 	Search *search.Registry
+	// MaxBundleEntries bounds the entries of a transaction or batch; 0: no
+	// limit.
+	MaxBundleEntries int
+	// MultipleDeletes lets a conditional delete delete every match (else
+	// more than one match is 412).
+	MultipleDeletes bool
 }
 
 // Handlers serves the FHIR REST API over a Service.
@@ -38,6 +44,8 @@ type Handlers struct {
 	maxBody int64
 	log     *slog.Logger
 	metrics *metrics
+
+	bundleOpts interaction.BundleOptions
 
 	routes      []route
 	interaction map[string]string // "METHOD /path/pattern" -> interaction code
@@ -62,6 +70,7 @@ func New(svc *interaction.Service, cfg Config) *Handlers {
 		log:         cfg.Logger,
 		metrics:     newMetrics(cfg.Registry),
 		interaction: map[string]string{},
+		bundleOpts:  interaction.BundleOptions{MaxEntries: cfg.MaxBundleEntries, MultipleDeletes: cfg.MultipleDeletes},
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -70,13 +79,20 @@ func New(svc *interaction.Service, cfg Config) *Handlers {
 		{http.MethodGet, "/metadata", "capabilities", "system", h.metadata},
 		{http.MethodGet, "/_history", "history-system", "system", h.history},
 		{http.MethodGet, "", "search-system", "system", h.search},
-		{http.MethodPost, "/:type", "create", "type", h.create},
+		// Bundle.type decides between transaction and batch; both are
+		// declared (see capabilityStatement).
+		{http.MethodPost, "", "transaction", "system", h.bundle},
+		{http.MethodPost, "/:type", "create", "type", h.create}, // If-None-Exist: conditional create
 		{http.MethodGet, "/:type", "search-type", "type", h.search},
+		{http.MethodPut, "/:type", "update", "type", h.conditionalUpdate},
+		{http.MethodDelete, "/:type", "delete", "type", h.conditionalDelete},
+		{http.MethodPatch, "/:type", "patch", "type", h.patch},
 		{http.MethodPost, "/:type/_search", "search-type", "type", h.search},
 		{http.MethodGet, "/:type/_history", "history-type", "type", h.history},
 		{http.MethodGet, "/:type/:id", "read", "instance", h.read},
 		{http.MethodPut, "/:type/:id", "update", "instance", h.update},
 		{http.MethodDelete, "/:type/:id", "delete", "instance", h.delete},
+		{http.MethodPatch, "/:type/:id", "patch", "instance", h.patch},
 		{http.MethodGet, "/:type/:id/_history", "history-instance", "instance", h.history},
 		{http.MethodGet, "/:type/:id/_history/:vid", "vread", "instance", h.vread},
 		{http.MethodGet, "/:type/:id/$everything", "everything", "operation", h.everything},
@@ -106,6 +122,8 @@ func (h *Handlers) capabilityStatement(version string, reg *search.Registry) []b
 		switch {
 		case r.level == "operation":
 			c.Operations = append(c.Operations, conformance.Operation{Type: "Patient", Name: r.code, Definition: operationDefinitions[r.code]})
+		case r.code == "transaction":
+			c.SystemInteractions = append(c.SystemInteractions, "transaction", "batch")
 		case r.level == "system":
 			if r.code != "capabilities" {
 				c.SystemInteractions = append(c.SystemInteractions, r.code)
@@ -114,6 +132,19 @@ func (h *Handlers) capabilityStatement(version string, reg *search.Registry) []b
 			// declared per searchable type below, with its parameters
 		case !slices.Contains(c.TypeInteractions, r.code):
 			c.TypeInteractions = append(c.TypeInteractions, r.code)
+		}
+		// The type-level forms of the write routes are the conditional ones.
+		switch {
+		case r.level != "type":
+		case r.code == "create":
+			c.ConditionalCreate = true // create honors If-None-Exist
+		case r.code == "update":
+			c.ConditionalUpdate = true
+		case r.code == "delete":
+			c.ConditionalDelete = "single"
+			if h.bundleOpts.MultipleDeletes {
+				c.ConditionalDelete = "multiple"
+			}
 		}
 	}
 	if reg != nil {
@@ -133,9 +164,12 @@ func (h *Handlers) Register(g *gin.RouterGroup) {
 		h.interaction[r.method+" "+g.BasePath()+r.path] = r.code
 		g.Handle(r.method, r.path, h.negotiated(r.handle))
 	}
-	// Without these, POST /metadata would reach create as type "metadata".
-	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
-		g.Handle(m, "/metadata", func(c *gin.Context) { c.Header("Allow", http.MethodGet); h.NoMethod(c) })
+	// Without these, POST /metadata would reach create as type "metadata",
+	// DELETE /_history a conditional delete of type "_history".
+	for _, path := range []string{"/metadata", "/_history"} {
+		for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+			g.Handle(m, path, func(c *gin.Context) { c.Header("Allow", http.MethodGet); h.NoMethod(c) })
+		}
 	}
 }
 

@@ -166,7 +166,9 @@ type entryRequest struct {
 }
 
 type entryResponse struct {
-	Status       string `json:"status"`
-	Etag         string `json:"etag,omitempty"`
-	LastModified string `json:"lastModified,omitempty"`
+	Status       string          `json:"status"`
+	Location     string          `json:"location,omitempty"`
+	Etag         string          `json:"etag,omitempty"`
+	LastModified string          `json:"lastModified,omitempty"`
+	Outcome      json.RawMessage `json:"outcome,omitempty"`
 }

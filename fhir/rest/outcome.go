@@ -68,10 +68,18 @@ func (h *Handlers) writeError(c *gin.Context, err error) {
 		c.Abort()
 		return
 	}
+	status, issues := h.errorOutcome(c, err)
+	h.writeOutcome(c, status, issues)
+}
+
+// errorOutcome maps err to a status and the issues to show. The cause of
+// an error is kept for the request logger, never shown; an error that is
+// not a *fhir.Error is a 500 that shows only the request id.
+func (h *Handlers) errorOutcome(c *gin.Context, err error) (int, []fhir.Issue) {
 	var fe *fhir.Error
 	if !errors.As(err, &fe) || fe.Kind == fhir.Internal || len(fe.Issues) == 0 {
-		h.internalError(c, err)
-		return
+		c.Set(ctxCause, err)
+		return http.StatusInternalServerError, internalIssues(c)
 	}
 	status := kindStatus[fe.Kind]
 	if status == 0 {
@@ -80,16 +88,20 @@ func (h *Handlers) writeError(c *gin.Context, err error) {
 	if fe.Err != nil {
 		c.Set(ctxCause, fe.Err) // logged by the request logger
 	}
-	h.writeOutcome(c, status, fe.Issues)
+	return status, fe.Issues
 }
 
 func (h *Handlers) internalError(c *gin.Context, err error) {
 	c.Set(ctxCause, err)
-	h.writeOutcome(c, http.StatusInternalServerError, []fhir.Issue{{
+	h.writeOutcome(c, http.StatusInternalServerError, internalIssues(c))
+}
+
+func internalIssues(c *gin.Context) []fhir.Issue {
+	return []fhir.Issue{{
 		Severity:    "fatal",
 		Code:        "exception",
 		Diagnostics: "internal server error; request id " + requestID(c),
-	}})
+	}}
 }
 
 func (h *Handlers) writeOutcome(c *gin.Context, status int, issues []fhir.Issue) {

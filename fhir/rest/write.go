@@ -2,6 +2,7 @@ package rest
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -16,12 +17,25 @@ func (h *Handlers) create(c *gin.Context) {
 		h.writeError(c, err)
 		return
 	}
+	if ine := c.GetHeader("If-None-Exist"); ine != "" {
+		res, err := h.svc.ConditionalCreate(c.Request.Context(), h.principal(c), c.Param("type"), body, ine)
+		if err != nil {
+			h.writeError(c, err)
+			return
+		}
+		if res.Outcome == interaction.Found {
+			h.writeWritten(c, http.StatusOK, res.Resource, "found existing")
+			return
+		}
+		h.writeWritten(c, http.StatusCreated, res.Resource, "created")
+		return
+	}
 	r, err := h.svc.Create(c.Request.Context(), h.principal(c), c.Param("type"), body)
 	if err != nil {
 		h.writeError(c, err)
 		return
 	}
-	h.writeWritten(c, http.StatusCreated, r)
+	h.writeWritten(c, http.StatusCreated, r, "created")
 }
 
 func (h *Handlers) update(c *gin.Context) {
@@ -40,11 +54,78 @@ func (h *Handlers) update(c *gin.Context) {
 		h.writeError(c, err)
 		return
 	}
-	status := http.StatusOK
 	if created {
-		status = http.StatusCreated
+		h.writeWritten(c, http.StatusCreated, r, "created")
+		return
 	}
-	h.writeWritten(c, status, r)
+	h.writeWritten(c, http.StatusOK, r, "updated")
+}
+
+// conditionalUpdate serves PUT [type]?criteria.
+func (h *Handlers) conditionalUpdate(c *gin.Context) {
+	ifMatch, err := precondition(c)
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
+	body, err := h.readBody(c)
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
+	res, err := h.svc.ConditionalUpdate(c.Request.Context(), h.principal(c), c.Param("type"), h.criteria(c), body, ifMatch)
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
+	if res.Outcome == interaction.Created {
+		h.writeWritten(c, http.StatusCreated, res.Resource, "created")
+		return
+	}
+	h.writeWritten(c, http.StatusOK, res.Resource, "updated")
+}
+
+// conditionalDelete serves DELETE [type]?criteria. Nothing matching is
+// not an error: 200 with an OperationOutcome that says so.
+func (h *Handlers) conditionalDelete(c *gin.Context) {
+	ifMatch, err := precondition(c)
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
+	res, err := h.svc.ConditionalDelete(c.Request.Context(), h.principal(c), c.Param("type"), h.criteria(c), ifMatch, h.bundleOpts.MultipleDeletes)
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
+	if len(res.Deleted) == 0 {
+		h.writeOutcome(c, http.StatusOK, []fhir.Issue{{Severity: "information", Code: "not-found", Diagnostics: "no " + c.Param("type") + " matched the criteria: nothing was deleted"}})
+		return
+	}
+	if len(res.Deleted) == 1 {
+		c.Header("ETag", res.Deleted[0].ETag())
+	}
+	if preferReturn(c) == "OperationOutcome" {
+		paths := make([]string, len(res.Deleted))
+		for i, r := range res.Deleted {
+			paths[i] = r.Path()
+		}
+		h.writeOutcome(c, http.StatusOK, []fhir.Issue{{Severity: "information", Code: "informational", Diagnostics: "deleted " + strings.Join(paths, ", ")}})
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// criteria are the search parameters of a conditional request, with
+// absolute references to this server made relative, as in search.
+func (h *Handlers) criteria(c *gin.Context) url.Values {
+	params := c.Request.URL.Query()
+	for _, vs := range params {
+		for i, v := range vs {
+			vs[i] = h.localReferences(v)
+		}
+	}
+	return params
 }
 
 func (h *Handlers) delete(c *gin.Context) {
@@ -100,8 +181,9 @@ func preferReturn(c *gin.Context) string {
 	return "representation"
 }
 
-// writeWritten answers a create or update as Prefer asks.
-func (h *Handlers) writeWritten(c *gin.Context, status int, r *fhir.Resource) {
+// writeWritten answers a write as Prefer asks; verb says what happened,
+// for return=OperationOutcome.
+func (h *Handlers) writeWritten(c *gin.Context, status int, r *fhir.Resource, verb string) {
 	setVersionHeaders(c, r)
 	if status == http.StatusCreated {
 		c.Header("Location", h.base+"/"+r.VersionPath())
@@ -110,10 +192,6 @@ func (h *Handlers) writeWritten(c *gin.Context, status int, r *fhir.Resource) {
 	case "minimal":
 		c.Status(status)
 	case "OperationOutcome":
-		verb := "updated"
-		if status == http.StatusCreated {
-			verb = "created"
-		}
 		h.writeJSON(c, status, outcomeJSON([]fhir.Issue{{Severity: "information", Code: "informational", Diagnostics: verb + " " + r.VersionPath()}}))
 	default:
 		h.writeJSON(c, status, r.JSON)

@@ -36,14 +36,24 @@ type Config struct {
 	MaxBody         int64  // request body limit in bytes
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
+	// MaxBundleEntries bounds the entries of a transaction or batch Bundle
+	// (more: 413). MaxBody applies to the Bundle too, and is usually the
+	// first limit reached: at the defaults, a Bundle of 10,000 entries fits
+	// only if its entries average under ~1.6 kB.
+	MaxBundleEntries int
+	// ConditionalDelete is "single" (a conditional delete matching several
+	// resources is 412) or "multiple" (it deletes them all).
+	ConditionalDelete string
 }
 
 // Defaults.
 const (
-	DefaultAddr            = "127.0.0.1:8080"
-	DefaultDataDir         = "./data"
-	DefaultMaxBody         = 16 << 20
-	DefaultShutdownTimeout = 15 * time.Second
+	DefaultAddr              = "127.0.0.1:8080"
+	DefaultDataDir           = "./data"
+	DefaultMaxBody           = 16 << 20
+	DefaultShutdownTimeout   = 15 * time.Second
+	DefaultMaxBundleEntries  = 10_000
+	DefaultConditionalDelete = "single"
 )
 
 func (c *Config) setDefaults() {
@@ -62,6 +72,12 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.MaxBundleEntries == 0 {
+		c.MaxBundleEntries = DefaultMaxBundleEntries
+	}
+	if c.ConditionalDelete == "" {
+		c.ConditionalDelete = DefaultConditionalDelete
+	}
 }
 
 // Validate reports a configuration that cannot work.
@@ -71,6 +87,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		return errors.New("--shutdown-timeout must not be negative")
+	}
+	if c.MaxBundleEntries < 1 {
+		return fmt.Errorf("--max-bundle-entries %d: at least 1", c.MaxBundleEntries)
+	}
+	if c.ConditionalDelete != "single" && c.ConditionalDelete != "multiple" {
+		return fmt.Errorf("--conditional-delete %q: use single or multiple", c.ConditionalDelete)
 	}
 	return nil
 }
@@ -137,6 +159,9 @@ func (a *App) routes() http.Handler {
 		Logger:   a.cfg.Logger,
 		Registry: reg,
 		Search:   a.registry,
+
+		MaxBundleEntries: a.cfg.MaxBundleEntries,
+		MultipleDeletes:  a.cfg.ConditionalDelete == "multiple",
 	})
 
 	gin.SetMode(gin.ReleaseMode)

@@ -70,6 +70,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.BaseURL, "base-url", "", "absolute FHIR base URL used in Location, fullUrl and links (default http://<addr>/fhir)")
 	fs.Int64Var(&cfg.MaxBody, "max-body", DefaultMaxBody, "largest request body accepted, in bytes (larger: 413)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long in-flight requests may finish after SIGTERM/SIGINT")
+	fs.IntVar(&cfg.MaxBundleEntries, "max-bundle-entries", DefaultMaxBundleEntries, "most entries in a transaction or batch Bundle (more: 413); --max-body applies to the Bundle too")
+	fs.StringVar(&cfg.ConditionalDelete, "conditional-delete", DefaultConditionalDelete, "single: a conditional delete matching several resources is 412; multiple: it deletes them all")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: healthhub serve [flags]\n\nStarts the FHIR R4 server; the API is at <base-url> (/fhir), with /healthz, /readyz and /metrics beside it.\n\nFlags:\n")

@@ -27,6 +27,9 @@ func TestMainUsage(t *testing.T) {
 		{"import without files", []string{"import"}, 2, []string{"name at least one NDJSON file or directory"}},
 		{"import bad chunk", []string{"import", "--chunk", "0", "x.ndjson"}, 2, []string{"--chunk 0"}},
 		{"import missing file", []string{"import", "--data", "", "/nonexistent/Patient.ndjson"}, 1, []string{"/nonexistent/Patient.ndjson"}},
+		{"serve help: bundle flags", []string{"serve", "--help"}, 0, []string{"-max-bundle-entries", "10000", "-conditional-delete", "single"}},
+		{"bad conditional delete", []string{"serve", "--conditional-delete", "all"}, 2, []string{"--conditional-delete"}},
+		{"zero bundle entries", []string{"serve", "--max-bundle-entries", "0"}, 2, []string{"--max-bundle-entries"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

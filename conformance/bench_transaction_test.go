@@ -1,0 +1,57 @@
+package conformance_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"testing"
+)
+
+// benchBundleEntries is the size of the transaction Bundles posted.
+const benchBundleEntries = 100
+
+// BenchmarkHTTPTransaction posts transaction Bundles of 100 entries (the
+// Synthea Patient under a urn:uuid: fullUrl and 99 Observations referring
+// to it by that urn, so every Bundle also resolves references) from
+// benchConns connections, and reports resources written per second.
+//
+//	go test -run '^$' -bench HTTPTransaction -benchtime 20x ./conformance/
+func BenchmarkHTTPTransaction(b *testing.B) {
+	tg := startBenchTarget(b)
+	obs, err := os.ReadFile("../testdata/resources/Observation.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	const patientURL = "urn:uuid:0d6f4a3e-0000-4000-8000-000000000001"
+	type entry struct {
+		FullURL  string          `json:"fullUrl,omitempty"`
+		Resource json.RawMessage `json:"resource"`
+		Request  struct {
+			Method string `json:"method"`
+			URL    string `json:"url"`
+		} `json:"request"`
+	}
+	entries := make([]entry, benchBundleEntries)
+	entries[0].FullURL, entries[0].Resource = patientURL, tg.body
+	entries[0].Request.Method, entries[0].Request.URL = "POST", "Patient"
+	for i := 1; i < len(entries); i++ {
+		var m map[string]any
+		if err := json.Unmarshal(obs, &m); err != nil {
+			b.Fatal(err)
+		}
+		m["subject"] = map[string]any{"reference": patientURL}
+		m["effectiveDateTime"] = fmt.Sprintf("2024-03-01T09:%02d:00Z", i%60)
+		entries[i].Resource, _ = json.Marshal(m)
+		entries[i].Request.Method, entries[i].Request.URL = "POST", "Observation"
+	}
+	body, err := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": entries})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchHTTP(b, tg, "transaction", http.StatusOK, func(*rand.Rand) (string, string, []byte) {
+		return http.MethodPost, tg.base, body
+	})
+	b.ReportMetric(float64(b.N*benchBundleEntries)/b.Elapsed().Seconds(), "resources/s")
+}

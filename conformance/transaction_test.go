@@ -1,0 +1,389 @@
+package conformance_test
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"healthhub/cmd/healthhub/app"
+)
+
+// txEntry is one Bundle entry: method and url of the request, and the
+// rest (fullUrl, resource, ifMatch, ifNoneExist) as raw JSON members.
+type txEntry struct {
+	method, url string
+	fullURL     string
+	resource    string // raw JSON; "" for none
+	ifMatch     string
+	ifNoneExist string
+}
+
+func txBundle(kind string, entries ...txEntry) []byte {
+	type request struct {
+		Method      string `json:"method"`
+		URL         string `json:"url"`
+		IfMatch     string `json:"ifMatch,omitempty"`
+		IfNoneExist string `json:"ifNoneExist,omitempty"`
+	}
+	type entry struct {
+		FullURL  string          `json:"fullUrl,omitempty"`
+		Resource json.RawMessage `json:"resource,omitempty"`
+		Request  request         `json:"request"`
+	}
+	b := struct {
+		ResourceType string  `json:"resourceType"`
+		Type         string  `json:"type"`
+		Entry        []entry `json:"entry"`
+	}{ResourceType: "Bundle", Type: kind}
+	for _, e := range entries {
+		var res json.RawMessage
+		if e.resource != "" {
+			res = json.RawMessage(e.resource)
+		}
+		b.Entry = append(b.Entry, entry{FullURL: e.fullURL, Resource: res, Request: request{e.method, e.url, e.ifMatch, e.ifNoneExist}})
+	}
+	out, err := json.Marshal(b)
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// txResponse is a transaction-response or batch-response Bundle.
+type txResponse struct {
+	ResourceType, Type string
+	Entry              []struct {
+		FullURL  string          `json:"fullUrl"`
+		Resource json.RawMessage `json:"resource"`
+		Response struct {
+			Status, Location, Etag, LastModified string
+			Outcome                              json.RawMessage
+		}
+	}
+}
+
+func postBundle(t testing.TB, s *server, body []byte, headers ...string) (*response, *txResponse) {
+	t.Helper()
+	r := do(t, "POST", s.base, body, headers...)
+	if r.status != http.StatusOK {
+		return r, nil
+	}
+	var tr txResponse
+	if err := json.Unmarshal(r.body, &tr); err != nil {
+		t.Fatalf("response is not a Bundle: %v\n%s", err, r.body)
+	}
+	return r, &tr
+}
+
+// mustTransaction posts a transaction and fails unless it is 200.
+func mustTransaction(t testing.TB, s *server, entries ...txEntry) *txResponse {
+	t.Helper()
+	r, tr := postBundle(t, s, txBundle("transaction", entries...))
+	if tr == nil {
+		t.Fatalf("transaction: %d %s", r.status, r.body)
+	}
+	return tr
+}
+
+// idFrom is the id of a response entry's resource.
+func idFrom(t testing.TB, tr *txResponse, i int) string {
+	t.Helper()
+	var m struct{ ID string }
+	if err := json.Unmarshal(tr.Entry[i].Resource, &m); err != nil || m.ID == "" {
+		t.Fatalf("entry %d has no resource with an id: %s", i, tr.Entry[i].Resource)
+	}
+	return m.ID
+}
+
+const (
+	uuidA = "urn:uuid:aaaaaaaa-0000-4000-8000-000000000001"
+	uuidB = "urn:uuid:bbbbbbbb-0000-4000-8000-000000000002"
+	uuidC = "urn:uuid:cccccccc-0000-4000-8000-000000000003"
+	oidD  = "urn:oid:1.2.3.4.5"
+)
+
+// TestTransactionReferences: urn:uuid: and urn:oid: fullUrls become the
+// server's Type/id in every reference that names them, however deep: A
+// (Observation) -> B (Encounter) -> C (Patient), in an extension, in a
+// contained resource, and an Organization named by urn:oid:.
+func TestTransactionReferences(t *testing.T) {
+	s := startServer(t, app.Config{})
+	obs := `{"resourceType":"Observation","status":"final","code":{"text":"x"},
+		"subject":{"reference":"` + uuidC + `"},"encounter":{"reference":"` + uuidB + `"},
+		"extension":[{"url":"http://example.org/deep","extension":[{"url":"inner","valueReference":{"reference":"` + uuidB + `"}}]}],
+		"contained":[{"resourceType":"Provenance","id":"prov","recorded":"2024-01-01T00:00:00Z","target":[{"reference":"` + uuidC + `"}],"agent":[{"who":{"reference":"` + oidD + `"}}]}],
+		"performer":[{"reference":"` + oidD + `"},{"reference":"#prov"}]}`
+	tr := mustTransaction(t, s,
+		txEntry{method: "POST", url: "Observation", fullURL: uuidA, resource: obs},
+		txEntry{method: "POST", url: "Encounter", fullURL: uuidB, resource: `{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":{"reference":"` + uuidC + `"},"serviceProvider":{"reference":"` + oidD + `"}}`},
+		txEntry{method: "POST", url: "Patient", fullURL: uuidC, resource: `{"resourceType":"Patient","managingOrganization":{"reference":"` + oidD + `"}}`},
+		txEntry{method: "POST", url: "Organization", fullURL: oidD, resource: `{"resourceType":"Organization","name":"D"}`},
+	)
+	if tr.Type != "transaction-response" || len(tr.Entry) != 4 {
+		t.Fatalf("response: %s %d entries", tr.Type, len(tr.Entry))
+	}
+	a, b, c, d := idFrom(t, tr, 0), idFrom(t, tr, 1), idFrom(t, tr, 2), idFrom(t, tr, 3)
+	for i, e := range tr.Entry {
+		r := e.Response
+		if r.Status != "201 Created" || !strings.HasPrefix(r.Location, s.base+"/") || !strings.HasSuffix(r.Location, "/_history/1") || r.Etag != `W/"1"` || r.LastModified == "" {
+			t.Errorf("entry %d response: %+v", i, r)
+		}
+	}
+	stored := string(do(t, "GET", s.base+"/Observation/"+a, nil).body)
+	for _, want := range []string{
+		`"subject":{"reference":"Patient/` + c + `"}`,
+		`"encounter":{"reference":"Encounter/` + b + `"}`,
+		`"valueReference":{"reference":"Encounter/` + b + `"}`,
+		`"target":[{"reference":"Patient/` + c + `"}]`,
+		`"who":{"reference":"Organization/` + d + `"}`,
+		`{"reference":"Organization/` + d + `"},{"reference":"#prov"}`,
+	} {
+		if !strings.Contains(stored, want) {
+			t.Errorf("Observation lacks %s:\n%s", want, stored)
+		}
+	}
+	if strings.Contains(stored, "urn:") {
+		t.Errorf("an urn: reference is left: %s", stored)
+	}
+	// The index holds the resolved references.
+	if ids := idsOf(t, s, "Observation?subject=Patient/"+c); len(ids) != 1 || ids[0] != a {
+		t.Errorf("Observation?subject=Patient/%s: %v", c, ids)
+	}
+	if ids := idsOf(t, s, "Encounter?patient=Patient/"+c); len(ids) != 1 || ids[0] != b {
+		t.Errorf("Encounter?patient=Patient/%s: %v", c, ids)
+	}
+	if ids := idsOf(t, s, "Patient?organization=Organization/"+d); len(ids) != 1 || ids[0] != c {
+		t.Errorf("Patient?organization: %v", ids)
+	}
+}
+
+func TestTransactionConditionalReferences(t *testing.T) {
+	s := startServer(t, app.Config{})
+	one, _ := seedConditional(t, s)
+	obs := func(ref string) string {
+		return `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"` + ref + `"}}`
+	}
+	tr := mustTransaction(t, s, txEntry{method: "POST", url: "Observation", resource: obs("Patient?identifier=urn:s|one")})
+	if got := string(tr.Entry[0].Resource); !strings.Contains(got, `"reference":"Patient/`+one+`"`) {
+		t.Errorf("one match: %s", got)
+	}
+	cases := []struct {
+		name, ref string
+		status    int
+		code      string
+	}{
+		{"none matches: 404", "Patient?identifier=urn:s|nobody", 404, "not-found"},
+		{"several match: 412", "Patient?identifier=urn:s|two", 412, "multiple-matches"},
+		{"unknown parameter: 400", "Patient?identifer=urn:s|one", 400, "not-supported"},
+	}
+	for _, tc := range cases {
+		before := len(idsOf(t, s, "Observation"))
+		r, _ := postBundle(t, s, txBundle("transaction",
+			txEntry{method: "POST", url: "Observation", resource: obs("Patient?identifier=urn:s|one")},
+			txEntry{method: "POST", url: "Observation", resource: obs(tc.ref)}))
+		checkOutcome(t, tc.name, r, tc.status, tc.code, "Bundle.entry[1]")
+		if after := len(idsOf(t, s, "Observation")); after != before {
+			t.Errorf("%s: %d Observations stored, were %d", tc.name, after, before)
+		}
+	}
+}
+
+// TestTransactionRollback: when the last entry fails, nothing of the
+// earlier ones is stored, and the OperationOutcome names the entry.
+func TestTransactionRollback(t *testing.T) {
+	s := startServer(t, app.Config{})
+	existing, _ := create(t, s, "Patient", patientWith("urn:s", "existing", "Existing"))
+	seedConditional(t, s)
+	good := []txEntry{
+		{method: "POST", url: "Patient", fullURL: uuidA, resource: string(patientWith("urn:s", "new-1", "New"))},
+		{method: "PUT", url: "Patient/" + existing, resource: `{"resourceType":"Patient","id":"` + existing + `","name":[{"family":"Changed"}]}`},
+		{method: "POST", url: "Observation", resource: `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"` + uuidA + `"}}`},
+		{method: "DELETE", url: "Patient?identifier=urn:s|one"},
+	}
+	cases := []struct {
+		name   string
+		last   txEntry
+		status int
+		code   string
+		expr   string
+	}{
+		{"invalid resource: 422", txEntry{method: "POST", url: "Patient", resource: `{"resourceType":"Patient","birthDate":"2023-02-30"}`}, 422, "", "Bundle.entry[4].resource.birthDate"},
+		{"malformed entry: 400", txEntry{method: "POST", url: "Patient"}, 400, "", ""},
+		{"If-Match stale: 412", txEntry{method: "PUT", url: "Patient/stale", ifMatch: `W/"7"`, resource: `{"resourceType":"Patient","id":"stale"}`}, 412, "conflict", "Bundle.entry[4]"},
+		{"conditional create, several: 412", txEntry{method: "POST", url: "Patient", ifNoneExist: "identifier=urn:s|two", resource: `{"resourceType":"Patient"}`}, 412, "multiple-matches", "Bundle.entry[4]"},
+		{"conditional update, several: 412", txEntry{method: "PUT", url: "Patient?identifier=urn:s|two", resource: `{"resourceType":"Patient"}`}, 412, "multiple-matches", "Bundle.entry[4]"},
+		{"GET of nothing: 404", txEntry{method: "GET", url: "Patient/nobody"}, 404, "not-found", "Bundle.entry[4]"},
+		{"same resource twice: 400", txEntry{method: "PUT", url: "Patient/" + existing, resource: `{"resourceType":"Patient","id":"` + existing + `"}`}, 400, "invalid", "Bundle.entry[4]"},
+		{"unknown type: 404", txEntry{method: "DELETE", url: "Frobnicate/1"}, 404, "not-supported", "Bundle.entry[4]"},
+		{"conditional delete without criteria: 400", txEntry{method: "DELETE", url: "Patient?"}, 400, "", "Bundle.entry[4].request.url"},
+		{"conditional update unknown parameter: 400", txEntry{method: "PUT", url: "Patient?foo=bar", resource: `{"resourceType":"Patient"}`}, 400, "not-supported", "Bundle.entry[4]"},
+		{"absolute request url: 400", txEntry{method: "DELETE", url: "http://elsewhere/fhir/Patient/1"}, 400, "value", "Bundle.entry[4].request.url"},
+		{"patch of an unknown id: 404", txEntry{method: "PATCH", url: "Patient/" + existing + "x", resource: `{"resourceType":"Binary","contentType":"application/json-patch+json","data":"` + base64.StdEncoding.EncodeToString([]byte(`[{"op":"remove","path":"/x"}]`)) + `"}`}, 404, "not-found", "Bundle.entry[4]"},
+		{"FHIRPath patch: 415", txEntry{method: "PATCH", url: "Patient/" + existing + "x", resource: `{"resourceType":"Parameters"}`}, 415, "not-supported", "Bundle.entry[4].resource"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := historyTotal(t, s)
+			r, _ := postBundle(t, s, txBundle("transaction", append(good[:4:4], tc.last)...))
+			checkOutcome(t, tc.name, r, tc.status, tc.code, tc.expr)
+			if !strings.Contains(string(r.body), "Bundle.entry[4]") {
+				t.Errorf("the outcome does not name entry 4: %s", r.body)
+			}
+			if after := historyTotal(t, s); after != before {
+				t.Errorf("history total %d, was %d: something was written", after, before)
+			}
+			if ids := idsOf(t, s, "Patient?identifier=urn:s|new-1"); len(ids) != 0 {
+				t.Errorf("entry 0 was stored: %v", ids)
+			}
+			if ids := idsOf(t, s, "Patient?identifier=urn:s|one"); len(ids) != 1 {
+				t.Errorf("entry 3's delete happened: %v", ids)
+			}
+		})
+	}
+	// And the good entries alone commit.
+	mustTransaction(t, s, good...)
+	if ids := idsOf(t, s, "Patient?identifier=urn:s|new-1"); len(ids) != 1 {
+		t.Errorf("good transaction: %v", ids)
+	}
+}
+
+// TestTransactionOrder: DELETE, then POST, then PUT/PATCH, then GET,
+// whatever the entry order; responses stay in entry order.
+func TestTransactionOrder(t *testing.T) {
+	s := startServer(t, app.Config{})
+	p, _ := create(t, s, "Patient", patientWith("urn:s", "p", "P"))
+	q, _ := create(t, s, "Patient", patientWith("urn:s", "q", "Q"))
+	create(t, s, "Patient", patientWith("urn:s", "doomed", "Doomed"))
+	patch := base64.StdEncoding.EncodeToString([]byte(`[{"op":"add","path":"/active","value":true}]`))
+	tr := mustTransaction(t, s,
+		txEntry{method: "GET", url: "Patient/" + p},
+		txEntry{method: "GET", url: "Patient/" + q},
+		txEntry{method: "PUT", url: "Patient/" + q, ifMatch: `W/"1"`, resource: `{"resourceType":"Patient","id":"` + q + `","name":[{"family":"Put"}]}`},
+		txEntry{method: "GET", url: "Patient?identifier=urn:s|doomed,urn:s|reborn"},
+		txEntry{method: "PATCH", url: "Patient/" + p, resource: `{"resourceType":"Binary","contentType":"application/json-patch+json","data":"` + patch + `"}`},
+		// Matches nothing once the DELETE below has run: created.
+		txEntry{method: "POST", url: "Patient", ifNoneExist: "identifier=urn:s|doomed", resource: string(patientWith("urn:s", "reborn", "Reborn"))},
+		txEntry{method: "DELETE", url: "Patient?identifier=urn:s|doomed"},
+	)
+	want := []string{"200 OK", "200 OK", "200 OK", "200 OK", "200 OK", "201 Created", "204 No Content"}
+	for i, e := range tr.Entry {
+		if e.Response.Status != want[i] {
+			t.Errorf("entry %d: %s, want %s", i, e.Response.Status, want[i])
+		}
+	}
+	got := decodeJSON(t, tr.Entry[0].Resource)
+	if got["active"] != true || tr.Entry[0].Response.Etag != `W/"2"` {
+		t.Errorf("the GET ran before the PATCH: %s", tr.Entry[0].Resource)
+	}
+	if !strings.Contains(string(tr.Entry[1].Resource), `"family":"Put"`) || tr.Entry[1].Response.Etag != `W/"2"` {
+		t.Errorf("the GET ran before the PUT: %s", tr.Entry[1].Resource)
+	}
+	var page struct {
+		Type  string
+		Total int
+		Entry []struct {
+			Resource struct{ Name []struct{ Family string } }
+		}
+	}
+	if err := json.Unmarshal(tr.Entry[3].Resource, &page); err != nil || page.Type != "searchset" || page.Total != 1 || page.Entry[0].Resource.Name[0].Family != "Reborn" {
+		t.Errorf("the search ran before the DELETE and POST: %s", tr.Entry[3].Resource)
+	}
+}
+
+func TestBundleLimits(t *testing.T) {
+	s := startServer(t, app.Config{MaxBundleEntries: 3})
+	e := txEntry{method: "POST", url: "Patient", resource: `{"resourceType":"Patient"}`}
+	for _, kind := range []string{"transaction", "batch"} {
+		before := len(idsOf(t, s, "Patient"))
+		r, _ := postBundle(t, s, txBundle(kind, e, e, e, e))
+		checkOutcome(t, kind+" over the limit", r, 413, "too-costly", "Bundle.entry")
+		if after := len(idsOf(t, s, "Patient")); after != before {
+			t.Errorf("%s over the limit stored %d Patients", kind, after-before)
+		}
+		if _, tr := postBundle(t, s, txBundle(kind, e, e, e)); tr == nil {
+			t.Errorf("%s at the limit refused", kind)
+		}
+	}
+	cases := []struct{ name, body string }{
+		{"not a Bundle", `{"resourceType":"Patient"}`},
+		{"a collection", `{"resourceType":"Bundle","type":"collection"}`},
+		{"malformed", `{"resourceType":"Bundle",`},
+		{"entry not an array", `{"resourceType":"Bundle","type":"batch","entry":{}}`},
+	}
+	for _, tc := range cases {
+		before := historyTotal(t, s)
+		r := do(t, "POST", s.base, []byte(tc.body))
+		checkOutcome(t, tc.name, r, 400, "", "")
+		if after := historyTotal(t, s); after != before {
+			t.Errorf("%s: history total %d, was %d: something was written", tc.name, after, before)
+		}
+	}
+}
+
+// historyTotal is the number of versions (and deletions) the server holds.
+func historyTotal(t *testing.T, s *server) int {
+	t.Helper()
+	return len(historyEntries(t, s.base+"/_history"))
+}
+
+// TestBatch: each entry on its own; bad ones get their status and
+// OperationOutcome, the others are done.
+func TestBatch(t *testing.T) {
+	s := startServer(t, app.Config{})
+	existing, _ := create(t, s, "Patient", patientWith("urn:s", "existing", "Existing"))
+	_, tr := postBundle(t, s, txBundle("batch",
+		txEntry{method: "POST", url: "Patient", resource: string(patientWith("urn:s", "b1", "B1"))},
+		txEntry{method: "POST", url: "Patient", resource: `{"resourceType":"Patient","birthDate":"2023-02-30"}`},
+		txEntry{method: "PUT", url: "Patient/" + existing, ifMatch: `W/"9"`, resource: `{"resourceType":"Patient","id":"` + existing + `"}`},
+		txEntry{method: "GET", url: "Patient/nobody"},
+		txEntry{method: "PUT", url: "Patient/b5", resource: `{"resourceType":"Patient","id":"b5"}`},
+		txEntry{method: "FETCH", url: "Patient"},
+		txEntry{method: "GET", url: "Patient/" + existing},
+	))
+	if tr == nil || tr.Type != "batch-response" {
+		t.Fatalf("batch: %+v", tr)
+	}
+	want := []struct {
+		status, code, expr string
+	}{
+		{status: "201 Created"},
+		{status: "422 Unprocessable Entity", expr: "Bundle.entry[1].resource.birthDate"},
+		{status: "412 Precondition Failed", code: "conflict"},
+		{status: "404 Not Found", code: "not-found"},
+		{status: "201 Created"},
+		{status: "400 Bad Request", code: "not-supported"},
+		{status: "200 OK"},
+	}
+	for i, w := range want {
+		e := tr.Entry[i]
+		if e.Response.Status != w.status {
+			t.Errorf("entry %d: %s, want %s", i, e.Response.Status, w.status)
+		}
+		if w.code == "" && w.expr == "" {
+			continue
+		}
+		checkOutcome(t, fmt.Sprint("entry ", i), &response{status: 400, header: http.Header{"Content-Type": {"application/fhir+json"}}, body: e.Response.Outcome}, 400, w.code, w.expr)
+	}
+	if ids := idsOf(t, s, "Patient?identifier=urn:s|b1"); len(ids) != 1 {
+		t.Errorf("entry 0 not stored: %v", ids)
+	}
+	if r := do(t, "GET", s.base+"/Patient/b5", nil); r.status != 200 {
+		t.Errorf("entry 4 not stored: %d", r.status)
+	}
+	if r := do(t, "GET", s.base+"/Patient/"+existing, nil); r.header.Get("ETag") != `W/"1"` {
+		t.Errorf("entry 2 wrote: %s", r.header.Get("ETag"))
+	}
+}
+
+// TestTransactionPreferMinimal: return=minimal leaves the resources out,
+// not the status, location and etag.
+func TestTransactionPreferMinimal(t *testing.T) {
+	s := startServer(t, app.Config{})
+	_, tr := postBundle(t, s, txBundle("transaction", txEntry{method: "POST", url: "Patient", resource: `{"resourceType":"Patient"}`}), "Prefer", "return=minimal")
+	if tr == nil || len(tr.Entry[0].Resource) != 0 || tr.Entry[0].Response.Location == "" || tr.Entry[0].Response.Etag != `W/"1"` {
+		t.Errorf("minimal: %+v", tr)
+	}
+}

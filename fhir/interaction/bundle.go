@@ -1,0 +1,302 @@
+package interaction
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"healthhub/auth"
+	"healthhub/fhir"
+	"healthhub/fhir/search"
+)
+
+// BundleOptions are the server's limits and policies for Bundles.
+type BundleOptions struct {
+	MaxEntries      int  // more entries: TooLarge; 0: no limit
+	MultipleDeletes bool // a conditional delete may delete several matches
+}
+
+type bundleJSON struct {
+	ResourceType string        `json:"resourceType"`
+	Type         string        `json:"type"`
+	Entry        []bundleEntry `json:"entry"`
+}
+
+type bundleEntry struct {
+	FullURL  string          `json:"fullUrl"`
+	Resource json.RawMessage `json:"resource"`
+	Request  *struct {
+		Method      string `json:"method"`
+		URL         string `json:"url"`
+		IfMatch     string `json:"ifMatch"`
+		IfNoneExist string `json:"ifNoneExist"`
+	} `json:"request"`
+}
+
+// Bundle processes a transaction or batch Bundle (POST to the base). kind
+// is its type; results are one per entry, in entry order.
+//
+// A transaction is all or nothing, in one store transaction: every entry
+// is checked first, then they run in the R4 order (DELETE, POST, PUT and
+// PATCH, GET), with urn:uuid: and urn:oid: fullUrls and conditional
+// references (Type?criteria) resolved in every reference that names them.
+// The first failing entry fails the whole Bundle with its error, which names
+// the entry (Bundle.entry[i]). A conditional reference that matches nothing
+// is NotFound (404: the thing referred to is not there), several matches
+// PreconditionFailed (412), as for the other conditional interactions.
+//
+// A batch runs each entry on its own, in its own store transaction; an
+// entry's failure is its Result.Err and does not touch the others. Batch
+// entries may not depend on each other (R4), so their references are not
+// resolved between entries.
+func (s *Service) Bundle(ctx context.Context, p auth.Principal, body []byte, opt BundleOptions) (kind string, results []Result, err error) {
+	if !utf8.Valid(body) {
+		return "", nil, fhir.Errorf(fhir.Invalid, "structure", "malformed JSON: the body is not valid UTF-8")
+	}
+	var b bundleJSON
+	if err := json.Unmarshal(body, &b); err != nil {
+		if _, perr := fhir.ParseObject(body); perr != nil {
+			err = perr // its syntax errors name the line and column
+		}
+		return "", nil, fhir.Errorf(fhir.Invalid, "structure", "the body is not a Bundle: %v", err)
+	}
+	if b.ResourceType != "Bundle" {
+		return "", nil, fhir.Errorf(fhir.Invalid, "invalid", "POST to the base takes a transaction or batch Bundle, not a %q", b.ResourceType).At("resourceType")
+	}
+	if b.Type != "transaction" && b.Type != "batch" {
+		return "", nil, fhir.Errorf(fhir.Invalid, "invalid", "Bundle.type %q: POST to the base processes transaction and batch Bundles (store other Bundles with POST to [base]/Bundle)", b.Type).At("Bundle.type")
+	}
+	if opt.MaxEntries > 0 && len(b.Entry) > opt.MaxEntries {
+		return "", nil, fhir.Errorf(fhir.TooLarge, "too-costly", "the Bundle has %d entries, over this server's limit of %d (serve --max-bundle-entries): split it", len(b.Entry), opt.MaxEntries).At("Bundle.entry")
+	}
+	if b.Type == "batch" {
+		results, err = s.batch(ctx, p, b.Entry, opt)
+		return b.Type, results, err
+	}
+	if err := s.validator.Validate("Bundle", body); err != nil {
+		return "", nil, bundleValidation(err)
+	}
+	ops := make([]*op, len(b.Entry))
+	for i := range b.Entry {
+		if ops[i], err = s.entryOp(i, &b.Entry[i], true); err != nil {
+			return "", nil, err
+		}
+	}
+	results, err = s.run(ctx, p, ops, opt.MultipleDeletes)
+	return b.Type, results, err
+}
+
+// bundleValidation gives a transaction's validation failure its kind: 422
+// when every problem is inside an entry's resource (as for a single
+// resource), 400 when the Bundle itself is malformed.
+func bundleValidation(err error) error {
+	var fe *fhir.Error
+	if !errors.As(err, &fe) || fe.Kind != fhir.Invalid {
+		return err
+	}
+	for _, is := range fe.Issues {
+		if len(is.Expression) == 0 {
+			return err
+		}
+		for _, e := range is.Expression {
+			if !strings.HasPrefix(e, "Bundle.entry[") || !strings.Contains(e, "].resource") {
+				return err
+			}
+		}
+	}
+	fe.Kind = fhir.Unprocessable
+	return err
+}
+
+// batch runs each entry alone, in processing order.
+func (s *Service) batch(ctx context.Context, p auth.Principal, entries []bundleEntry, opt BundleOptions) ([]Result, error) {
+	results := make([]Result, len(entries))
+	var ops []*op
+	for i := range entries {
+		o, err := s.entryOp(i, &entries[i], false)
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		ops = append(ops, o)
+	}
+	for _, k := range order(ops) {
+		o := ops[k]
+		r, err := s.runOne(ctx, p, o, opt.MultipleDeletes)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err() // the client left: no one reads the rest
+			}
+			r = Result{Err: err}
+		}
+		results[o.index] = r
+	}
+	return results, nil
+}
+
+// entryOp reads one Bundle entry into an op. validated: the Bundle passed
+// the validator already (a transaction), so the resource is not checked
+// again.
+func (s *Service) entryOp(i int, e *bundleEntry, validated bool) (*op, error) {
+	o := &op{index: i, fullURL: e.FullURL}
+	at := "Bundle.entry[" + strconv.Itoa(i) + "]"
+	if e.Request == nil {
+		return nil, opError(o, fhir.Errorf(fhir.Invalid, "required", "the entry has no request").At(at+".request"))
+	}
+	o.method, o.url = e.Request.Method, e.Request.URL
+	o, err := s.readEntry(o, e, validated)
+	if err != nil {
+		return nil, opError(o, err)
+	}
+	return o, nil
+}
+
+func (s *Service) readEntry(o *op, e *bundleEntry, validated bool) (*op, error) {
+	at := "Bundle.entry[" + strconv.Itoa(o.index) + "]"
+	u, err := url.Parse(o.url)
+	if err != nil || u.IsAbs() || u.Host != "" || o.url == "" {
+		return o, fhir.Errorf(fhir.Invalid, "value", "request.url %q: give a URL relative to the base: Type, Type/id, Type?criteria or Type/id/_history/version", echo(o.url)).At(at + ".request.url")
+	}
+	segs := strings.Split(strings.Trim(u.Path, "/"), "/")
+	o.typ = segs[0]
+	if err := CheckType(o.typ); err != nil {
+		return o, err
+	}
+	query := u.Query()
+	conditional := len(segs) == 1 && u.RawQuery != ""
+	if len(segs) == 2 {
+		o.id = segs[1]
+		if err := checkID(o.typ, o.id); err != nil {
+			return o, err
+		}
+	}
+	if e.Request.IfMatch != "" {
+		v, ok := fhir.ParseVersionETag(strings.TrimSpace(e.Request.IfMatch))
+		if !ok {
+			return o, fhir.Errorf(fhir.Invalid, "value", "request.ifMatch %q is not a version ETag such as W/\"3\"", echo(e.Request.IfMatch)).At(at + ".request.ifMatch")
+		}
+		o.ifMatch = Precondition(v)
+	}
+	badURL := func(want string) error {
+		return fhir.Errorf(fhir.Invalid, "value", "%s takes request.url %s, not %q", o.method, want, echo(o.url)).At(at + ".request.url")
+	}
+	switch o.method {
+	case methodPost:
+		if len(segs) != 1 || u.RawQuery != "" {
+			return o, badURL("Type (criteria go in request.ifNoneExist)")
+		}
+		if e.Request.IfNoneExist != "" {
+			if o.criteria, err = s.criteriaString(o.typ, e.Request.IfNoneExist, "ifNoneExist"); err != nil {
+				return o, err
+			}
+		}
+		o.newID = s.newID()
+	case methodPut:
+		switch {
+		case conditional:
+			if o.criteria, err = s.criteria(o.typ, query, "the conditional update"); err != nil {
+				return o, err
+			}
+			o.newID = s.newID()
+		case len(segs) != 2 || u.RawQuery != "":
+			return o, badURL("Type/id or Type?criteria")
+		}
+	case methodDelete:
+		switch {
+		case conditional:
+			if o.criteria, err = s.criteria(o.typ, query, "the conditional delete"); err != nil {
+				return o, err
+			}
+		case len(segs) != 2 || u.RawQuery != "":
+			return o, badURL("Type/id or Type?criteria")
+		}
+	case methodPatch:
+		switch {
+		case conditional:
+			if o.criteria, err = s.criteria(o.typ, query, "the conditional patch"); err != nil {
+				return o, err
+			}
+		case len(segs) != 2 || u.RawQuery != "":
+			return o, badURL("Type/id or Type?criteria")
+		}
+		return o, s.entryPatch(o, e.Resource, at)
+	case methodGet:
+		switch {
+		case len(segs) == 1:
+			if o.criteria, err = search.ParseQuery(s.registry, o.typ, query, false); err != nil {
+				return o, err
+			}
+		case len(segs) == 4 && segs[2] == "_history":
+			o.id, o.version = segs[1], segs[3]
+			if err := checkID(o.typ, o.id); err != nil {
+				return o, err
+			}
+		case len(segs) != 2 || u.RawQuery != "":
+			return o, badURL("Type?criteria, Type/id or Type/id/_history/version")
+		}
+		return o, nil
+	default:
+		return o, fhir.Errorf(fhir.Invalid, "not-supported", "request.method %q: entries may be GET, POST, PUT, PATCH or DELETE", echo(o.method)).At(at + ".request.method")
+	}
+	if o.method == methodDelete {
+		return o, nil
+	}
+	// POST and PUT carry the resource.
+	if len(e.Resource) == 0 || string(e.Resource) == "null" {
+		return o, fhir.Errorf(fhir.Invalid, "required", "a %s entry needs a resource", o.method).At(at + ".resource")
+	}
+	if validated {
+		o.obj, err = parseResource(o.typ, e.Resource)
+	} else {
+		o.obj, err = s.parseBody(o.typ, e.Resource)
+	}
+	if err != nil {
+		return o, err
+	}
+	bodyID, _ := o.obj.String("id")
+	switch {
+	case o.method == methodPut && o.criteria == nil && bodyID != o.id:
+		return o, fhir.Errorf(fhir.Invalid, "invalid", "the resource's id %q differs from the id %q in request.url", bodyID, o.id).At(o.typ + ".id")
+	case o.method == methodPut && bodyID != "":
+		if err := checkID(o.typ, bodyID); err != nil {
+			return o, err
+		}
+		o.bodyID = bodyID
+	}
+	o.refs = references(e.Resource)
+	return o, nil
+}
+
+// entryPatch reads the patch of a PATCH entry: R4 carries a JSON Patch in a
+// Binary resource (contentType application/json-patch+json, the patch
+// base64 in data); a Parameters resource would be a FHIRPath Patch.
+func (s *Service) entryPatch(o *op, raw json.RawMessage, at string) error {
+	var bin struct {
+		ResourceType string `json:"resourceType"`
+		ContentType  string `json:"contentType"`
+		Data         string `json:"data"`
+	}
+	if len(raw) == 0 || json.Unmarshal(raw, &bin) != nil {
+		return fhir.Errorf(fhir.Invalid, "required", "a PATCH entry needs a Binary resource holding a JSON Patch").At(at + ".resource")
+	}
+	switch {
+	case bin.ResourceType == "Parameters":
+		return fhir.Errorf(fhir.UnsupportedMedia, "not-supported", "FHIRPath Patch (a Parameters resource) is not supported yet: send a JSON Patch as a Binary with contentType application/json-patch+json").At(at + ".resource")
+	case bin.ResourceType != "Binary" || bin.ContentType != "application/json-patch+json":
+		return fhir.Errorf(fhir.Invalid, "value", "a PATCH entry needs a Binary resource with contentType application/json-patch+json").At(at + ".resource")
+	}
+	patch, err := base64.StdEncoding.DecodeString(bin.Data)
+	if err != nil {
+		return fhir.Errorf(fhir.Invalid, "value", "the Binary's data is not base64").At(at + ".resource.data")
+	}
+	if o.patch, err = decodePatch(patch); err != nil {
+		return err
+	}
+	o.refs = references(patch)
+	return nil
+}

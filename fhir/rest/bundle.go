@@ -1,0 +1,82 @@
+package rest
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"healthhub/fhir"
+	"healthhub/fhir/interaction"
+)
+
+// bundle serves POST [base] with a transaction or batch Bundle and answers
+// with its transaction-response or batch-response.
+func (h *Handlers) bundle(c *gin.Context) {
+	body, err := h.readBody(c)
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
+	kind, results, err := h.svc.Bundle(c.Request.Context(), h.principal(c), body, h.bundleOpts)
+	if err != nil {
+		h.writeError(c, err)
+		return
+	}
+	minimal := preferReturn(c) == "minimal"
+	b := bundle{ResourceType: "Bundle", Type: kind + "-response", Entry: make([]entry, 0, len(results))}
+	for _, r := range results {
+		e, err := h.responseEntry(c, r, minimal)
+		if err != nil {
+			h.internalError(c, err)
+			return
+		}
+		b.Entry = append(b.Entry, e)
+	}
+	out, err := marshalBundle(b)
+	if err != nil {
+		h.internalError(c, err)
+		return
+	}
+	h.writeJSON(c, http.StatusOK, out)
+}
+
+func statusLine(code int) string { return strconv.Itoa(code) + " " + http.StatusText(code) }
+
+// responseEntry is the response entry of one Bundle entry's result.
+func (h *Handlers) responseEntry(c *gin.Context, r interaction.Result, minimal bool) (entry, error) {
+	if r.Err != nil {
+		status, issues := h.errorOutcome(c, r.Err)
+		return entry{Response: &entryResponse{Status: statusLine(status), Outcome: outcomeJSON(issues)}}, nil
+	}
+	var e entry
+	status := http.StatusOK
+	switch r.Outcome {
+	case interaction.Deleted:
+		e.Response = &entryResponse{Status: statusLine(http.StatusNoContent)}
+		if len(r.Deleted) == 1 {
+			e.Response.Etag = r.Deleted[0].ETag()
+		}
+		return e, nil
+	case interaction.Searched:
+		page, err := h.searchBundle(r.Page.Query.Type, r.Page)
+		if err != nil {
+			return e, err
+		}
+		e.Resource = page
+		e.Response = &entryResponse{Status: statusLine(status)}
+		return e, nil
+	case interaction.Created:
+		status = http.StatusCreated
+	}
+	res := r.Resource
+	e.FullURL = h.base + "/" + res.Path()
+	e.Response = &entryResponse{Status: statusLine(status), Etag: res.ETag(), LastModified: res.LastUpdated.Format(fhir.InstantLayout)}
+	if r.Outcome == interaction.Created || r.Outcome == interaction.Updated {
+		e.Response.Location = h.base + "/" + res.VersionPath()
+	}
+	if !minimal || r.Outcome == interaction.Read {
+		e.Resource = res.JSON
+	}
+	return e, nil
+}
