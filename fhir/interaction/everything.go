@@ -233,7 +233,7 @@ func (s *Service) everythingIncluded(p auth.Principal, tx store.Tx, matches []*f
 	var out []*fhir.Resource
 	var err error
 	for _, m := range matches {
-		eachReference(m.JSON, func(_, _ int, ref string) {
+		w := refWalker{data: m.JSON, visit: func(_, _ int, ref string) {
 			typ, id, ok := strings.Cut(ref, "/")
 			if !ok || err != nil || seen[ref] || !slices.Contains(everythingIncludes, typ) || strings.Contains(id, "/") ||
 				types != nil && !slices.Contains(types, typ) {
@@ -248,7 +248,8 @@ func (s *Service) everythingIncluded(p auth.Principal, tx store.Tx, matches []*f
 			case !r.Deleted && s.visible(p, r):
 				out = append(out, r)
 			}
-		})
+		}}
+		w.value(0)
 	}
 	return out, err
 }

@@ -406,8 +406,17 @@ func (s *Service) prepareLine(l *importLine) {
 		for n < len(refs) && refs[n].member == refs[0].member {
 			n++
 		}
-		raw, _ := l.obj.Get(refs[0].member)
-		l.obj.Set(refs[0].member, rewriteRefs(raw, refs[:n]))
+		member := refs[:n]
+		raw, _ := l.obj.Get(member[0].member)
+		out, _ := rewriteReferences(raw, func(ref string) (string, bool) {
+			for _, r := range member {
+				if ref == r.typ+"?"+r.query {
+					return r.typ + "/" + r.target, true
+				}
+			}
+			return "", false
+		})
+		l.obj.Set(member[0].member, out)
 		refs = refs[n:]
 	}
 	l.entries, l.err = s.indexEntries(l.typ, l.obj)

@@ -46,7 +46,6 @@ var runTracked = map[string]bool{
 // condRef is one conditional reference in a line's body.
 type condRef struct {
 	member     string // the top-level member holding it
-	start, end int    // the JSON string literal, quotes included, in the member's value
 	typ, query string
 	target     string // the resolved id
 }
@@ -273,22 +272,11 @@ func storedIdentifiers(ctx context.Context, tx store.Tx, typ string) (map[string
 // the value of the top-level member named member.
 func conditionalRefs(member string, b []byte) []condRef {
 	var out []condRef
-	eachReference(b, func(start, end int, ref string) {
+	w := refWalker{data: b, visit: func(_, _ int, ref string) {
 		if typ, q, ok := strings.Cut(ref, "?"); ok && conformance.IsResourceType(typ) {
-			out = append(out, condRef{member: member, start: start, end: end, typ: typ, query: q})
+			out = append(out, condRef{member: member, typ: typ, query: q})
 		}
-	})
+	}}
+	w.value(0)
 	return out
-}
-
-// rewriteRefs replaces each resolved conditional reference by Type/id.
-func rewriteRefs(b []byte, refs []condRef) []byte {
-	out := make([]byte, 0, len(b))
-	last := 0
-	for _, ref := range refs {
-		out = append(out, b[last:ref.start]...)
-		out = append(out, quoteJSON(ref.typ+"/"+ref.target)...)
-		last = ref.end
-	}
-	return append(out, b[last:]...)
 }
