@@ -236,11 +236,11 @@ func (s *Server) SMARTConfigHandler() http.Handler {
 		"introspection_endpoint":                s.root + "/auth/introspect",
 		"token_endpoint_auth_methods_supported": []string{"private_key_jwt"},
 		"token_endpoint_auth_signing_alg_values_supported": []string{"RS384", "ES384", "RS256", "ES256"},
-		"grant_types_supported":            []string{"client_credentials"},
-		"scopes_supported":                 ScopesSupported,
-		"response_types_supported":         []string{"token"},
-		"code_challenge_methods_supported": []string{"S256"},
-		"capabilities":                     []string{"client-confidential-asymmetric", "permission-v1", "permission-v2"},
+		"grant_types_supported":                            []string{"client_credentials"},
+		"scopes_supported":                                 ScopesSupported,
+		"response_types_supported":                         []string{"token"},
+		"code_challenge_methods_supported":                 []string{"S256"},
+		"capabilities":                                     []string{"client-confidential-asymmetric", "permission-v1", "permission-v2"},
 	}
 	b, _ := json.Marshal(doc) // strings and string slices: cannot fail
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

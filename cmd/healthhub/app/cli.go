@@ -28,7 +28,7 @@ Usage:
 
 The server keeps everything in one bbolt file (healthhub.db) in its data
 directory; no other server is needed.
-`
+` + authUsage
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
@@ -45,6 +45,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return reindex(ctx, args[1:], stdout, stderr)
+	case "clients", "keys", "token":
+		return authCommand(context.Background(), args[0], args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -64,6 +66,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Int64Var(&cfg.MaxBody, "max-body", DefaultMaxBody, "largest request body accepted, in bytes (larger: 413)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "how long in-flight requests may finish after SIGTERM/SIGINT")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	authFlags(fs, &cfg)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: healthhub serve [flags]\n\nStarts the FHIR R4 server; the API is at <base-url> (/fhir), with /healthz, /readyz and /metrics beside it.\n\nFlags:\n")
 		fs.PrintDefaults()
