@@ -1,0 +1,212 @@
+package conformance_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"healthhub/auth"
+	"healthhub/cmd/healthhub/app"
+)
+
+// authClientServer starts a server whose clients file registers "lab",
+// allowed to read and search Patients and create Observations, with an
+// EC P-384 key made here.
+func authClientServer(t *testing.T) (*server, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := auth.KeySet(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients, _ := json.Marshal([]map[string]any{
+		{"client_id": "lab", "name": "City Lab", "organization": "Organization/city-lab", "jwks": json.RawMessage(jwks), "scope": "system/Patient.rs system/Observation.c"},
+		{"client_id": harnessClient, "jwks": json.RawMessage(mustKeySet(t)), "scope": harnessScope},
+	})
+	file := filepath.Join(t.TempDir(), "clients.json")
+	if err := os.WriteFile(file, clients, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return startServer(t, app.Config{ClientsFile: file}), key
+}
+
+func mustKeySet(t *testing.T) []byte {
+	b, err := auth.KeySet(&harnessKey.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// labToken asks s's token endpoint, found through discovery, for scope.
+func labToken(t *testing.T, s *server, key *ecdsa.PrivateKey, scope string) (string, error) {
+	t.Helper()
+	cfg := do(t, http.MethodGet, s.base+"/.well-known/smart-configuration", nil, noTokenHeader, "1").json(t)
+	tokenURL, _ := cfg["token_endpoint"].(string)
+	assertion, err := auth.SignAssertion(key, "", "lab", tokenURL, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := auth.RequestToken(context.Background(), client, tokenURL, assertion, scope)
+	return tok, err
+}
+
+func TestAuthFlowOverHTTP(t *testing.T) {
+	s, key := authClientServer(t)
+
+	// Discovery, at the FHIR base and at the root.
+	for _, u := range []string{s.base + "/.well-known/smart-configuration", s.root + "/.well-known/smart-configuration"} {
+		r := do(t, http.MethodGet, u, nil, noTokenHeader, "1", "Accept", "application/fhir+xml")
+		if r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") {
+			t.Fatalf("%s: %d %s", u, r.status, r.header.Get("Content-Type"))
+		}
+		cfg := r.json(t)
+		if cfg["token_endpoint"] != s.root+"/auth/token" || cfg["jwks_uri"] != s.root+"/auth/jwks" {
+			t.Errorf("endpoints: %v", cfg)
+		}
+		for field, want := range map[string]string{
+			"token_endpoint_auth_methods_supported":            "private_key_jwt",
+			"token_endpoint_auth_signing_alg_values_supported": "ES384",
+			"grant_types_supported":                            "client_credentials",
+			"capabilities":                                     "client-confidential-asymmetric",
+			"scopes_supported":                                 "system/*.rs",
+		} {
+			list, _ := cfg[field].([]any)
+			found := false
+			for _, v := range list {
+				found = found || v == want
+			}
+			if !found {
+				t.Errorf("%s: %v lacks %s", field, cfg[field], want)
+			}
+		}
+	}
+
+	// The CapabilityStatement is public and declares SMART-on-FHIR.
+	meta := do(t, http.MethodGet, s.base+"/metadata", nil, noTokenHeader, "1")
+	if meta.status != http.StatusOK {
+		t.Fatalf("metadata without a token: %d", meta.status)
+	}
+	sec, _ := meta.json(t)["rest"].([]any)[0].(map[string]any)["security"].(map[string]any)
+	if b, _ := json.Marshal(sec); !strings.Contains(string(b), "SMART-on-FHIR") || !strings.Contains(string(b), s.root+"/auth/token") {
+		t.Errorf("rest.security: %s", b)
+	}
+
+	tok, err := labToken(t, s, key, "system/Patient.read system/Observation.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bearer := "Bearer " + tok
+
+	// Seed a Patient as the all-scopes harness client.
+	created := do(t, http.MethodPost, s.base+"/Patient", []byte(`{"resourceType":"Patient","name":[{"family":"Auth"}]}`))
+	if created.status != http.StatusCreated {
+		t.Fatalf("seed: %d %s", created.status, created.body)
+	}
+	id := created.json(t)["id"].(string)
+
+	cases := []struct {
+		name, method, path string
+		body               string
+		token              string // "" none
+		status             int
+		want               string // in the body or WWW-Authenticate
+	}{
+		{"read", "GET", "/Patient/" + id, "", bearer, 200, `"id":"` + id},
+		{"vread", "GET", "/Patient/" + id + "/_history/1", "", bearer, 200, ""},
+		{"search", "GET", "/Patient?family=Auth", "", bearer, 200, `"total":1`},
+		{"type history is a search", "GET", "/Patient/_history", "", bearer, 200, ""},
+		{"create allowed", "POST", "/Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"}}`, bearer, 201, ""},
+		{"no token", "GET", "/Patient/" + id, "", "", 401, "Bearer"},
+		{"not bearer", "GET", "/Patient/" + id, "", "Basic bGFiOng=", 401, "invalid_token"},
+		{"garbage token", "GET", "/Patient/" + id, "", "Bearer abc.def.ghi", 401, "invalid_token"},
+		{"update needs u", "PUT", "/Patient/" + id, `{"resourceType":"Patient","id":"` + id + `"}`, bearer, 403, "system/Patient.u"},
+		{"delete needs d", "DELETE", "/Patient/" + id, "", bearer, 403, "system/Patient.d"},
+		{"read other type", "GET", "/Observation?status=final", "", bearer, 403, "system/Observation.s"},
+		{"create other type", "POST", "/Encounter", `{"resourceType":"Encounter","status":"planned","class":{"code":"AMB"}}`, bearer, 403, "system/Encounter.c"},
+		{"system search needs a wildcard", "GET", "?_type=Patient", "", bearer, 403, "system/*.s"},
+		{"system history needs a wildcard", "GET", "/_history", "", bearer, 403, "system/*.s"},
+		{"bad purpose of use", "GET", "/Patient/" + id, "", bearer, 400, "X-Purpose-Of-Use"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var body []byte
+			if c.body != "" {
+				body = []byte(c.body)
+			}
+			h := []string{noTokenHeader, "1"}
+			if c.token != "" {
+				h = append(h, "Authorization", c.token)
+			}
+			if c.name == "bad purpose of use" {
+				h = append(h, "X-Purpose-Of-Use", "treat; drop table")
+			}
+			r := do(t, c.method, s.base+c.path, body, h...)
+			if r.status != c.status {
+				t.Fatalf("%s %s: %d, want %d: %s", c.method, c.path, r.status, c.status, r.body)
+			}
+			if c.status == 401 {
+				if r.header.Get("WWW-Authenticate") == "" || !strings.Contains(r.header.Get("WWW-Authenticate")+string(r.body), c.want) {
+					t.Errorf("401 without the challenge: %q %s", r.header.Get("WWW-Authenticate"), r.body)
+				}
+				if r.json(t)["resourceType"] != "OperationOutcome" {
+					t.Errorf("401 body is not an OperationOutcome: %s", r.body)
+				}
+				return
+			}
+			if c.status == 403 && (r.json(t)["resourceType"] != "OperationOutcome" || !strings.Contains(string(r.body), `"forbidden"`)) {
+				t.Errorf("403 body: %s", r.body)
+			}
+			if !strings.Contains(string(r.body), c.want) {
+				t.Errorf("body lacks %s: %s", c.want, r.body)
+			}
+		})
+	}
+
+	// Introspection by a client with a token.
+	form := url.Values{"token": {tok}}.Encode()
+	in := do(t, http.MethodPost, s.root+"/auth/introspect", []byte(form), "Content-Type", "application/x-www-form-urlencoded", "Authorization", bearer)
+	if m := in.json(t); in.status != 200 || m["active"] != true || m["client_id"] != "lab" || m["scope"] != "system/Patient.read system/Observation.c" {
+		t.Errorf("introspection: %d %s", in.status, in.body)
+	}
+	jwks := do(t, http.MethodGet, s.root+"/auth/jwks", nil, noTokenHeader, "1").json(t)
+	if keys, _ := jwks["keys"].([]any); len(keys) != 1 {
+		t.Errorf("jwks: %v", jwks)
+	}
+
+	// A scope the client was not allowed.
+	if _, err := labToken(t, s, key, "system/Encounter.rs"); err == nil || !strings.Contains(err.Error(), "invalid_scope") {
+		t.Errorf("scope not allowed: %v, want invalid_scope", err)
+	}
+}
+
+func TestAuthOffWarnsOnEveryResponse(t *testing.T) {
+	s := startServer(t, app.Config{AuthOff: true})
+	r := do(t, http.MethodGet, s.base+"/Patient", nil, noTokenHeader, "1")
+	if r.status != http.StatusOK || !strings.Contains(r.header.Get("Warning"), "authentication is off") {
+		t.Fatalf("auth off: %d Warning=%q", r.status, r.header.Get("Warning"))
+	}
+	if r := do(t, http.MethodGet, s.root+"/auth/jwks", nil, noTokenHeader, "1"); r.status != http.StatusNotFound {
+		t.Errorf("auth endpoints with auth off: %d, want 404", r.status)
+	}
+}
+
+func TestAuthOnByDefault(t *testing.T) {
+	s := startServer(t, app.Config{})
+	r := do(t, http.MethodGet, s.base+"/Patient", nil, noTokenHeader, "1")
+	if r.status != http.StatusUnauthorized || r.header.Get("Warning") != "" {
+		t.Fatalf("default server without a token: %d Warning=%q", r.status, r.header.Get("Warning"))
+	}
+}
