@@ -13,6 +13,8 @@ type Principal struct {
 	// Unrestricted marks the local all-powerful principal (no auth
 	// configured): every scope check passes.
 	Unrestricted bool
+
+	grants *grants // Scopes parsed once, by Authenticate; nil: parse on use
 }
 
 // Local is the all-powerful principal of a server run with auth off.

@@ -65,6 +65,7 @@ func (s *Server) Authenticate(r *http.Request) (Principal, error) {
 		PurposeOfUse: c.PurposeOfUse,
 		BreakGlass:   c.BreakGlass,
 	}
+	p.grants = claims.grants
 	if p.PurposeOfUse == "" {
 		p.PurposeOfUse = DefaultPurposeOfUse
 	}
@@ -124,6 +125,7 @@ func (s *Server) verify(tok string) (*accessClaims, error) {
 	if claims.ClientID == "" || claims.ClientID != claims.Subject {
 		return nil, &TokenError{Description: "the access token names no client"}
 	}
+	claims.grants = grantsOf(strings.Fields(claims.Scope))
 	s.cache.put(tok, &claims)
 	return &claims, nil
 }

@@ -215,8 +215,7 @@ func Grant(requested string, allowed []string) ([]string, error) {
 
 // Allows reports whether p may do perm on resources of type typ. typ "*"
 // asks for every type at once (system search and history), which only a
-// wildcard scope grants. Only system scopes without a query count: those
-// are the only ones the token endpoint grants.
+// wildcard scope grants.
 //
 // Bundle processing calls this once per entry: there are no separate
 // batch or transaction scopes.
@@ -224,17 +223,38 @@ func (p Principal) Allows(typ string, perm Perm) bool {
 	if p.Unrestricted {
 		return true
 	}
-	var have Perm
-	for _, s := range p.Scopes {
+	if perm == 0 {
+		return false
+	}
+	g := p.grants
+	if g == nil {
+		g = grantsOf(p.Scopes)
+	}
+	return (g.all|g.types[typ])&perm == perm
+}
+
+// grants are a principal's usable scopes, parsed: permissions for every
+// type (wildcard scopes) and per type. Only system scopes without a query
+// count: those are the only ones the token endpoint grants.
+type grants struct {
+	all   Perm
+	types map[string]Perm
+}
+
+func grantsOf(scopes []string) *grants {
+	g := &grants{types: map[string]Perm{}}
+	for _, s := range scopes {
 		sc, err := ParseScope(s)
 		if err != nil || sc.Context != "system" || sc.Query != "" {
 			continue
 		}
-		if sc.Type == "*" || sc.Type == typ {
-			have |= sc.Perms
+		if sc.Type == "*" {
+			g.all |= sc.Perms
+		} else {
+			g.types[sc.Type] |= sc.Perms
 		}
 	}
-	return perm != 0 && have&perm == perm
+	return g
 }
 
 // Needed names the scope that would allow perm on typ, in v2 and v1 form,

@@ -151,6 +151,8 @@ type accessClaims struct {
 	jwt.RegisteredClaims
 	ClientID string `json:"client_id"`
 	Scope    string `json:"scope"`
+
+	grants *grants // Scope parsed, set when verified
 }
 
 // TokenHandler serves POST /auth/token.

@@ -175,6 +175,20 @@ func TestAuthFlowOverHTTP(t *testing.T) {
 		})
 	}
 
+	// _revinclude does not open a type the scopes do not: the lab may
+	// search Patients but not read Observations.
+	obs := do(t, http.MethodPost, s.base+"/Observation", []byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/`+id+`"}}`))
+	if obs.status != http.StatusCreated {
+		t.Fatalf("seed observation: %d %s", obs.status, obs.body)
+	}
+	inc := do(t, http.MethodGet, s.base+"/Patient?_id="+id+"&_revinclude=Observation:subject", nil, noTokenHeader, "1", "Authorization", bearer)
+	if inc.status != http.StatusOK || strings.Contains(string(inc.body), `"Observation"`) {
+		t.Errorf("_revinclude of a type without scope: %d %s", inc.status, inc.body)
+	}
+	if all := do(t, http.MethodGet, s.base+"/Patient?_id="+id+"&_revinclude=Observation:subject", nil); !strings.Contains(string(all.body), `"Observation"`) {
+		t.Errorf("_revinclude with scope misses the Observation: %s", all.body)
+	}
+
 	// Introspection by a client with a token.
 	form := url.Values{"token": {tok}}.Encode()
 	in := do(t, http.MethodPost, s.root+"/auth/introspect", []byte(form), "Content-Type", "application/x-www-form-urlencoded", "Authorization", bearer)
