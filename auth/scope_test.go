@@ -60,13 +60,13 @@ func TestParseScope(t *testing.T) {
 func TestParseScopeRejects(t *testing.T) {
 	for _, in := range []string{
 		"", "system", "system/", "system/Patient", "system/Patient.", "system/.rs",
-		"system/Patient.dus",   // out of order
-		"system/Patient.rr",    // repeated
-		"system/Patient.x",     // undefined letter
-		"system/Patient.Read",  // case matters
-		"system/patient.rs",    // type names start upper-case
-		"system/Pa-tient.rs",   // not a type name
-		"admin/Patient.rs",     // unknown context
+		"system/Patient.dus",  // out of order
+		"system/Patient.rr",   // repeated
+		"system/Patient.x",    // undefined letter
+		"system/Patient.Read", // case matters
+		"system/patient.rs",   // type names start upper-case
+		"system/Pa-tient.rs",  // not a type name
+		"admin/Patient.rs",    // unknown context
 		"launch", "openid", "offline_access", "fhirUser",
 		"system/Patient.read?x=1", // a query needs v2 permissions
 		"system/Patient.rs?",      // empty query
