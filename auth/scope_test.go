@@ -186,3 +186,24 @@ func FuzzParseScope(f *testing.F) {
 		_, _ = auth.Grant(in, []string{in, "system/*.cruds"})
 	})
 }
+
+func TestPermFor(t *testing.T) {
+	for _, tc := range []struct {
+		code     string
+		perm     auth.Perm
+		allTypes bool
+		ok       bool
+	}{
+		{"read", r, false, true}, {"vread", r, false, true}, {"history-instance", r, false, true},
+		{"search-type", s, false, true}, {"history-type", s, false, true},
+		{"search-system", s, true, true}, {"history-system", s, true, true},
+		{"create", c, false, true}, {"update", u, false, true}, {"patch", u, false, true}, {"delete", d, false, true},
+		{"transaction", 0, false, true}, {"batch", 0, false, true},
+		{"operation", 0, false, false}, {"", 0, false, false},
+	} {
+		perm, all, ok := auth.PermFor(tc.code)
+		if perm != tc.perm || all != tc.allTypes || ok != tc.ok {
+			t.Errorf("PermFor(%q) = %s %v %v, want %s %v %v", tc.code, perm, all, ok, tc.perm, tc.allTypes, tc.ok)
+		}
+	}
+}

@@ -15,40 +15,14 @@ const ctxPrincipal = "healthhub.principal"
 // authOffWarning is sent on every response of a server run with --auth=off.
 const authOffWarning = `199 healthhub "authentication is off: every request runs as an all-powerful local principal"`
 
-// routePerm maps a route's interaction code to the SMART permission it
-// needs (SMART v2: r read/vread/instance history; s type and system search
-// and history; c, u, d). allTypes: the request spans every type, so only a
-// wildcard scope covers it. ok false: no rule, so only an unrestricted
-// principal passes (deny by default; a new route adds its line here).
-// Transactions and batches need a valid token here and check each entry
-// with Principal.Allows.
-func routePerm(code string) (perm auth.Perm, allTypes, ok bool) {
-	switch code {
-	case "read", "vread", "history-instance":
-		return auth.PermRead, false, true
-	case "search-type", "history-type":
-		return auth.PermSearch, false, true
-	case "search-system", "history-system":
-		return auth.PermSearch, true, true
-	case "create":
-		return auth.PermCreate, false, true
-	case "update", "patch":
-		return auth.PermUpdate, false, true
-	case "delete":
-		return auth.PermDelete, false, true
-	case "transaction", "batch":
-		return 0, false, true
-	}
-	return 0, false, false
-}
-
 // authorized authenticates the request and checks the scope its route
-// needs before next runs. The CapabilityStatement is public.
+// needs (auth.PermFor of the route's interaction code, on the type in the
+// path) before next runs. The CapabilityStatement is public.
 func (h *Handlers) authorized(code string, next gin.HandlerFunc) gin.HandlerFunc {
 	if code == "capabilities" {
 		return next
 	}
-	perm, allTypes, known := routePerm(code)
+	perm, allTypes, known := auth.PermFor(code)
 	return func(c *gin.Context) {
 		if h.auth == nil {
 			c.Set(ctxPrincipal, auth.Local())
