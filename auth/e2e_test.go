@@ -33,6 +33,7 @@ var (
 	keysOnce sync.Once
 	rsaKey   *rsa.PrivateKey
 	ecKey    *ecdsa.PrivateKey // P-384
+	ec256Key *ecdsa.PrivateKey // P-256
 	otherEC  *ecdsa.PrivateKey // P-384, registered to nobody
 )
 
@@ -47,6 +48,9 @@ func keys(t testing.TB) {
 			panic(err)
 		}
 		if otherEC, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader); err != nil {
+			panic(err)
+		}
+		if ec256Key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
 			panic(err)
 		}
 	})
@@ -119,6 +123,7 @@ func newEnvAt(t testing.TB, dir, addr string) *env {
 	if len(e.as.Clients().List()) == 0 {
 		e.register(auth.Client{ID: "rsa-client", JWKS: jwks(t, &rsaKey.PublicKey), Scope: "system/Patient.rs system/Observation.cruds", Organization: "Organization/a"})
 		e.register(auth.Client{ID: "ec-client", JWKS: jwks(t, &ecKey.PublicKey), Scope: "system/Patient.rs system/Observation.cruds"})
+		e.register(auth.Client{ID: "ec256-client", JWKS: jwks(t, &ec256Key.PublicKey), Scope: "system/Patient.rs system/Observation.cruds"})
 		e.register(auth.Client{ID: "disabled-client", JWKS: jwks(t, &ecKey.PublicKey), Scope: "system/*.rs", Disabled: true})
 	}
 	mux := http.NewServeMux()
@@ -273,6 +278,7 @@ func TestTokenIssuedAndUsed(t *testing.T) {
 		{"RS384", "rsa-client", jwt.SigningMethodRS384, rsaKey},
 		{"ES384", "ec-client", jwt.SigningMethodES384, ecKey},
 		{"RS256", "rsa-client", jwt.SigningMethodRS256, rsaKey},
+		{"ES256", "ec256-client", jwt.SigningMethodES256, ec256Key},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -412,6 +418,14 @@ func TestRejectKeyNotTheClients(t *testing.T) {
 			wantOAuthError(t, e.requestToken(sign(t, jwt.SigningMethodES384, otherEC, k, e.claims("ec-client")), "system/Patient.rs"), 401, "invalid_client")
 		})
 	}
+	// Another registered client's key, signing as ec-client.
+	t.Run("another client's key", func(t *testing.T) {
+		wantOAuthError(t, e.requestToken(sign(t, jwt.SigningMethodRS384, rsaKey, kid(t, &rsaKey.PublicKey), e.claims("ec-client")), "system/Patient.rs"), 401, "invalid_client")
+	})
+	// The client's own key with an alg that does not fit it.
+	t.Run("alg does not fit the key", func(t *testing.T) {
+		wantOAuthError(t, e.requestToken(sign(t, jwt.SigningMethodES256, ec256Key, kid(t, &ecKey.PublicKey), e.claims("ec-client")), "system/Patient.rs"), 401, "invalid_client")
+	})
 }
 
 func TestRejectMissingKid(t *testing.T) {
@@ -508,6 +522,22 @@ func TestRejectTokenFromAnotherServer(t *testing.T) {
 	})
 	if status, _, _ := e.get(forged); status != http.StatusUnauthorized {
 		t.Fatalf("forged token: %d, want 401", status)
+	}
+	// Signed with another key under our own key's kid.
+	ours := e.requestToken(sign(t, jwt.SigningMethodES384, ecKey, kid(t, &ecKey.PublicKey), e.claims("ec-client")), "system/Patient.rs").token()
+	parsed, _, err := jwt.NewParser().ParseUnverified(ours, jwt.MapClaims{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	wrongKey := sign(t, jwt.SigningMethodES256, p256, parsed.Header["kid"].(string), parsed.Claims.(jwt.MapClaims))
+	if status, _, _ := e.get(wrongKey); status != http.StatusUnauthorized {
+		t.Fatalf("our kid, another key: %d, want 401", status)
+	}
+	// Our token with one byte of its signature changed.
+	tampered := ours[:len(ours)-3] + map[bool]string{true: "A", false: "B"}[ours[len(ours)-3] != 'A'] + ours[len(ours)-2:]
+	if status, _, _ := e.get(tampered); status != http.StatusUnauthorized {
+		t.Fatalf("tampered token: %d, want 401", status)
 	}
 }
 

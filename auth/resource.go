@@ -69,6 +69,13 @@ func (s *Server) Authenticate(r *http.Request) (Principal, error) {
 	if p.PurposeOfUse == "" {
 		p.PurposeOfUse = DefaultPurposeOfUse
 	}
+	return WithRequestHeaders(p, r)
+}
+
+// WithRequestHeaders returns p with the purpose of use and end user the
+// request names (X-Purpose-Of-Use, X-Request-User), if it names them. An
+// error is a malformed header (400).
+func WithRequestHeaders(p Principal, r *http.Request) (Principal, error) {
 	if v := r.Header.Get(HeaderPurposeOfUse); v != "" {
 		if !validPurpose(v) {
 			return Principal{}, errors.New(HeaderPurposeOfUse + " must be an HL7 PurposeOfUse code such as TREAT, ETREAT, PUBHLTH or HOPERAT")
