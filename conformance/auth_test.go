@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -222,5 +223,35 @@ func TestAuthOnByDefault(t *testing.T) {
 	r := do(t, http.MethodGet, s.base+"/Patient", nil, noTokenHeader, "1")
 	if r.status != http.StatusUnauthorized || r.header.Get("Warning") != "" {
 		t.Fatalf("default server without a token: %d Warning=%q", r.status, r.header.Get("Warning"))
+	}
+}
+
+// The log names the client of each request, never a token or assertion.
+func TestLogHasClientNotTokens(t *testing.T) {
+	var sink syncBuffer
+	s := startServer(t, app.Config{Logger: slog.New(slog.NewJSONHandler(&sink, nil))})
+	assertion, err := auth.SignAssertion(harnessKey, "", harnessClient, s.root+"/auth/token", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := auth.RequestToken(context.Background(), client, s.root+"/auth/token", assertion, harnessScope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := do(t, http.MethodGet, s.base+"/Patient", nil, "Authorization", "Bearer "+tok); r.status != http.StatusOK {
+		t.Fatalf("search: %d", r.status)
+	}
+	do(t, http.MethodGet, s.base+"/Patient", nil, "Authorization", "Bearer "+tok+"x")
+	_, _, _ = auth.RequestToken(context.Background(), client, s.root+"/auth/token", assertion, harnessScope) // a replay
+	s.stop()
+	log := sink.String()
+	sig := func(jwt string) string { return jwt[strings.LastIndex(jwt, ".")+1:] }
+	for _, secret := range []string{sig(tok), sig(assertion), "eyJ"} {
+		if strings.Contains(log, secret) {
+			t.Errorf("the log contains a token or assertion part %q", secret)
+		}
+	}
+	if !strings.Contains(log, `"client_id":"`+harnessClient+`"`) {
+		t.Errorf("the log does not name the client:\n%s", log)
 	}
 }
