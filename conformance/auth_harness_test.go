@@ -89,7 +89,10 @@ func (tt *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Header.Del(noTokenHeader)
 		return tt.next.RoundTrip(req)
 	}
-	if req.Header.Get("Authorization") != "" || strings.HasPrefix(req.URL.Path, "/auth/") {
+	// Only the FHIR API takes tokens; /healthz, /metrics, /auth/... and
+	// other tests' fake servers see requests exactly as sent.
+	fhirAPI := req.URL.Path == "/fhir" || strings.HasPrefix(req.URL.Path, "/fhir/")
+	if req.Header.Get("Authorization") != "" || !fhirAPI {
 		return tt.next.RoundTrip(req)
 	}
 	root := req.URL.Scheme + "://" + req.URL.Host
