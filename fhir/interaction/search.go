@@ -111,8 +111,12 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 }
 
 // visible is where consent will decide, per resource, before paging and
-// before the total is counted. Everything is visible until then.
-func (s *Service) visible(auth.Principal, *fhir.Resource) bool { return true }
+// before the total is counted. For now it applies the scopes: a resource
+// pulled in by _include or _revinclude, or from a type a system search
+// spans, shows only to a caller with a read or search scope for its type.
+func (s *Service) visible(p auth.Principal, r *fhir.Resource) bool {
+	return p.Allows(r.Type, auth.PermRead) || p.Allows(r.Type, auth.PermSearch)
+}
 
 // visibleAll reports that visible passes everything, so a search answered
 // wholly by the index need not read each match. Consent turns this off.
