@@ -1,7 +1,3 @@
-// Package auth will own SMART-on-FHIR backend-services authentication:
-// discovery, the token endpoint, the client registry, JWT checks and scopes.
-// For now it holds only the Principal, the caller every service call takes
-// as an explicit argument, so the seam exists before the token endpoint does.
 package auth
 
 // Principal is who is calling and for what.
@@ -11,12 +7,17 @@ type Principal struct {
 	Scopes       []string
 	PurposeOfUse string // HL7 PurposeOfUse code, e.g. TREAT
 	User         string // end user on whose behalf a system calls, if named
+	// BreakGlass: the client is registered as allowed to break the glass
+	// (consent decides what that opens).
+	BreakGlass bool
 	// Unrestricted marks the local all-powerful principal (no auth
 	// configured): every scope check passes.
 	Unrestricted bool
+
+	grants *grants // Scopes parsed once, by Authenticate; nil: parse on use
 }
 
-// Local is the all-powerful principal used until authentication is on.
+// Local is the all-powerful principal of a server run with auth off.
 func Local() Principal {
 	return Principal{Client: "local", PurposeOfUse: "TREAT", Unrestricted: true}
 }

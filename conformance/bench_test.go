@@ -54,7 +54,7 @@ type benchTarget struct {
 }
 
 func BenchmarkHTTP(b *testing.B) {
-	tg := startBenchTarget(b)
+	tg := startBenchTarget(b, false)
 	ids := make([]string, benchPatients)
 	for i := range ids {
 		ids[i] = "bench-" + strconv.Itoa(i)
@@ -94,9 +94,28 @@ func BenchmarkHTTP(b *testing.B) {
 	})
 }
 
+// BenchmarkReadAuth compares read throughput with auth on (every request
+// carries a bearer token that is verified and scope-checked) and off.
+//
+//	go test -run '^$' -bench ReadAuth -benchtime 3s ./conformance/
+func BenchmarkReadAuth(b *testing.B) {
+	for _, mode := range []struct {
+		name string
+		off  bool
+	}{{"on", false}, {"off", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			tg := startBenchTarget(b, mode.off)
+			benchHTTP(b, tg, "read", http.StatusOK, func(r *rand.Rand) (string, string, []byte) {
+				return http.MethodGet, tg.base + "/Patient/bench-" + strconv.Itoa(r.IntN(benchPatients)), nil
+			})
+		})
+	}
+}
+
 // startBenchTarget seeds a data directory through the store (bench-0 ...
-// with one version, bench-h0 ... with benchVersions), then serves it.
-func startBenchTarget(b *testing.B) *benchTarget {
+// with one version, bench-h0 ... with benchVersions), then serves it, with
+// auth on (requests carry the harness client's token) or off.
+func startBenchTarget(b *testing.B, authOff bool) *benchTarget {
 	b.Helper()
 	body, err := os.ReadFile("../testdata/synthea-patient.json")
 	if err != nil {
@@ -136,13 +155,17 @@ func startBenchTarget(b *testing.B) *benchTarget {
 
 	tg := &benchTarget{body: body}
 	tr := &http.Transport{MaxIdleConns: 2 * benchConns, MaxIdleConnsPerHost: 2 * benchConns, DisableCompression: true}
-	tg.hc = &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	tg.hc = &http.Client{Transport: withToken(tr), Timeout: 30 * time.Second}
 	b.Cleanup(tr.CloseIdleConnections)
 	if os.Getenv("HEALTHHUB_BENCH_INPROCESS") == "1" {
-		s := startServer(b, app.Config{DataDir: dir})
+		s := startServer(b, app.Config{DataDir: dir, AuthOff: authOff})
 		tg.root, tg.base = s.root, s.base
 	} else {
-		c := startChild(b, dir)
+		var args []string
+		if authOff {
+			args = []string{"--auth", "off"}
+		}
+		c := startChild(b, dir, args...)
 		tg.root, tg.base, tg.pid = c.root, c.base, c.cmd.Process.Pid
 	}
 	return tg

@@ -19,7 +19,7 @@ const benchBundleEntries = 100
 //
 //	go test -run '^$' -bench HTTPTransaction -benchtime 20x ./conformance/
 func BenchmarkHTTPTransaction(b *testing.B) {
-	tg := startBenchTarget(b)
+	tg := startBenchTarget(b, false)
 	obs, err := os.ReadFile("../testdata/resources/Observation.json")
 	if err != nil {
 		b.Fatal(err)

@@ -28,6 +28,9 @@ type Capability struct {
 	// Search lists, per searchable type, the parameters search answers;
 	// those types also get the search-type interaction.
 	Search map[string][]SearchParam
+	// OAuthToken and OAuthIntrospect, when set, declare SMART-on-FHIR
+	// security in rest.security with the oauth-uris extension.
+	OAuthToken, OAuthIntrospect string
 	// Operations are the type and instance operations served.
 	Operations []Operation
 }
@@ -119,15 +122,44 @@ func CapabilityStatement(c Capability) []byte {
 		},
 		"fhirVersion": "4.0.1",
 		"format":      c.Formats,
-		"rest": []any{map[string]any{
-			"mode":        "server",
-			"resource":    resources,
-			"interaction": system,
-		}},
 	}
+	rest := map[string]any{
+		"mode":        "server",
+		"resource":    resources,
+		"interaction": system,
+	}
+	if c.OAuthToken != "" {
+		rest["security"] = security(c.OAuthToken, c.OAuthIntrospect)
+	}
+	doc["rest"] = []any{rest}
 	b, err := json.Marshal(doc)
 	if err != nil {
 		panic("conformance: CapabilityStatement does not marshal: " + err.Error())
 	}
 	return b
+}
+
+// security is rest.security for SMART-on-FHIR (SMART App Launch
+// conformance: the oauth-uris extension names the endpoints).
+func security(token, introspect string) map[string]any {
+	uris := []any{map[string]any{"url": "token", "valueUri": token}}
+	if introspect != "" {
+		uris = append(uris, map[string]any{"url": "introspect", "valueUri": introspect})
+	}
+	return map[string]any{
+		"cors": false,
+		"service": []any{map[string]any{
+			"coding": []any{map[string]any{
+				"system":  "http://terminology.hl7.org/CodeSystem/restful-security-service",
+				"code":    "SMART-on-FHIR",
+				"display": "SMART-on-FHIR",
+			}},
+			"text": "OAuth2 using SMART-on-FHIR backend services (client credentials, private_key_jwt)",
+		}},
+		"extension": []any{map[string]any{
+			"url":       "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+			"extension": uris,
+		}},
+		"description": "Every request except metadata needs an Authorization: Bearer access token from the token endpoint; see .well-known/smart-configuration.",
+	}
 }

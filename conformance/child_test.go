@@ -46,6 +46,9 @@ func spawnChild(t testing.TB, dataDir string, args ...string) *childServer {
 	if !strings.Contains(strings.Join(args, " "), "--addr") {
 		all = append(all, "--addr", "127.0.0.1:0")
 	}
+	if joined := strings.Join(args, " "); !strings.Contains(joined, "--clients") && !strings.Contains(joined, "--auth") {
+		all = append(all, "--clients", harnessClientsFile, "--token-lifetime", "1h") // auth_harness_test.go
+	}
 	logf, err := os.CreateTemp(t.TempDir(), "child-*.log")
 	if err != nil {
 		t.Fatal(err)

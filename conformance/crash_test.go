@@ -90,7 +90,7 @@ func sameExceptMeta(sent, got []byte, ignoreID bool) (bool, error) {
 func crashClient() *http.Client {
 	return &http.Client{
 		Timeout:   10 * time.Second,
-		Transport: &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true},
+		Transport: withToken(&http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true}),
 	}
 }
 

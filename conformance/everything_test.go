@@ -277,3 +277,31 @@ func TestCapabilityDeclaresEverything(t *testing.T) {
 		}
 	}
 }
+
+// $everything shows a caller only the types its scopes let it read or
+// search: "lab" (system/Patient.rs system/Observation.c) gets the patient,
+// not the Observations it may only create, nor the Encounters,
+// Appointments, Organizations and Practitioners it has no scope for.
+func TestPatientEverythingRespectsScopes(t *testing.T) {
+	s, key := authClientServer(t)
+	everythingData(t, s) // as the harness client, which may do everything
+	tok, err := labToken(t, s, key, "system/Patient.rs system/Observation.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := do(t, http.MethodGet, s.base+"/Patient/ev-p1/$everything", nil, "Authorization", "Bearer "+tok)
+	if r.status != http.StatusOK {
+		t.Fatalf("lab's $everything: %d %s", r.status, r.body)
+	}
+	var b everythingPage
+	if err := json.Unmarshal(r.body, &b); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range b.Entry {
+		got = append(got, e.Resource.ResourceType+"/"+e.Resource.ID)
+	}
+	if !slices.Equal(got, []string{"Patient/ev-p1"}) || b.Total == nil || *b.Total != 1 {
+		t.Errorf("lab's $everything: %v (total %v), want only Patient/ev-p1", got, b.Total)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -26,7 +27,14 @@ func TestMain(m *testing.M) {
 	if args := os.Getenv(childEnv); args != "" {
 		os.Exit(app.Main(strings.Fields(args), os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	cleanup, err := setupAuthHarness()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "auth harness:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
 }
 
 // server is a real healthhub serving on a loopback port, in-process.
@@ -52,6 +60,13 @@ func startServer(t testing.TB, cfg app.Config) *server {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if !cfg.AuthOff && cfg.ClientsFile == "" {
+		cfg.ClientsFile = harnessClientsFile
+	}
+	if cfg.TokenLifetime == 0 {
+		// Longer than any test, so the harness's cached token lasts.
+		cfg.TokenLifetime = time.Hour
 	}
 	a, err := app.New(cfg)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 //	ver/<Type>           id 0x00 u64(version) -> record of that version
 //	log                  u64(seq) -> logEntry (system history, in commit order)
 //	tlog/<Type>          u64(seq) -> id 0x00 u64(version) (type history)
+//	auth/clients, auth/keys, auth/jti   the auth package's records (auth.go)
 //
 // record: 1 byte flags (bit 0: deleted) | u64 version | u64 lastUpdated unix ms | JSON
 // logEntry: u64 version | Type 0x00 id

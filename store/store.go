@@ -108,6 +108,7 @@ type Bolt struct {
 	group *groupCommit // nil: bbolt's Batch
 
 	readTxs, writeTxs, failedWrites atomic.Uint64
+	jtiCalls                        atomic.Uint64 // paces the replay-cache purge (auth.go)
 }
 
 var _ Store = (*Bolt)(nil)

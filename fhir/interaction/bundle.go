@@ -86,6 +86,9 @@ func (s *Service) Bundle(ctx context.Context, p auth.Principal, body []byte, opt
 		if ops[i], err = s.entryOp(i, &b.Entry[i], true); err != nil {
 			return "", nil, err
 		}
+		if err := entryAllowed(p, ops[i]); err != nil {
+			return "", nil, err // one entry out of scope fails the whole
+		}
 	}
 	results, err = s.run(ctx, p, ops, opt.MultipleDeletes)
 	return b.Type, results, err
@@ -119,6 +122,9 @@ func (s *Service) batch(ctx context.Context, p auth.Principal, entries []bundleE
 	var ops []*op
 	for i := range entries {
 		o, err := s.entryOp(i, &entries[i], false)
+		if err == nil {
+			err = entryAllowed(p, o)
+		}
 		if err != nil {
 			results[i].Err = err
 			continue
@@ -137,6 +143,29 @@ func (s *Service) batch(ctx context.Context, p auth.Principal, entries []bundleE
 		results[o.index] = r
 	}
 	return results, nil
+}
+
+// entryAllowed checks an entry against the caller's scopes, as the same
+// request on its own would be checked: the Bundle route itself needs none.
+func entryAllowed(p auth.Principal, o *op) error {
+	var perm auth.Perm
+	switch o.method {
+	case methodGet:
+		perm = auth.PermRead
+		if o.id == "" {
+			perm = auth.PermSearch
+		}
+	case methodPost:
+		perm = auth.PermCreate
+	case methodPut, methodPatch:
+		perm = auth.PermUpdate
+	case methodDelete:
+		perm = auth.PermDelete
+	}
+	if p.Allows(o.typ, perm) {
+		return nil
+	}
+	return fhir.Errorf(fhir.Forbidden, "forbidden", "entry %d (%s %s) needs scope %s", o.index, o.method, echo(o.url), auth.Needed(o.typ, perm)).At("Bundle.entry[" + strconv.Itoa(o.index) + "].request")
 }
 
 // entryOp reads one Bundle entry into an op. validated: the Bundle passed

@@ -186,7 +186,9 @@ func (s *Service) everythingKeys(ctx context.Context, p auth.Principal, tx store
 		}
 	}
 	for _, c := range patientCompartment {
-		if !wanted(c.typ) || !s.registry.Searchable(c.typ) {
+		// matchIDs leaves visible to the resources only when consent has
+		// turned visibleAll off; the scopes are decided here, per type.
+		if !wanted(c.typ) || !s.registry.Searchable(c.typ) || !typeVisible(p, c.typ) {
 			continue
 		}
 		var ids []string

@@ -111,8 +111,19 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 }
 
 // visible is where consent will decide, per resource, before paging and
-// before the total is counted. Everything is visible until then.
-func (s *Service) visible(auth.Principal, *fhir.Resource) bool { return true }
+// before the total is counted. For now it applies the scopes: a resource
+// pulled in by _include or _revinclude, or from a type a system search
+// spans, shows only to a caller with a read or search scope for its type.
+func (s *Service) visible(p auth.Principal, r *fhir.Resource) bool {
+	return typeVisible(p, r.Type)
+}
+
+// typeVisible is the scope half of visible, which depends on the type
+// alone: callers that list a whole type from the index ($everything) ask it
+// once per type.
+func typeVisible(p auth.Principal, typ string) bool {
+	return p.Allows(typ, auth.PermRead) || p.Allows(typ, auth.PermSearch)
+}
 
 // visibleAll reports that visible passes everything, so a search answered
 // wholly by the index need not read each match. Consent turns this off.

@@ -35,6 +35,9 @@ type Config struct {
 	// MultipleDeletes lets a conditional delete delete every match (else
 	// more than one match is 412).
 	MultipleDeletes bool
+	// Auth checks each request's bearer token; nil: auth is off and every
+	// request runs as auth.Local(), with a Warning header on every response.
+	Auth *auth.Server
 }
 
 // Handlers serves the FHIR REST API over a Service.
@@ -44,6 +47,7 @@ type Handlers struct {
 	maxBody int64
 	log     *slog.Logger
 	metrics *metrics
+	auth    *auth.Server
 
 	bundleOpts interaction.BundleOptions
 
@@ -69,6 +73,7 @@ func New(svc *interaction.Service, cfg Config) *Handlers {
 		maxBody:     cfg.MaxBody,
 		log:         cfg.Logger,
 		metrics:     newMetrics(cfg.Registry),
+		auth:        cfg.Auth,
 		interaction: map[string]string{},
 		bundleOpts:  interaction.BundleOptions{MaxEntries: cfg.MaxBundleEntries, MultipleDeletes: cfg.MultipleDeletes},
 	}
@@ -97,7 +102,7 @@ func New(svc *interaction.Service, cfg Config) *Handlers {
 		{http.MethodGet, "/:type/:id/_history/:vid", "vread", "instance", h.vread},
 		{http.MethodGet, "/:type/:id/$everything", "everything", "operation", h.everything},
 	}
-	h.capability = h.capabilityStatement(cfg.Version, cfg.Search)
+	h.capability = h.capabilityStatement(cfg.Version, cfg.Search, cfg.Auth)
 	return h
 }
 
@@ -107,7 +112,7 @@ var operationDefinitions = map[string]string{
 	"everything": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
 }
 
-func (h *Handlers) capabilityStatement(version string, reg *search.Registry) []byte {
+func (h *Handlers) capabilityStatement(version string, reg *search.Registry, as *auth.Server) []byte {
 	c := conformance.Capability{
 		Software:        "healthhub",
 		Version:         version,
@@ -117,6 +122,9 @@ func (h *Handlers) capabilityStatement(version string, reg *search.Registry) []b
 		ResourceTypes:   conformance.ResourceTypes(),
 		ConditionalRead: "full-support",
 		UpdateCreate:    true,
+	}
+	if as != nil {
+		c.OAuthToken, c.OAuthIntrospect = as.OAuthURIs()
 	}
 	for _, r := range h.routes {
 		switch {
@@ -162,7 +170,7 @@ func (h *Handlers) capabilityStatement(version string, reg *search.Registry) []b
 func (h *Handlers) Register(g *gin.RouterGroup) {
 	for _, r := range h.routes {
 		h.interaction[r.method+" "+g.BasePath()+r.path] = r.code
-		g.Handle(r.method, r.path, h.negotiated(r.handle))
+		g.Handle(r.method, r.path, h.authorized(r.code, h.negotiated(r.handle)))
 	}
 	// Without these, POST /metadata would reach create as type "metadata",
 	// DELETE /_history a conditional delete of type "_history".
@@ -192,10 +200,6 @@ func (h *Handlers) NoRoute(c *gin.Context) {
 // NoMethod answers a known path with a method it does not take.
 func (h *Handlers) NoMethod(c *gin.Context) {
 	h.writeOutcome(c, http.StatusMethodNotAllowed, issue("not-supported", c.Request.Method+" is not supported on "+c.Request.URL.Path))
-}
-
-func (h *Handlers) principal(*gin.Context) auth.Principal {
-	return auth.Local() // until authentication lands
 }
 
 func (h *Handlers) metadata(c *gin.Context) {

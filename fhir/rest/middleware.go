@@ -15,6 +15,7 @@ import (
 const (
 	ctxRequestID = "healthhub.request_id"
 	ctxCause     = "healthhub.cause"
+	ctxClient    = "healthhub.client_id"
 	headerReqID  = "X-Request-Id"
 )
 
@@ -34,8 +35,9 @@ func validRequestID(s string) bool {
 	return true
 }
 
-// Middleware returns, in order, what every request goes through: request id,
-// access log and metrics, panic recovery.
+// Middleware returns, in order, what every request goes through: request id
+// (and, with auth off, the Warning header), access log and metrics, panic
+// recovery.
 func (h *Handlers) Middleware() []gin.HandlerFunc {
 	return []gin.HandlerFunc{h.requestID, h.accessLog, h.recover}
 }
@@ -49,6 +51,9 @@ func (h *Handlers) requestID(c *gin.Context) {
 	}
 	c.Set(ctxRequestID, id)
 	c.Header(headerReqID, id)
+	if h.auth == nil {
+		c.Header("Warning", authOffWarning)
+	}
 	c.Next()
 }
 
@@ -75,6 +80,9 @@ func (h *Handlers) accessLog(c *gin.Context) {
 		"status", status,
 		"duration_ms", float64(elapsed.Microseconds()) / 1000,
 		"bytes", c.Writer.Size(),
+	}
+	if client := c.GetString(ctxClient); client != "" {
+		attrs = append(attrs, "client_id", client)
 	}
 	level := slog.LevelInfo
 	if cause, ok := c.Get(ctxCause); ok {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"healthhub/auth"
 	"healthhub/fhir/interaction"
 	"healthhub/fhir/rest"
 	"healthhub/fhir/search"
@@ -44,6 +46,13 @@ type Config struct {
 	// ConditionalDelete is "single" (a conditional delete matching several
 	// resources is 412) or "multiple" (it deletes them all).
 	ConditionalDelete string
+	// AuthOff runs every request as an all-powerful local principal
+	// (--auth=off, local experiments only). Auth is on by default.
+	AuthOff bool
+	// ClientsFile seeds the client registry (a JSON array; idempotent).
+	ClientsFile string
+	// TokenLifetime of access tokens; auth.DefaultTokenLifetime when zero.
+	TokenLifetime time.Duration
 }
 
 // Defaults.
@@ -94,6 +103,12 @@ func (c *Config) Validate() error {
 	if c.ConditionalDelete != "single" && c.ConditionalDelete != "multiple" {
 		return fmt.Errorf("--conditional-delete %q: use single or multiple", c.ConditionalDelete)
 	}
+	if c.TokenLifetime != 0 && (c.TokenLifetime < time.Second || c.TokenLifetime > auth.MaxTokenLifetime) {
+		return fmt.Errorf("--token-lifetime %s: between 1s and %s", c.TokenLifetime, auth.MaxTokenLifetime)
+	}
+	if c.AuthOff && c.ClientsFile != "" {
+		return errors.New("--clients needs auth: drop --auth=off")
+	}
 	return nil
 }
 
@@ -102,6 +117,7 @@ type App struct {
 	cfg      Config
 	store    *store.Bolt
 	registry *search.Registry
+	auth     *auth.Server // nil: auth off
 	handler  http.Handler
 }
 
@@ -121,9 +137,46 @@ func New(cfg Config) (*App, error) {
 		st.Close()
 		return nil, err
 	}
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = BaseURLFor(cfg.Addr)
+	}
 	a := &App{cfg: cfg, store: st, registry: reg}
+	if err := a.openAuth(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	a.handler = a.routes()
 	return a, nil
+}
+
+// openAuth starts the authorization server (auth on) or warns (auth off).
+func (a *App) openAuth() error {
+	log := a.cfg.Logger
+	if a.cfg.AuthOff {
+		log.Warn("AUTHENTICATION IS OFF (--auth=off): every request runs as an all-powerful local principal; use only for local experiments on a loopback address")
+		return nil
+	}
+	ctx := context.Background()
+	as, err := auth.New(ctx, a.store, auth.Config{BaseURL: a.cfg.BaseURL, TokenLifetime: a.cfg.TokenLifetime, Logger: log})
+	if err != nil {
+		return err
+	}
+	if a.cfg.ClientsFile != "" {
+		raw, err := os.ReadFile(a.cfg.ClientsFile)
+		if err != nil {
+			return fmt.Errorf("--clients: %w", err)
+		}
+		res, err := as.Clients().Seed(ctx, raw)
+		if err != nil {
+			return fmt.Errorf("--clients %s: %w", a.cfg.ClientsFile, err)
+		}
+		log.Info("clients seeded", "file", a.cfg.ClientsFile, "added", res.Added, "updated", res.Updated, "unchanged", res.Unchanged)
+	}
+	if len(as.Clients().List()) == 0 {
+		log.Warn("no client is registered, so every FHIR request will get 401: stop the server and run `healthhub clients add --data " + a.cfg.DataDir + " --id my-client --scope 'system/*.cruds' --generate-key my-client.pem`, or start with --clients FILE (see README)")
+	}
+	a.auth = as
+	return nil
 }
 
 // BaseURLFor derives the FHIR base from a listen address.
@@ -146,9 +199,6 @@ func (a *App) routes() http.Handler {
 		a.storeCollector(),
 	)
 	baseURL := a.cfg.BaseURL
-	if baseURL == "" {
-		baseURL = BaseURLFor(a.cfg.Addr)
-	}
 	v := validate.New()
 	// Load the schema now, not on the first client's request (~0.2 s).
 	_ = v.Validate("Patient", []byte(`{"resourceType":"Patient"}`))
@@ -162,6 +212,7 @@ func (a *App) routes() http.Handler {
 
 		MaxBundleEntries: a.cfg.MaxBundleEntries,
 		MultipleDeletes:  a.cfg.ConditionalDelete == "multiple",
+		Auth:             a.auth,
 	})
 
 	gin.SetMode(gin.ReleaseMode)
@@ -174,6 +225,14 @@ func (a *App) routes() http.Handler {
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	e.GET("/readyz", a.ready)
 	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	if a.auth != nil {
+		smart := gin.WrapH(a.auth.SMARTConfigHandler())
+		e.GET("/.well-known/smart-configuration", smart)
+		e.GET("/fhir/.well-known/smart-configuration", smart)
+		e.POST("/auth/token", gin.WrapH(a.auth.TokenHandler()))
+		e.POST("/auth/introspect", gin.WrapH(a.auth.IntrospectHandler()))
+		e.GET("/auth/jwks", gin.WrapH(a.auth.JWKSHandler()))
+	}
 	h.Register(e.Group("/fhir"))
 	return e
 }

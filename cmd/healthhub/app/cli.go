@@ -31,7 +31,7 @@ Usage:
 
 The server keeps everything in one bbolt file (healthhub.db) in its data
 directory; no other server is needed.
-`
+` + authUsage
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
@@ -52,6 +52,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return importCmd(ctx, args[1:], stdout, stderr)
+	case "clients", "keys", "token":
+		return authCommand(context.Background(), args[0], args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -73,6 +75,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.MaxBundleEntries, "max-bundle-entries", DefaultMaxBundleEntries, "most entries in a transaction or batch Bundle (more: 413); --max-body applies to the Bundle too")
 	fs.StringVar(&cfg.ConditionalDelete, "conditional-delete", DefaultConditionalDelete, "single: a conditional delete matching several resources is 412; multiple: it deletes them all")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	authFlags(fs, &cfg)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: healthhub serve [flags]\n\nStarts the FHIR R4 server; the API is at <base-url> (/fhir), with /healthz, /readyz and /metrics beside it.\n\nFlags:\n")
 		fs.PrintDefaults()
