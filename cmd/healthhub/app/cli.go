@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -62,6 +63,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// ServeGCPercent is the GOGC serve runs with unless GOGC is set: its live
+// heap is small (schemas, paging snapshots) and nearly everything it
+// allocates lives for one request, so collecting four times less often
+// than the default costs ~20% less CPU per write and per read
+// (BENCHMARKS.md) for a heap that peaks at about five times the live one.
+// GOMEMLIMIT, when set, still bounds it.
+const ServeGCPercent = 400
+
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -89,6 +98,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "healthhub serve: unexpected argument %q\n", fs.Arg(0))
 		return 2
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(ServeGCPercent)
 	}
 	switch logFormat {
 	case "text":
