@@ -101,12 +101,23 @@ func (t *boltTx) SetIndex(typ, id string, entries []IndexEntry) error {
 	if err != nil {
 		return err
 	}
+	// An update mostly keeps its values: only the entries that changed are
+	// deleted and put, which leaves the index pages of the others clean.
+	kept := map[string]bool{}
 	if old := rix.Get([]byte(id)); old != nil {
-		stale, err := decodeEntries(old)
+		previous, err := decodeEntries(old)
 		if err != nil {
 			return err
 		}
-		for _, e := range stale {
+		wanted := make(map[string]bool, len(entries))
+		for _, e := range entries {
+			wanted[entryID(e)] = true
+		}
+		for _, e := range previous {
+			if wanted[entryID(e)] {
+				kept[entryID(e)] = true
+				continue
+			}
 			if b := idx.Bucket([]byte(e.Param)); b != nil {
 				if err := b.Delete(indexKey(e.Key, id)); err != nil {
 					return err
@@ -118,6 +129,9 @@ func (t *boltTx) SetIndex(typ, id string, entries []IndexEntry) error {
 		return rix.Delete([]byte(id))
 	}
 	for _, e := range entries {
+		if kept[entryID(e)] {
+			continue
+		}
 		b, err := idx.CreateBucketIfNotExists([]byte(e.Param))
 		if err != nil {
 			return err
@@ -128,6 +142,10 @@ func (t *boltTx) SetIndex(typ, id string, entries []IndexEntry) error {
 	}
 	return rix.Put([]byte(id), encodeEntries(entries))
 }
+
+// entryID names an entry in a map: the parameter, a NUL (no parameter
+// code has one) and the key.
+func entryID(e IndexEntry) string { return e.Param + "\x00" + string(e.Key) }
 
 // ScanIndex calls fn for each entry of Type's index of param whose value
 // key lies in [from, to) (to nil: no upper bound), in key order, until fn

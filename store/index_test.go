@@ -31,6 +31,8 @@ func TestIndexScans(t *testing.T) {
 	set("abc", "v1\x00", "v3\x00")
 	set("c", "v9\x00")
 	set("c", "v2\x00") // replaces v9
+	set("d", "v1\x00", "v8\x00")
+	set("d", "v8\x00", "v9\x00") // keeps v8, drops v1, adds v9
 
 	scan := func(fn func(tx store.Tx, visit func([]byte, string) bool) error) string {
 		t.Helper()
@@ -53,7 +55,7 @@ func TestIndexScans(t *testing.T) {
 	}{
 		{"all", func(tx store.Tx, v func([]byte, string) bool) error {
 			return tx.ScanIndex(ctx, "Patient", "p", nil, nil, v)
-		}, "v1/a v1/ab v1/abc v1/b v2/b v2/c v3/abc"},
+		}, "v1/a v1/ab v1/abc v1/b v2/b v2/c v3/abc v8/d v9/d"},
 		{"one value", func(tx store.Tx, v func([]byte, string) bool) error {
 			return tx.ScanIndex(ctx, "Patient", "p", []byte("v2\x00"), []byte("v2\x01"), v)
 		}, "v2/b v2/c"},
@@ -62,13 +64,13 @@ func TestIndexScans(t *testing.T) {
 		}, "v1/ab v1/abc v1/b"},
 		{"after the last of a value", func(tx store.Tx, v func([]byte, string) bool) error {
 			return tx.ScanIndexAfter(ctx, "Patient", "p", []byte("v1\x00"), "b", nil, v)
-		}, "v2/b v2/c v3/abc"},
+		}, "v2/b v2/c v3/abc v8/d v9/d"},
 		{"after an entry that is gone", func(tx store.Tx, v func([]byte, string) bool) error {
 			return tx.ScanIndexAfter(ctx, "Patient", "p", []byte("v9\x00"), "c", nil, v)
-		}, ""},
+		}, "v9/d"},
 		{"after an absent id, between two", func(tx store.Tx, v func([]byte, string) bool) error {
 			return tx.ScanIndexAfter(ctx, "Patient", "p", []byte("v1\x00"), "aa", nil, v)
-		}, "v1/ab v1/abc v1/b v2/b v2/c v3/abc"},
+		}, "v1/ab v1/abc v1/b v2/b v2/c v3/abc v8/d v9/d"},
 		{"unknown parameter", func(tx store.Tx, v func([]byte, string) bool) error {
 			return tx.ScanIndex(ctx, "Patient", "q", nil, nil, v)
 		}, ""},
@@ -78,12 +80,12 @@ func TestIndexScans(t *testing.T) {
 			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
 		}
 	}
-	// Deleting the index of a resource removes all of its entries.
+	// An empty set of entries removes all of a resource's entries.
 	if err := s.Update(ctx, func(tx store.Tx) error { return tx.SetIndex("Patient", "abc", nil) }); err != nil {
 		t.Fatal(err)
 	}
 	got := scan(tests[0].fn)
-	if want := "v1/a v1/ab v1/b v2/b v2/c"; got != want {
+	if want := "v1/a v1/ab v1/b v2/b v2/c v8/d v9/d"; got != want {
 		t.Errorf("after removing abc: got %q, want %q", got, want)
 	}
 }

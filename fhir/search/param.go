@@ -44,11 +44,12 @@ type Param struct {
 	// joined by " | " (Observation's combo-code is code | component-code).
 	// Such a parameter has no index of its own; its scans are theirs.
 	UnionOf []*Param
-	// Within, when set, is a reference parameter whose expression is this
-	// one's without a trailing `.where(resolve() is WithinType)`
-	// (Observation's subject for patient): this one's values are those of
-	// its values that point at a WithinType, with the same keys, so it is
-	// answered from Within's index.
+	// Within, when set, is a parameter whose values include all of this
+	// one's, with the same keys (findNarrowings): this one is answered from
+	// Within's index, and the candidates are checked. For a reference
+	// narrowed by resolve() (Observation's patient in subject), WithinType
+	// is the type, and a Type/id key of it there names exactly this one's
+	// values: no check needed.
 	Within     *Param
 	WithinType string
 }
@@ -171,23 +172,48 @@ func findUnions(params map[string]*Param) {
 	}
 }
 
-// findNarrowings sets Within on every reference parameter that is another
-// one narrowed to a type by resolve().
+// findNarrowings sets Within on every parameter whose values are a subset
+// of another one's, with the same keys: a reference parameter narrowed to a
+// type by resolve() (WithinType says which: its Type/id keys there are
+// exactly its own), a string parameter on one part of a HumanName or
+// Address whose whole another parameter searches (family in name), and a
+// token parameter that filters another's elements with where() (phone in
+// telecom).
 func findNarrowings(params map[string]*Param) {
 	byExpr := map[string]*Param{}
 	for _, p := range params {
-		if p.Type == Reference {
+		if len(splitTopLevel(p.Expression)) == 1 {
 			byExpr[p.Expression] = p
 		}
 	}
+	wider := func(p *Param, base string) *Param {
+		q, ok := byExpr[base]
+		if !ok || q == p || q.Type != p.Type {
+			return nil
+		}
+		return q
+	}
 	for _, p := range params {
-		base, rest, ok := strings.Cut(p.Expression, ".where(resolve() is ")
-		typ, closed := strings.CutSuffix(rest, ")")
-		if !ok || !closed || p.Type != Reference || !conformance.IsResourceType(typ) {
+		if len(splitTopLevel(p.Expression)) != 1 {
 			continue
 		}
-		if q, ok := byExpr[base]; ok && q != p {
-			p.Within, p.WithinType = q, typ
+		switch p.Type {
+		case Reference:
+			base, rest, ok := strings.Cut(p.Expression, ".where(resolve() is ")
+			typ, closed := strings.CutSuffix(rest, ")")
+			if q := wider(p, base); ok && closed && q != nil && conformance.IsResourceType(typ) {
+				p.Within, p.WithinType = q, typ
+			}
+		case String:
+			i := strings.LastIndexByte(p.Expression, '.')
+			if i > 0 && slices.Contains(stringParts, p.Expression[i+1:]) {
+				p.Within = wider(p, p.Expression[:i])
+			}
+		case Token:
+			base, _, ok := strings.Cut(p.Expression, ".where(")
+			if ok && strings.HasSuffix(p.Expression, ")") {
+				p.Within = wider(p, base)
+			}
 		}
 	}
 }

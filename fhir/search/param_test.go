@@ -49,9 +49,10 @@ func TestRegistryLoadsTheExchangeTypes(t *testing.T) {
 }
 
 // TestUnionParameters: exactly Observation's combo-* parameters are found to
-// be unions of two others, and the patient-like ones to be a wider reference
-// parameter narrowed to a type (so neither has an index of its own); _id is
-// not stored either; everything else is.
+// be unions of two others, and the patient-like ones, the parts of a name or
+// an address and the phone and email of telecom to be narrowings of a wider
+// parameter (so none of them has an index of its own); _id is not stored
+// either; everything else is.
 func TestUnionParameters(t *testing.T) {
 	r, err := search.Load()
 	if err != nil {
@@ -72,6 +73,15 @@ func TestUnionParameters(t *testing.T) {
 		"Appointment patient":      "actor Patient",
 		"Appointment practitioner": "actor Practitioner",
 		"Appointment location":     "actor Location",
+	}
+	for _, typ := range []string{"Patient", "Practitioner", "Organization"} {
+		for _, part := range []string{"city", "country", "postalcode", "state"} {
+			wantWithin[typ+" address-"+part] = "address "
+		}
+	}
+	for _, typ := range []string{"Patient", "Practitioner"} {
+		wantWithin[typ+" family"], wantWithin[typ+" given"] = "name ", "name "
+		wantWithin[typ+" phone"], wantWithin[typ+" email"] = "telecom ", "telecom "
 	}
 	for _, typ := range search.SearchTypes {
 		for _, p := range r.Params(typ) {

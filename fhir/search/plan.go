@@ -186,7 +186,7 @@ func (c *Condition) Scans() (scans []Scan, exact, all bool) {
 		if scans, exact, all = sub.Scans(); all {
 			return nil, false, true
 		}
-		return scans, exact && c.onlyTyped(c.Param.WithinType), false
+		return scans, exact && c.Param.WithinType != "" && c.onlyTyped(c.Param.WithinType), false
 	}
 	code := c.Param.Code
 	switch c.Modifier {
