@@ -9,22 +9,11 @@ import (
 	"testing"
 
 	"healthhub/auth"
-	"healthhub/fhir/search"
-	"healthhub/fhir/validate"
 	"healthhub/store"
 )
 
 func TestEverythingWidensToLinkedPatients(t *testing.T) {
-	st, err := store.Open(t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	reg, err := search.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(st, validate.New(), reg)
+	s := newTestService(t)
 	ctx, p := context.Background(), auth.Local()
 	for _, b := range []string{
 		`{"resourceType":"Patient","id":"a"}`,

@@ -7,26 +7,15 @@ import (
 
 	"healthhub/auth"
 	"healthhub/fhir/interaction"
-	"healthhub/fhir/search"
-	"healthhub/fhir/validate"
-	"healthhub/store"
 )
 
 // The reader's edge cases: a UTF-8 BOM, CRLF line ends, blank lines, a
 // last line without a newline, and a line over the limit (reported by its
 // number, skipped whole, the next line read normally).
 func TestImportLines(t *testing.T) {
-	st, err := store.Open(t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	reg, err := search.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var reported []string
-	im := interaction.New(st, validate.New(), reg).NewImporter(auth.Local(), interaction.ImportOptions{
+	svc := newService(t)
+	im := svc.NewImporter(auth.Local(), interaction.ImportOptions{
 		MaxLine: 200,
 		Report:  func(e *interaction.LineError) { reported = append(reported, e.Error()) },
 	})
@@ -51,7 +40,6 @@ func TestImportLines(t *testing.T) {
 	if len(reported) != 1 || !strings.HasPrefix(reported[0], "lines.ndjson:4: line longer than 200 bytes") {
 		t.Errorf("reported %q, want lines.ndjson:4 too long", reported)
 	}
-	svc := interaction.New(st, validate.New(), reg)
 	for _, id := range []string{"bom", "after-long", "no-newline"} {
 		if _, err := svc.Read(ctx, auth.Local(), "Patient", id); err != nil {
 			t.Errorf("Patient/%s: %v", id, err)

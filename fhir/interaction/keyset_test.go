@@ -11,9 +11,6 @@ import (
 	"healthhub/auth"
 	"healthhub/fhir"
 	"healthhub/fhir/interaction"
-	"healthhub/fhir/search"
-	"healthhub/fhir/validate"
-	"healthhub/store"
 )
 
 // TestKeysetPaging: a one-range search pages by position in the index.
@@ -21,16 +18,7 @@ import (
 // exactly once while others are created, updated and deleted between the
 // pages; a cursor that is malformed or belongs to another query is 410.
 func TestKeysetPaging(t *testing.T) {
-	st, err := store.Open(t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	reg, err := search.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := interaction.New(st, validate.New(), reg)
+	s := newService(t)
 	ctx, p := context.Background(), auth.Local()
 	obs := func(code string) []byte {
 		return []byte(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"` + code + `"}]}}`)

@@ -3,7 +3,6 @@ package rest
 import (
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -61,19 +60,12 @@ var everythingParams = []string{"_since", "_type", "_count", "_cursor", "_format
 
 func everythingRequest(c *gin.Context) (interaction.EverythingRequest, error) {
 	req := interaction.EverythingRequest{ID: c.Param("id"), Cursor: c.Query("_cursor")}
-	if s, ok := c.GetQuery("_count"); ok {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return req, fhir.Errorf(fhir.Invalid, "value", "_count=%q: expected a whole number of at least 1", s)
-		}
-		req.Count = n
+	var err error
+	if req.Count, err = countParam(c); err != nil {
+		return req, err
 	}
-	if s, ok := c.GetQuery("_since"); ok {
-		d, err := fhir.ParseDateTime(s)
-		if err != nil {
-			return req, fhir.Errorf(fhir.Invalid, "value", "_since: %s", err)
-		}
-		req.Since = d.Start
+	if req.Since, err = sinceParam(c); err != nil {
+		return req, err
 	}
 	for _, list := range c.QueryArray("_type") {
 		for _, t := range strings.Split(list, ",") {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -47,19 +48,12 @@ func (h *Handlers) history(c *gin.Context) {
 
 func historyRequest(c *gin.Context) (interaction.HistoryRequest, error) {
 	req := interaction.HistoryRequest{Type: c.Param("type"), ID: c.Param("id")}
-	if s, ok := c.GetQuery("_count"); ok {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return req, fhir.Errorf(fhir.Invalid, "value", "_count=%q: expected a whole number of at least 1", s)
-		}
-		req.Count = n
+	var err error
+	if req.Count, err = countParam(c); err != nil {
+		return req, err
 	}
-	if s, ok := c.GetQuery("_since"); ok {
-		d, err := fhir.ParseDateTime(s)
-		if err != nil {
-			return req, fhir.Errorf(fhir.Invalid, "value", "_since: %s", err)
-		}
-		req.Since = d.Start
+	if req.Since, err = sinceParam(c); err != nil {
+		return req, err
 	}
 	if s, ok := c.GetQuery("_at"); ok {
 		d, err := fhir.ParseDateTime(s)
@@ -171,4 +165,32 @@ type entryResponse struct {
 	Etag         string          `json:"etag,omitempty"`
 	LastModified string          `json:"lastModified,omitempty"`
 	Outcome      json.RawMessage `json:"outcome,omitempty"`
+}
+
+// countParam reads _count of a history or $everything request: 0 when
+// absent (the service's default).
+func countParam(c *gin.Context) (int, error) {
+	s, ok := c.GetQuery("_count")
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, fhir.Errorf(fhir.Invalid, "value", "_count=%q: expected a whole number of at least 1", s)
+	}
+	return n, nil
+}
+
+// sinceParam reads _since: the start of the instant or date given; zero
+// when absent.
+func sinceParam(c *gin.Context) (time.Time, error) {
+	s, ok := c.GetQuery("_since")
+	if !ok {
+		return time.Time{}, nil
+	}
+	d, err := fhir.ParseDateTime(s)
+	if err != nil {
+		return time.Time{}, fhir.Errorf(fhir.Invalid, "value", "_since: %s", err)
+	}
+	return d.Start, nil
 }

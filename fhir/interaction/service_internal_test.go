@@ -1,0 +1,27 @@
+package interaction
+
+import (
+	"testing"
+
+	"healthhub/fhir/search"
+	"healthhub/fhir/validate"
+	"healthhub/store"
+)
+
+// newTestService is a Service over a fresh store, with the official search
+// parameters, closed at the end of the test. The white-box tests use it to
+// reach the seams (linkedPatients and the like); the black-box ones have
+// their own in service_test.go.
+func newTestService(t testing.TB) *Service {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	reg, err := search.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(st, validate.New(), reg)
+}
