@@ -31,8 +31,10 @@ import (
 // binary, logging to a file), so the figures are the server's, not shared
 // with the load generator's heap. HEALTHHUB_BENCH_INPROCESS=1 serves
 // in-process instead, so that -cpuprofile sees the server's code;
-// HEALTHHUB_BENCH_CONNS=n changes the number of connections and
-// HEALTHHUB_BENCH_RATE=r paces them at r requests/s in all. With
+// HEALTHHUB_BENCH_CONNS=n changes the number of connections,
+// HEALTHHUB_BENCH_RATE=r paces them at r requests/s in all, and
+// HEALTHHUB_BENCH_CLIENT=nethttp sends through net/http's client instead of
+// the lean one (rawclient_test.go). With
 // GOMAXPROCS not a divisor of 32, slightly more goroutines than 32 run.
 //
 //	go test -run '^$' -bench HTTP -benchtime 3s ./conformance/
@@ -211,11 +213,28 @@ func benchHTTP(b *testing.B, tg *benchTarget, interaction string, want int, next
 	srvCPU, cliCPU := tg.serverCPU(b), clientCPU(b)
 	b.ReportAllocs()
 	b.ResetTimer()
+	raw := os.Getenv("HEALTHHUB_BENCH_CLIENT") != "nethttp"
+	token := ""
+	if raw {
+		var err error
+		if token, err = harnessToken(context.Background(), tg.root, harnessScope); err != nil {
+			token = "" // auth is off on this server
+		}
+	}
 	b.RunParallel(func(pb *testing.PB) {
 		g := seed.Add(1)
 		r := rand.New(rand.NewPCG(g, 42))
 		lat := make([]time.Duration, 0, 1024)
 		buf := make([]byte, 0, 64<<10)
+		var rc *rawConn
+		if raw {
+			var err error
+			if rc, err = newRawConn(tg.base, token); err != nil {
+				b.Error(err)
+				return
+			}
+			defer rc.Close()
+		}
 		// Spread the connections' schedules over one interval.
 		due := time.Now().Add(time.Duration(g) * interval / time.Duration(conns))
 		for pb.Next() {
@@ -223,6 +242,24 @@ func benchHTTP(b *testing.B, tg *benchTarget, interaction string, want int, next
 				time.Sleep(time.Until(due))
 			}
 			method, url, body := next(r)
+			if raw {
+				start := time.Now()
+				if interval > 0 {
+					start = due
+					due = due.Add(interval)
+				}
+				var status int
+				var err error
+				status, buf, err = rc.do(method, url, body, buf)
+				lat = append(lat, time.Since(start))
+				if err != nil || status != want {
+					if failed.CompareAndSwap(false, true) {
+						b.Errorf("%s %s: status %d, want %d: %v %s", method, url, status, want, err, buf)
+					}
+					return
+				}
+				continue
+			}
 			var rd io.Reader
 			if body != nil {
 				rd = bytes.NewReader(body)
