@@ -560,11 +560,86 @@ func TestRejectScopeNotAllowed(t *testing.T) {
 	wantOAuthError(t, e.requestToken(a, "system/Encounter.rs"), 400, "invalid_scope")
 }
 
-func TestRejectPatientAndQueryScopes(t *testing.T) {
+func TestRejectUserAndQueryScopes(t *testing.T) {
 	e := newEnv(t, "")
-	for _, scope := range []string{"patient/Patient.rs", "user/Patient.read", "system/Observation.rs?category=laboratory"} {
-		a := sign(t, jwt.SigningMethodES384, ecKey, kid(t, &ecKey.PublicKey), e.claims("ec-client"))
-		wantOAuthError(t, e.requestToken(a, scope), 400, "invalid_scope")
+	e.register(auth.Client{ID: "pat-client", JWKS: jwks(t, &ecKey.PublicKey), Scope: "patient/*.rs user/*.rs system/*.rs"})
+	for _, scope := range []string{"user/Patient.read", "system/Observation.rs?category=laboratory", "patient/Observation.rs?category=laboratory"} {
+		a := sign(t, jwt.SigningMethodES384, ecKey, kid(t, &ecKey.PublicKey), e.claims("pat-client"))
+		wantOAuthError(t, e.patientToken(a, scope, "p1"), 400, "invalid_scope")
+	}
+}
+
+// patientToken asks for scope with the patient form parameter (omitted
+// when patient is "-").
+func (e *env) patientToken(assertion, scope, patient string) tokenResult {
+	form := url.Values{
+		"grant_type":            {"client_credentials"},
+		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+		"client_assertion":      {assertion},
+		"scope":                 {scope},
+	}
+	if patient != "-" {
+		form.Set("patient", patient)
+	}
+	return e.postToken(form)
+}
+
+func TestPatientScopes(t *testing.T) {
+	e := newEnv(t, "")
+	e.register(auth.Client{ID: "pat-client", JWKS: jwks(t, &ecKey.PublicKey), Scope: "patient/*.rs patient/Observation.c system/Observation.rs"})
+	assertion := func() string {
+		return sign(t, jwt.SigningMethodES384, ecKey, kid(t, &ecKey.PublicKey), e.claims("pat-client"))
+	}
+
+	r := e.patientToken(assertion(), "patient/Patient.rs patient/Observation.cruds", "p-1.a")
+	if r.status != http.StatusOK || r.body["patient"] != "p-1.a" || r.body["scope"] != "patient/Patient.rs patient/Observation.crs" {
+		t.Fatalf("patient token: %d %v", r.status, r.body)
+	}
+	status, _, body := e.get(r.token())
+	var p auth.Principal
+	if status != http.StatusOK || json.Unmarshal([]byte(body), &p) != nil || p.Patient != "p-1.a" || !p.Confined("Patient") || p.Confined("Encounter") {
+		t.Fatalf("principal of a patient token: %d %s", status, body)
+	}
+	// v1 names, and system/ granted beside patient/.
+	r = e.patientToken(assertion(), "patient/*.read system/Observation.read", "p1")
+	if r.status != http.StatusOK || r.body["scope"] != "patient/*.read system/Observation.read" {
+		t.Fatalf("v1 patient token: %d %v", r.status, r.body)
+	}
+
+	// patient/ scopes without a patient: nothing to confine them to.
+	r = e.patientToken(assertion(), "patient/Observation.rs", "-")
+	wantOAuthError(t, r, 400, "invalid_scope")
+	if d, _ := r.body["error_description"].(string); !strings.Contains(d, "patient=") {
+		t.Errorf("error_description does not say the patient is missing: %q", d)
+	}
+	// An id that is not a FHIR id, or an empty one.
+	for _, bad := range []string{"", "a/b", "../x", strings.Repeat("x", 65), "p 1"} {
+		wantOAuthError(t, e.patientToken(assertion(), "patient/Observation.rs", bad), 400, "invalid_request")
+	}
+	// A patient, but no patient/ scope granted.
+	wantOAuthError(t, e.patientToken(assertion(), "system/Observation.rs", "p1"), 400, "invalid_request")
+	// A client not allowed patient/ scopes (allowed system/ ones).
+	a := sign(t, jwt.SigningMethodES384, ecKey, kid(t, &ecKey.PublicKey), e.claims("ec-client"))
+	wantOAuthError(t, e.patientToken(a, "patient/Patient.rs", "p1"), 400, "invalid_scope")
+}
+
+func TestIntrospectShowsPatient(t *testing.T) {
+	e := newEnv(t, "")
+	e.register(auth.Client{ID: "pat-client", JWKS: jwks(t, &ecKey.PublicKey), Scope: "patient/*.rs"})
+	tok := e.patientToken(sign(t, jwt.SigningMethodES384, ecKey, kid(t, &ecKey.PublicKey), e.claims("pat-client")), "patient/Patient.rs", "p1").token()
+	other := e.requestToken(sign(t, jwt.SigningMethodES384, ecKey, kid(t, &ecKey.PublicKey), e.claims("ec-client")), "system/Patient.rs").token()
+	req, _ := http.NewRequest(http.MethodPost, e.root+"/auth/introspect", strings.NewReader(url.Values{"token": {tok}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+other)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	if m["active"] != true || m["patient"] != "p1" || m["scope"] != "patient/Patient.rs" {
+		t.Fatalf("introspection of a patient token: %v", m)
 	}
 }
 

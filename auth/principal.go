@@ -7,6 +7,9 @@ type Principal struct {
 	Scopes       []string
 	PurposeOfUse string // HL7 PurposeOfUse code, e.g. TREAT
 	User         string // end user on whose behalf a system calls, if named
+	// Patient is the id of the Patient the token's patient/ scopes are
+	// confined to (the token's patient claim); "" without patient context.
+	Patient string
 	// BreakGlass: the client is registered as allowed to break the glass
 	// (consent decides what that opens).
 	BreakGlass bool

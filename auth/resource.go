@@ -64,6 +64,7 @@ func (s *Server) Authenticate(r *http.Request) (Principal, error) {
 		Scopes:       strings.Fields(claims.Scope),
 		PurposeOfUse: c.PurposeOfUse,
 		BreakGlass:   c.BreakGlass,
+		Patient:      claims.Patient,
 	}
 	p.grants = claims.grants
 	if p.PurposeOfUse == "" {
@@ -132,7 +133,7 @@ func (s *Server) verify(tok string) (*accessClaims, error) {
 	if claims.ClientID == "" || claims.ClientID != claims.Subject {
 		return nil, &TokenError{Description: "the access token names no client"}
 	}
-	claims.grants = grantsOf(strings.Fields(claims.Scope))
+	claims.grants = grantsOf(strings.Fields(claims.Scope), claims.Patient != "")
 	s.cache.put(tok, &claims)
 	return &claims, nil
 }
@@ -160,15 +161,16 @@ type introspection struct {
 	Iss       string `json:"iss,omitempty"`
 	Sub       string `json:"sub,omitempty"`
 	Aud       string `json:"aud,omitempty"`
+	Patient   string `json:"patient,omitempty"` // the patient context, as the token response gave it
 }
 
 // IntrospectHandler serves POST /auth/introspect (RFC 7662). The caller
 // authenticates with an access token of its own, as RFC 7662 §2.1 allows:
 // any registered, enabled client may introspect (a resource server beside
 // us is such a client). A token that is expired, unknown, badly signed or
-// whose client was disabled is {"active": false}, nothing more. Tokens
-// carry no patient context (patient scopes are not granted), so none is
-// echoed.
+// whose client was disabled is {"active": false}, nothing more. The
+// patient context of a token with patient/ scopes is echoed, as SMART's
+// token introspection requires.
 func (s *Server) IntrospectHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := s.Authenticate(r); err != nil {
@@ -212,6 +214,7 @@ func (s *Server) IntrospectHandler() http.Handler {
 			Iss:       claims.Issuer,
 			Sub:       claims.Subject,
 			Aud:       s.base,
+			Patient:   claims.Patient,
 		})
 	})
 }
@@ -233,8 +236,10 @@ func (s *Server) JWKSHandler() http.Handler {
 	})
 }
 
-// ScopesSupported are advertised in the SMART configuration.
-var ScopesSupported = []string{"system/*.cruds", "system/*.rs", "system/*.read", "system/*.write", "system/*.*"}
+// ScopesSupported are advertised in the SMART configuration. patient/
+// scopes need the patient form parameter of the token request (README).
+var ScopesSupported = []string{"system/*.cruds", "system/*.rs", "system/*.read", "system/*.write", "system/*.*",
+	"patient/*.cruds", "patient/*.rs", "patient/*.read", "patient/*.write", "patient/*.*"}
 
 // SMARTConfigHandler serves .well-known/smart-configuration, always JSON.
 func (s *Server) SMARTConfigHandler() http.Handler {
@@ -249,7 +254,7 @@ func (s *Server) SMARTConfigHandler() http.Handler {
 		"scopes_supported":                                 ScopesSupported,
 		"response_types_supported":                         []string{"token"},
 		"code_challenge_methods_supported":                 []string{"S256"},
-		"capabilities":                                     []string{"client-confidential-asymmetric", "permission-v1", "permission-v2"},
+		"capabilities":                                     []string{"client-confidential-asymmetric", "permission-v1", "permission-v2", "permission-patient"},
 	}
 	b, _ := json.Marshal(doc) // strings and string slices: cannot fail
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -156,20 +156,24 @@ func (e *ScopeError) Error() string { return e.Reason }
 // that allowed (the client's registered scopes) covers, each narrowed to
 // the permissions allowed for its type. A requested wildcard type is
 // granted as the allowed scopes it covers, so system/*.rs against an
-// allowance of system/Patient.rs grants system/Patient.rs.
+// allowance of system/Patient.rs grants system/Patient.rs. A scope is
+// covered only by allowed scopes of its own context: a client allowed
+// patient/*.rs is not allowed system/Patient.rs, nor the reverse.
 //
-// Only system scopes are granted: patient and user scopes need launch
-// context (a patient claim, a user) that backend services do not have,
-// and query-constrained scopes are not enforced, so both are refused
-// rather than silently widened. An empty result is an error.
-func Grant(requested string, allowed []string) ([]string, error) {
+// system/ scopes are granted, and patient/ scopes when the request names a
+// patient (patientContext): backend services have no launch, so the patient
+// comes with the token request, and a patient/ scope without one would have
+// no compartment to confine it. user/ scopes need an end user's launch, and
+// query-constrained scopes are not enforced, so both are refused rather than
+// silently widened. An empty result is an error.
+func Grant(requested string, allowed []string, patientContext bool) ([]string, error) {
 	req := strings.Fields(requested)
 	if len(req) == 0 {
 		return nil, &ScopeError{"scope is required, e.g. scope=system/*.rs"}
 	}
 	var allow []Scope
 	for _, a := range allowed {
-		if sc, err := ParseScope(a); err == nil && sc.Context == "system" && sc.Query == "" {
+		if sc, err := ParseScope(a); err == nil && grantable(sc.Context) && sc.Query == "" {
 			allow = append(allow, sc)
 		}
 	}
@@ -184,27 +188,29 @@ func Grant(requested string, allowed []string) ([]string, error) {
 		switch {
 		case err != nil:
 			return nil, &ScopeError{err.Error()}
-		case sc.Context != "system":
-			return nil, &ScopeError{fmt.Sprintf("scope %q: only system/ scopes are granted to backend services (patient/ and user/ scopes need a launch context)", r)}
+		case !grantable(sc.Context):
+			return nil, &ScopeError{fmt.Sprintf("scope %q: only system/ and patient/ scopes are granted to backend services (user/ scopes need an end user's launch)", r)}
+		case sc.Context == "patient" && !patientContext:
+			return nil, &ScopeError{fmt.Sprintf("scope %q: patient/ scopes need the patient whose compartment they open: add patient=<Patient id> to the token request", r)}
 		case sc.Query != "":
 			return nil, &ScopeError{fmt.Sprintf("scope %q: query-constrained scopes are not supported", r)}
 		}
 		if sc.Type == "*" {
 			for _, a := range allow {
-				if p := sc.Perms & a.Perms; p != 0 {
-					add(Scope{Context: "system", Type: a.Type, Perms: p, V1: sc.V1})
+				if p := sc.Perms & a.Perms; a.Context == sc.Context && p != 0 {
+					add(Scope{Context: sc.Context, Type: a.Type, Perms: p, V1: sc.V1})
 				}
 			}
 			continue
 		}
 		var p Perm
 		for _, a := range allow {
-			if a.Type == "*" || a.Type == sc.Type {
+			if a.Context == sc.Context && (a.Type == "*" || a.Type == sc.Type) {
 				p |= a.Perms
 			}
 		}
 		if p &= sc.Perms; p != 0 {
-			add(Scope{Context: "system", Type: sc.Type, Perms: p, V1: sc.V1})
+			add(Scope{Context: sc.Context, Type: sc.Type, Perms: p, V1: sc.V1})
 		}
 	}
 	if len(granted) == 0 {
@@ -213,9 +219,24 @@ func Grant(requested string, allowed []string) ([]string, error) {
 	return granted, nil
 }
 
-// Allows reports whether p may do perm on resources of type typ. typ "*"
-// asks for every type at once (system search and history), which only a
-// wildcard scope grants.
+// grantable: the contexts the token endpoint grants scopes of.
+func grantable(ctx string) bool { return ctx == "system" || ctx == "patient" }
+
+// HasPatientScope reports whether any of scopes is a patient/ scope.
+func HasPatientScope(scopes []string) bool {
+	for _, s := range scopes {
+		if strings.HasPrefix(s, "patient/") {
+			return true
+		}
+	}
+	return false
+}
+
+// Allows reports whether p may do perm on resources of type typ, by its
+// system/ or its patient/ scopes. typ "*" asks for every type at once
+// (system search and history), which only a wildcard scope grants. When
+// Confined(typ), what is allowed is allowed within the patient's
+// compartment only: the service layer enforces that per resource.
 //
 // Bundle processing calls this once per entry: there are no separate
 // batch or transaction scopes.
@@ -226,32 +247,85 @@ func (p Principal) Allows(typ string, perm Perm) bool {
 	if perm == 0 {
 		return false
 	}
-	g := p.grants
-	if g == nil {
-		g = grantsOf(p.Scopes)
-	}
-	return (g.all|g.types[typ])&perm == perm
+	g := p.grantsOf()
+	return (g.system.of(typ)|g.patient.of(typ))&perm == perm
 }
 
-// grants are a principal's usable scopes, parsed: permissions for every
-// type (wildcard scopes) and per type. Only system scopes without a query
-// count: those are the only ones the token endpoint grants.
+// Confined reports whether p's access to resources of type typ is limited
+// to the compartment of p.Patient: its patient/ scopes grant on typ
+// something its system/ scopes do not. When the system/ scopes cover all
+// the patient/ scopes grant on a type, they win: the patient context does
+// not narrow them. Confining per type rather than per permission keeps the
+// rule simple and never widens: a principal with system/Observation.r and
+// patient/Observation.s is confined for reads too.
+func (p Principal) Confined(typ string) bool {
+	if p.Unrestricted {
+		return false
+	}
+	g := p.grantsOf()
+	return g.patient.of(typ)&^g.system.of(typ) != 0
+}
+
+// ConfinedAny reports whether p is confined for some type (or every type).
+func (p Principal) ConfinedAny() bool {
+	if p.Unrestricted {
+		return false
+	}
+	g := p.grantsOf()
+	if g.patient.all&^g.system.all != 0 {
+		return true
+	}
+	for typ := range g.patient.types {
+		if p.Confined(typ) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p Principal) grantsOf() *grants {
+	if p.grants != nil {
+		return p.grants
+	}
+	return grantsOf(p.Scopes, p.Patient != "")
+}
+
+// grants are a principal's usable scopes, parsed, by context. Only system
+// and patient scopes without a query count: those are the only ones the
+// token endpoint grants; patient scopes only with a patient to confine
+// them to (deny by default).
 type grants struct {
+	system, patient permSet
+}
+
+// permSet is permissions for every type (wildcard scopes) and per type.
+type permSet struct {
 	all   Perm
 	types map[string]Perm
 }
 
-func grantsOf(scopes []string) *grants {
-	g := &grants{types: map[string]Perm{}}
+func (ps permSet) of(typ string) Perm { return ps.all | ps.types[typ] }
+
+func grantsOf(scopes []string, hasPatient bool) *grants {
+	g := &grants{system: permSet{types: map[string]Perm{}}, patient: permSet{types: map[string]Perm{}}}
 	for _, s := range scopes {
 		sc, err := ParseScope(s)
-		if err != nil || sc.Context != "system" || sc.Query != "" {
+		if err != nil || sc.Query != "" {
+			continue
+		}
+		var ps *permSet
+		switch {
+		case sc.Context == "system":
+			ps = &g.system
+		case sc.Context == "patient" && hasPatient:
+			ps = &g.patient
+		default:
 			continue
 		}
 		if sc.Type == "*" {
-			g.all |= sc.Perms
+			ps.all |= sc.Perms
 		} else {
-			g.types[sc.Type] |= sc.Perms
+			ps.types[sc.Type] |= sc.Perms
 		}
 	}
 	return g

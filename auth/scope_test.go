@@ -96,8 +96,8 @@ func TestGrant(t *testing.T) {
 		{"nothing allowed", "system/Encounter.rs", "system/Patient.rs", "", "none of the requested"},
 		{"write vs read", "system/Patient.write", "system/Patient.read", "", "none of the requested"},
 		{"empty", "", "system/*.rs", "", "scope is required"},
-		{"patient scope", "patient/Patient.rs", "system/*.rs patient/*.rs", "", "only system/"},
-		{"user scope", "user/Patient.read", "system/*.rs", "", "only system/"},
+		{"patient scope without a patient", "patient/Patient.rs", "system/*.rs patient/*.rs", "", "add patient=<Patient id>"},
+		{"user scope", "user/Patient.read", "system/*.rs", "", "only system/ and patient/"},
 		{"query constrained", "system/Observation.rs?category=laboratory", "system/*.rs", "", "query-constrained"},
 		{"garbage", "system/Patient.xyz", "system/*.rs", "", "invalid scope"},
 		{"openid", "openid system/Patient.rs", "system/*.rs", "", "invalid scope"},
@@ -105,7 +105,7 @@ func TestGrant(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := auth.Grant(tc.requested, strings.Fields(tc.allowed))
+			got, err := auth.Grant(tc.requested, strings.Fields(tc.allowed), false)
 			if tc.err != "" {
 				var se *auth.ScopeError
 				if !errors.As(err, &se) || !strings.Contains(se.Reason, tc.err) {
@@ -117,6 +117,72 @@ func TestGrant(t *testing.T) {
 				t.Fatalf("%q against %q: got %v, %v; want %s", tc.requested, tc.allowed, got, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestGrantPatientScopes(t *testing.T) {
+	cases := []struct {
+		name, requested, allowed, want, err string
+	}{
+		{"v2 type", "patient/Observation.rs", "patient/*.rs", "patient/Observation.rs", ""},
+		{"v1 type", "patient/Observation.read", "patient/Observation.cruds", "patient/Observation.read", ""},
+		{"wildcard asked, types allowed", "patient/*.cruds", "patient/Patient.rs patient/Observation.cr", "patient/Patient.rs patient/Observation.cr", ""},
+		{"with system", "system/Observation.rs patient/Patient.rs", "system/Observation.rs patient/*.rs", "system/Observation.rs patient/Patient.rs", ""},
+		{"system allowance never grants patient", "patient/Observation.rs", "system/*.cruds", "", "none of the requested"},
+		{"user still refused", "user/Observation.rs", "patient/*.rs", "", "user/ scopes"},
+		{"query still refused", "patient/Observation.rs?category=laboratory", "patient/*.rs", "", "query-constrained"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := auth.Grant(tc.requested, strings.Fields(tc.allowed), true)
+			if tc.err != "" {
+				var se *auth.ScopeError
+				if !errors.As(err, &se) || !strings.Contains(se.Reason, tc.err) {
+					t.Fatalf("%q against %q: got %v, %v; want an error with %q", tc.requested, tc.allowed, got, err, tc.err)
+				}
+				return
+			}
+			if err != nil || strings.Join(got, " ") != tc.want {
+				t.Fatalf("%q against %q: got %v, %v; want %s", tc.requested, tc.allowed, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestConfined(t *testing.T) {
+	p := auth.Principal{Patient: "p1", Scopes: []string{"system/Observation.rs", "patient/Patient.rs", "patient/Encounter.crs", "system/Encounter.rs", "patient/Condition.r", "system/Condition.s"}}
+	cases := []struct {
+		typ             string
+		allows, confine bool
+	}{
+		{"Observation", true, false}, // system only
+		{"Patient", true, true},      // patient only
+		{"Encounter", true, true},    // patient grants c beyond system's rs
+		{"Condition", true, true},    // r only by the patient scope: confined for s too, never widened
+		{"Procedure", false, false},
+	}
+	for _, tc := range cases {
+		if got := p.Allows(tc.typ, r); got != tc.allows {
+			t.Errorf("Allows(%s, r) = %v, want %v", tc.typ, got, tc.allows)
+		}
+		if got := p.Confined(tc.typ); got != tc.confine {
+			t.Errorf("Confined(%s) = %v, want %v", tc.typ, got, tc.confine)
+		}
+	}
+	if !p.ConfinedAny() {
+		t.Error("ConfinedAny is false")
+	}
+	wide := auth.Principal{Patient: "p1", Scopes: []string{"system/*.rs", "patient/*.rs"}}
+	if wide.Confined("Observation") || wide.ConfinedAny() {
+		t.Error("system/*.rs does not win over patient/*.rs")
+	}
+	// Without a patient, patient/ scopes grant nothing: nothing to confine to.
+	none := auth.Principal{Scopes: []string{"patient/*.rs"}}
+	if none.Allows("Patient", r) || none.Confined("Patient") {
+		t.Error("patient/ scopes count without a patient")
+	}
+	if auth.Local().Confined("Patient") || auth.Local().ConfinedAny() {
+		t.Error("the local principal is confined")
 	}
 }
 
@@ -183,7 +249,7 @@ func FuzzParseScope(f *testing.F) {
 		if err != nil || again != sc {
 			t.Fatalf("%q -> %q -> %+v, %v", in, sc.String(), again, err)
 		}
-		_, _ = auth.Grant(in, []string{in, "system/*.cruds"})
+		_, _ = auth.Grant(in, []string{in, "system/*.cruds"}, true)
 	})
 }
 

@@ -144,6 +144,9 @@ type tokenResponse struct {
 	TokenType   string `json:"token_type"`
 	ExpiresIn   int    `json:"expires_in"`
 	Scope       string `json:"scope"`
+	// Patient is the patient context (SMART echoes the launch patient so);
+	// present when patient/ scopes were granted.
+	Patient string `json:"patient,omitempty"`
 }
 
 // accessClaims are the claims of the access tokens this server signs.
@@ -151,6 +154,9 @@ type accessClaims struct {
 	jwt.RegisteredClaims
 	ClientID string `json:"client_id"`
 	Scope    string `json:"scope"`
+	// Patient confines the token's patient/ scopes to this Patient's
+	// compartment.
+	Patient string `json:"patient,omitempty"`
 
 	grants *grants // Scope parsed, set when verified
 }
@@ -204,7 +210,15 @@ func (s *Server) token(r *http.Request) (*tokenResponse, error) {
 	if id := form.Get("client_id"); id != "" && id != c.ID {
 		return nil, invalidClient("client_id does not match the assertion's issuer")
 	}
-	granted, err := Grant(form.Get("scope"), strings.Fields(c.Scope))
+	// patient is a healthhub extension of the backend services request:
+	// there is no launch to carry the patient context, so the client names
+	// the patient its patient/ scopes are for. auth knows it as an id
+	// string only; the FHIR service decides what its compartment holds.
+	patient := form.Get("patient")
+	if _, given := form["patient"]; given && !validID(patient) {
+		return nil, invalidRequest("patient must be a Patient id: 1 to 64 of A-Z a-z 0-9 - .")
+	}
+	granted, err := Grant(form.Get("scope"), strings.Fields(c.Scope), patient != "")
 	if err != nil {
 		var se *ScopeError
 		if errors.As(err, &se) {
@@ -212,13 +226,32 @@ func (s *Server) token(r *http.Request) (*tokenResponse, error) {
 		}
 		return nil, err
 	}
+	if patient != "" && !HasPatientScope(granted) {
+		// A patient with no patient/ scope to confine would be ignored;
+		// the client likely expects it to limit the token, so say so.
+		return nil, invalidRequest("patient is given, but no patient/ scope was granted: it would not limit the token")
+	}
 	scope := strings.Join(granted, " ")
-	tok, err := s.issue(c.ID, scope)
+	tok, err := s.issue(c.ID, scope, patient)
 	if err != nil {
 		return nil, err
 	}
-	s.log.InfoContext(r.Context(), "token issued", "client_id", c.ID, "scope", scope)
-	return &tokenResponse{AccessToken: tok, TokenType: "bearer", ExpiresIn: int(s.lifetime / time.Second), Scope: scope}, nil
+	s.log.InfoContext(r.Context(), "token issued", "client_id", c.ID, "scope", scope, "patient", patient)
+	return &tokenResponse{AccessToken: tok, TokenType: "bearer", ExpiresIn: int(s.lifetime / time.Second), Scope: scope, Patient: patient}, nil
+}
+
+// validID is the FHIR id syntax: 1 to 64 of A-Z a-z 0-9 - and '.'.
+func validID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // readForm parses the form body. A repeated parameter is refused, as RFC
@@ -368,7 +401,7 @@ func assertionProblem(err error) string {
 }
 
 // issue signs an access token.
-func (s *Server) issue(clientID, scope string) (string, error) {
+func (s *Server) issue(clientID, scope, patient string) (string, error) {
 	now := s.now()
 	var jti [16]byte
 	_, _ = rand.Read(jti[:])
@@ -383,6 +416,7 @@ func (s *Server) issue(clientID, scope string) (string, error) {
 		},
 		ClientID: clientID,
 		Scope:    scope,
+		Patient:  patient,
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
 	t.Header["kid"] = s.keys.signer.kid

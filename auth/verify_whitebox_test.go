@@ -31,7 +31,7 @@ func benchServer(b *testing.B) *Server {
 // verification is cached (a client reusing its token, the common case).
 func BenchmarkAuthenticate(b *testing.B) {
 	s := benchServer(b)
-	tok, err := s.issue("c", "system/*.rs")
+	tok, err := s.issue("c", "system/*.rs", "")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 // time: the ES256 signature check and claim validation.
 func BenchmarkAuthenticateUncached(b *testing.B) {
 	s := benchServer(b)
-	tok, err := s.issue("c", "system/*.rs")
+	tok, err := s.issue("c", "system/*.rs", "")
 	if err != nil {
 		b.Fatal(err)
 	}

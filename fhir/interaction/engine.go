@@ -198,6 +198,9 @@ func (s *Service) apply(ctx context.Context, p auth.Principal, tx store.Tx, o *o
 	case methodDelete:
 		r.Outcome = Deleted
 		for _, id := range t.deletes {
+			if err := s.mayWrite(tx, p, o.typ, id, nil); err != nil {
+				return err
+			}
 			tomb, err := tx.Delete(o.typ, id)
 			if err != nil {
 				return err
@@ -222,7 +225,7 @@ func (s *Service) apply(ctx context.Context, p auth.Principal, tx store.Tx, o *o
 			return err
 		}
 	}
-	written, err := s.putIndexed(tx, o.typ, t.id, pr.obj, pr.entries)
+	written, err := s.putIndexed(tx, p, o.typ, t.id, pr.obj, pr.entries)
 	if err != nil {
 		return err
 	}
@@ -270,6 +273,9 @@ func (s *Service) get(ctx context.Context, p auth.Principal, tx store.Tx, o *op,
 		cur, err = tx.Version(o.typ, o.id, v)
 	} else {
 		cur, err = tx.Current(o.typ, o.id)
+	}
+	if err == nil {
+		err = s.hideOutside(tx, p, cur)
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):

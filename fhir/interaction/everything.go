@@ -33,37 +33,6 @@ const (
 	MaxEverythingCount     = 5000
 )
 
-// patientCompartment lists, per resource type of the R4 Patient compartment
-// (CompartmentDefinition/patient), the search parameters that put a
-// resource in it. Only the types with a search index here are searched
-// (the registry decides), so a type becomes part of $everything as soon
-// as it is indexed. Patient's own "link" is left out: it would bring in
-// other patients' records; linked records come through linkedPatients.
-var patientCompartment = []struct {
-	typ    string
-	params []string
-}{
-	{"AllergyIntolerance", []string{"patient", "recorder", "asserter"}},
-	{"Appointment", []string{"actor"}},
-	{"CarePlan", []string{"patient", "performer"}},
-	{"CareTeam", []string{"patient", "participant"}},
-	{"Condition", []string{"patient", "asserter"}},
-	{"Consent", []string{"patient"}},
-	{"Coverage", []string{"policy-holder", "subscriber", "beneficiary", "payor"}},
-	{"DiagnosticReport", []string{"subject"}},
-	{"DocumentReference", []string{"subject", "author"}},
-	{"Encounter", []string{"patient"}},
-	{"Goal", []string{"patient"}},
-	{"ImagingStudy", []string{"patient"}},
-	{"Immunization", []string{"patient"}},
-	{"MedicationAdministration", []string{"patient", "performer", "subject"}},
-	{"MedicationRequest", []string{"subject"}},
-	{"MedicationStatement", []string{"subject"}},
-	{"Observation", []string{"subject", "performer"}},
-	{"Procedure", []string{"patient", "performer"}},
-	{"ServiceRequest", []string{"subject", "performer"}},
-}
-
 // everythingIncludes are the types a compartment resource may refer to
 // that $everything returns beside it (search mode include): shared
 // directory resources, not patient data. References to the compartment's
@@ -86,6 +55,9 @@ func (s *Service) Everything(ctx context.Context, p auth.Principal, req Everythi
 			return nil, fhir.Errorf(fhir.Invalid, "value", "_type: %q is not an R4 resource type", t)
 		}
 	}
+	if err := s.ownPatient(ctx, p, req.ID); err != nil {
+		return nil, err
+	}
 	count := req.Count
 	if count <= 0 {
 		count = DefaultEverythingCount
@@ -103,7 +75,7 @@ func (s *Service) Everything(ctx context.Context, p auth.Principal, req Everythi
 		q.SelfParams.Set("_count", strconv.Itoa(count))
 	}
 	page := &SearchPage{Query: q}
-	scope := "Patient/" + req.ID + "/$everything" // a cursor serves this patient only
+	scope := snapshotScope(p, "Patient/"+req.ID+"/$everything") // a cursor serves this patient only
 	var keys []string
 	if req.Cursor != "" {
 		snap, offset, ok := s.pages.get(req.Cursor, scope)
@@ -180,14 +152,15 @@ func (s *Service) everythingKeys(ctx context.Context, p auth.Principal, tx store
 			if err != nil {
 				return nil, err
 			}
-			if !r.Deleted && since(r) && s.visible(p, r) {
+			if !r.Deleted && since(r) && s.visible(tx, p, r) {
 				keys = append(keys, r.Path())
 			}
 		}
 	}
 	for _, c := range patientCompartment {
-		// matchIDs leaves visible to the resources only when consent has
-		// turned visibleAll off; the scopes are decided here, per type.
+		// matchIDs applies visible to each resource only when visibleAll is
+		// off (a type the principal is confined for, later consent); the
+		// scopes are decided here, per type.
 		if !wanted(c.typ) || !s.registry.Searchable(c.typ) || !typeVisible(p, c.typ) {
 			continue
 		}
@@ -247,7 +220,7 @@ func (s *Service) everythingIncluded(p auth.Principal, tx store.Tx, matches []*f
 			case errors.Is(e, store.ErrNotFound):
 			case e != nil:
 				err = e
-			case !r.Deleted && s.visible(p, r):
+			case !r.Deleted && s.visible(tx, p, r):
 				out = append(out, r)
 			}
 		}}

@@ -27,9 +27,14 @@ const (
 )
 
 // History returns one page of versions, newest first.
-func (s *Service) History(ctx context.Context, _ auth.Principal, req HistoryRequest) (*store.HistoryPage, error) {
+func (s *Service) History(ctx context.Context, p auth.Principal, req HistoryRequest) (*store.HistoryPage, error) {
 	if req.Type != "" {
 		if err := CheckType(req.Type); err != nil {
+			return nil, err
+		}
+	}
+	if req.ID == "" {
+		if err := refuseConfinedHistory(p, req.Type); err != nil {
 			return nil, err
 		}
 	}
@@ -48,8 +53,36 @@ func (s *Service) History(ctx context.Context, _ auth.Principal, req HistoryRequ
 	}
 	var page *store.HistoryPage
 	err := s.store.View(ctx, func(tx store.Tx) (err error) {
-		page, err = tx.History(ctx, q)
-		return err
+		if req.ID != "" && p.Confined(req.Type) {
+			// The resource as it is now decides whether it is known at all
+			// (404 like an unknown id); then only its versions in the
+			// compartment are shown.
+			cur, err := tx.Current(req.Type, req.ID)
+			if err != nil {
+				return err
+			}
+			if err := s.hideOutside(tx, p, cur); err != nil {
+				return err
+			}
+		}
+		if page, err = tx.History(ctx, q); err != nil || !p.Confined(req.Type) {
+			return err
+		}
+		kept := page.Entries[:0]
+		for _, r := range page.Entries {
+			ok, err := s.shown(tx, p, r)
+			if err != nil {
+				return err
+			}
+			if ok {
+				kept = append(kept, r)
+			}
+		}
+		if len(kept) < len(page.Entries) {
+			page.Total = -1 // counted before the versions outside were left out
+		}
+		page.Entries = kept
+		return nil
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, notFound(req.Type, req.ID)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"healthhub/auth"
 	"healthhub/fhir"
 	"healthhub/fhir/search"
 	"healthhub/store"
@@ -61,8 +62,13 @@ func lastUpdatedEntries(t time.Time) []store.IndexEntry {
 	return out
 }
 
-// putIndexed writes a version and its index entries in tx.
-func (s *Service) putIndexed(tx store.Tx, typ, id string, obj *fhir.Object, entries []store.IndexEntry) (*fhir.Resource, error) {
+// putIndexed writes a version and its index entries in tx, for p: every
+// write of a resource goes through here, so here a principal confined to a
+// patient's compartment is held to it (mayWrite).
+func (s *Service) putIndexed(tx store.Tx, p auth.Principal, typ, id string, obj *fhir.Object, entries []store.IndexEntry) (*fhir.Resource, error) {
+	if err := s.mayWrite(tx, p, typ, id, obj); err != nil {
+		return nil, err
+	}
 	r, err := tx.Put(typ, id, obj)
 	if err != nil {
 		return nil, err

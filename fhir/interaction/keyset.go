@@ -33,9 +33,9 @@ func isKeysetCursor(c string) bool { return len(c) > 0 && c[:1] == keysetCursorP
 
 // keysetScan returns the one scan a keyset-paged search walks, when q is
 // such a search.
-func (s *Service) keysetScan(tx store.Tx, q *search.Query) (search.Scan, bool, error) {
+func (s *Service) keysetScan(tx store.Tx, p auth.Principal, q *search.Query) (search.Scan, bool, error) {
 	if q.Type == "" || len(q.Conditions) != 1 || len(q.Chains) > 0 || len(q.Has) > 0 || len(q.Sort) > 0 ||
-		(q.Total != "" && q.Total != search.TotalNone) || q.Summary == search.SummaryCount || !s.visibleAll() {
+		(q.Total != "" && q.Total != search.TotalNone) || q.Summary == search.SummaryCount || !s.visibleAll(p, q.Type) {
 		return search.Scan{}, false, nil
 	}
 	c, err := s.widenPatientReferences(tx, &q.Conditions[0])
@@ -69,7 +69,7 @@ func (s *Service) keysetPage(ctx context.Context, p auth.Principal, tx store.Tx,
 			failed = err
 			return false
 		}
-		if r.Deleted || !s.visible(p, r) {
+		if r.Deleted || !s.visible(tx, p, r) {
 			return true
 		}
 		if len(page.Matches) == q.Count {

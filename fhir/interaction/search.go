@@ -50,7 +50,7 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 	page := &SearchPage{Query: q, Total: -1}
 	var ids []string
 	if q.Cursor != "" && !isKeysetCursor(q.Cursor) {
-		snap, offset, ok := s.pages.get(q.Cursor, typ)
+		snap, offset, ok := s.pages.get(q.Cursor, snapshotScope(p, typ))
 		if !ok {
 			return nil, unknownCursor(q.Cursor)
 		}
@@ -58,7 +58,7 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 	}
 	err = s.store.View(ctx, func(tx store.Tx) error {
 		if ids == nil {
-			sc, keyset, err := s.keysetScan(tx, q)
+			sc, keyset, err := s.keysetScan(tx, p, q)
 			if err != nil {
 				return err
 			}
@@ -105,7 +105,7 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 		return nil, err
 	}
 	if page.Next && page.Snapshot == "" && page.NextCursor == "" {
-		page.Snapshot = s.pages.put(typ, ids)
+		page.Snapshot = s.pages.put(snapshotScope(p, typ), ids)
 	}
 	return page, nil
 }
@@ -113,9 +113,16 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 // visible is where consent will decide, per resource, before paging and
 // before the total is counted. For now it applies the scopes: a resource
 // pulled in by _include or _revinclude, or from a type a system search
-// spans, shows only to a caller with a read or search scope for its type.
-func (s *Service) visible(p auth.Principal, r *fhir.Resource) bool {
-	return typeVisible(p, r.Type)
+// spans, shows only to a caller with a read or search scope for its type;
+// and to a caller confined to a patient's compartment for its type, only
+// when it is in that compartment. A failure to decide hides the resource
+// (deny by default).
+func (s *Service) visible(tx store.Tx, p auth.Principal, r *fhir.Resource) bool {
+	if !typeVisible(p, r.Type) {
+		return false
+	}
+	ok, err := s.shown(tx, p, r)
+	return err == nil && ok
 }
 
 // typeVisible is the scope half of visible, which depends on the type
@@ -125,9 +132,11 @@ func typeVisible(p auth.Principal, typ string) bool {
 	return p.Allows(typ, auth.PermRead) || p.Allows(typ, auth.PermSearch)
 }
 
-// visibleAll reports that visible passes everything, so a search answered
-// wholly by the index need not read each match. Consent turns this off.
-func (s *Service) visibleAll() bool { return true }
+// visibleAll reports that visible passes every resource of typ for p, so
+// a search answered wholly by the index need not read each match. A
+// principal confined to a compartment for typ turns it off; consent will
+// too.
+func (s *Service) visibleAll(p auth.Principal, typ string) bool { return !p.Confined(typ) }
 
 // onlyThisPatient is the default of Service.linkedPatients: a reference to
 // Patient/id stands for that patient alone.
@@ -279,7 +288,7 @@ func (s *Service) matchIDs(ctx context.Context, p auth.Principal, tx store.Tx, q
 	}
 	// Index answers are current (a delete removes a resource's entries), so
 	// when nothing needs the resource itself, the ids are the answer.
-	if len(sets) > 0 && len(post) == 0 && len(q.Sort) == 0 && s.visibleAll() {
+	if len(sets) > 0 && len(post) == 0 && len(q.Sort) == 0 && s.visibleAll(p, typ) {
 		return candidates, nil
 	}
 	matchers := make([]func([]search.Entry) bool, len(post))
@@ -300,7 +309,7 @@ func (s *Service) matchIDs(ctx context.Context, p auth.Principal, tx store.Tx, q
 		if err != nil {
 			return nil, err
 		}
-		if r.Deleted || !s.visible(p, r) {
+		if r.Deleted || !s.visible(tx, p, r) {
 			continue
 		}
 		var entries []search.Entry
@@ -558,7 +567,7 @@ func (s *Service) includes(ctx context.Context, p auth.Principal, tx store.Tx, q
 	}
 	var out []*fhir.Resource
 	add := func(r *fhir.Resource) {
-		if len(out) < maxIncludes && !have[r.Path()] && !r.Deleted && s.visible(p, r) {
+		if len(out) < maxIncludes && !have[r.Path()] && !r.Deleted && s.visible(tx, p, r) {
 			have[r.Path()] = true
 			out = append(out, r)
 		}

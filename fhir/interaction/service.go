@@ -92,14 +92,16 @@ func gone(r *fhir.Resource) error {
 }
 
 // Read returns the current version of Type/id.
-func (s *Service) Read(ctx context.Context, _ auth.Principal, typ, id string) (*fhir.Resource, error) {
+func (s *Service) Read(ctx context.Context, p auth.Principal, typ, id string) (*fhir.Resource, error) {
 	if err := checkTypeID(typ, id); err != nil {
 		return nil, err
 	}
 	var r *fhir.Resource
 	err := s.store.View(ctx, func(tx store.Tx) (err error) {
-		r, err = tx.Current(typ, id)
-		return err
+		if r, err = tx.Current(typ, id); err != nil {
+			return err
+		}
+		return s.hideOutside(tx, p, r)
 	})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -113,7 +115,7 @@ func (s *Service) Read(ctx context.Context, _ auth.Principal, typ, id string) (*
 }
 
 // VRead returns one version of Type/id.
-func (s *Service) VRead(ctx context.Context, _ auth.Principal, typ, id, version string) (*fhir.Resource, error) {
+func (s *Service) VRead(ctx context.Context, p auth.Principal, typ, id, version string) (*fhir.Resource, error) {
 	if err := checkTypeID(typ, id); err != nil {
 		return nil, err
 	}
@@ -123,8 +125,10 @@ func (s *Service) VRead(ctx context.Context, _ auth.Principal, typ, id, version 
 	}
 	var r *fhir.Resource
 	err = s.store.View(ctx, func(tx store.Tx) (err error) {
-		r, err = tx.Version(typ, id, v)
-		return err
+		if r, err = tx.Version(typ, id, v); err != nil {
+			return err
+		}
+		return s.hideOutside(tx, p, r)
 	})
 	switch {
 	case errors.Is(err, store.ErrNotFound):

@@ -72,7 +72,7 @@ func (s *Service) validateBody(typ string, body []byte) error {
 
 // Create stores a new resource under a server-assigned id; an id in the
 // body is ignored, as R4 says.
-func (s *Service) Create(ctx context.Context, _ auth.Principal, typ string, body []byte) (*fhir.Resource, error) {
+func (s *Service) Create(ctx context.Context, p auth.Principal, typ string, body []byte) (*fhir.Resource, error) {
 	if err := CheckType(typ); err != nil {
 		return nil, err
 	}
@@ -88,7 +88,7 @@ func (s *Service) Create(ctx context.Context, _ auth.Principal, typ string, body
 	}
 	var r *fhir.Resource
 	err = s.store.Update(ctx, func(tx store.Tx) (err error) {
-		r, err = s.putIndexed(tx, typ, id, obj, entries)
+		r, err = s.putIndexed(tx, p, typ, id, obj, entries)
 		return err
 	})
 	return r, err
@@ -113,7 +113,7 @@ func (p Precondition) check(cur *fhir.Resource, typ, id string) error {
 
 // Update stores a new version of Type/id, or creates it with that id
 // (update-as-create). created tells which.
-func (s *Service) Update(ctx context.Context, _ auth.Principal, typ, id string, body []byte, ifMatch Precondition) (r *fhir.Resource, created bool, err error) {
+func (s *Service) Update(ctx context.Context, p auth.Principal, typ, id string, body []byte, ifMatch Precondition) (r *fhir.Resource, created bool, err error) {
 	if err := checkTypeID(typ, id); err != nil {
 		return nil, false, err
 	}
@@ -142,7 +142,7 @@ func (s *Service) Update(ctx context.Context, _ auth.Principal, typ, id string, 
 			return err
 		}
 		created = cur == nil || cur.Deleted
-		r, err = s.putIndexed(tx, typ, id, obj, entries)
+		r, err = s.putIndexed(tx, p, typ, id, obj, entries)
 		return err
 	})
 	return r, created, err
@@ -150,7 +150,7 @@ func (s *Service) Update(ctx context.Context, _ auth.Principal, typ, id string, 
 
 // Delete marks Type/id deleted. Deleting what is absent or already deleted
 // is not an error (R4): r is nil then.
-func (s *Service) Delete(ctx context.Context, _ auth.Principal, typ, id string, ifMatch Precondition) (r *fhir.Resource, err error) {
+func (s *Service) Delete(ctx context.Context, p auth.Principal, typ, id string, ifMatch Precondition) (r *fhir.Resource, err error) {
 	if err := checkTypeID(typ, id); err != nil {
 		return nil, err
 	}
@@ -168,6 +168,9 @@ func (s *Service) Delete(ctx context.Context, _ auth.Principal, typ, id string, 
 		}
 		if cur.Deleted {
 			return nil
+		}
+		if err := s.mayWrite(tx, p, typ, id, nil); err != nil {
+			return err
 		}
 		if r, err = tx.Delete(typ, id); err != nil {
 			return err
