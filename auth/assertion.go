@@ -56,14 +56,18 @@ func SignAssertion(key crypto.Signer, kid, clientID, tokenURL string, now time.T
 }
 
 // RequestToken posts a client-credentials token request with assertion and
-// returns the access token and the granted scope. An OAuth error answer
-// comes back as *OAuthError.
-func RequestToken(ctx context.Context, hc *http.Client, tokenURL, assertion, scope string) (token, granted string, err error) {
+// returns the access token and the granted scope. patient, when not "",
+// names the Patient that patient/ scopes are confined to. An OAuth error
+// answer comes back as *OAuthError.
+func RequestToken(ctx context.Context, hc *http.Client, tokenURL, assertion, scope, patient string) (token, granted string, err error) {
 	form := url.Values{
 		"grant_type":            {"client_credentials"},
 		"client_assertion_type": {assertionType},
 		"client_assertion":      {assertion},
 		"scope":                 {scope},
+	}
+	if patient != "" {
+		form.Set("patient", patient)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, strings.NewReader(form.Encode()))
 	if err != nil {

@@ -148,7 +148,7 @@ func harnessToken(ctx context.Context, root, scope string) (string, error) {
 		return "", err
 	}
 	hc := &http.Client{Transport: http.DefaultTransport.(*tokenTransport).next, Timeout: 10 * time.Second}
-	tok, _, err := auth.RequestToken(ctx, hc, url, assertion, scope)
+	tok, _, err := auth.RequestToken(ctx, hc, url, assertion, scope, "")
 	if err != nil {
 		return "", fmt.Errorf("harness token from %s: %w", url, err)
 	}

@@ -60,7 +60,7 @@ func labToken(t *testing.T, s *server, key *ecdsa.PrivateKey, scope string) (str
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, _, err := auth.RequestToken(context.Background(), client, tokenURL, assertion, scope)
+	tok, _, err := auth.RequestToken(context.Background(), client, tokenURL, assertion, scope, "")
 	return tok, err
 }
 
@@ -234,7 +234,7 @@ func TestLogHasClientNotTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, _, err := auth.RequestToken(context.Background(), client, s.root+"/auth/token", assertion, harnessScope)
+	tok, _, err := auth.RequestToken(context.Background(), client, s.root+"/auth/token", assertion, harnessScope, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestLogHasClientNotTokens(t *testing.T) {
 		t.Fatalf("search: %d", r.status)
 	}
 	do(t, http.MethodGet, s.base+"/Patient", nil, "Authorization", "Bearer "+tok+"x")
-	_, _, _ = auth.RequestToken(context.Background(), client, s.root+"/auth/token", assertion, harnessScope) // a replay
+	_, _, _ = auth.RequestToken(context.Background(), client, s.root+"/auth/token", assertion, harnessScope, "") // a replay
 	s.stop()
 	log := sink.String()
 	sig := func(jwt string) string { return jwt[strings.LastIndex(jwt, ".")+1:] }

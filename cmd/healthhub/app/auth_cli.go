@@ -28,7 +28,7 @@ Authorization (SMART backend services; auth is on by default):
                               manage registered clients (the server must be stopped)
   healthhub keys rotate --data DIR
                               add a new token signing key; old ones keep verifying for an hour
-  healthhub token --client-id ID --key private.pem --token-url URL [--scope S]
+  healthhub token --client-id ID --key private.pem --token-url URL [--scope S] [--patient ID]
                               sign an assertion, ask for an access token, print it
 `
 
@@ -183,7 +183,11 @@ func clientsCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		fmt.Fprintf(stdout, "registered client %s (scope: %s)\n", c.ID, c.Scope)
 		if genFile != "" {
-			fmt.Fprintf(stdout, "private key written to %s; get a token with:\n  healthhub token --client-id %s --key %s --token-url http://127.0.0.1:8080/auth/token --scope '%s'\n", genFile, c.ID, genFile, c.Scope)
+			patient := ""
+			if auth.HasPatientScope(strings.Fields(c.Scope)) {
+				patient = " --patient <Patient id>" // patient/ scopes are refused without one
+			}
+			fmt.Fprintf(stdout, "private key written to %s; get a token with:\n  healthhub token --client-id %s --key %s --token-url http://127.0.0.1:8080/auth/token --scope '%s'%s\n", genFile, c.ID, genFile, c.Scope, patient)
 		}
 	case "list":
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -277,6 +281,7 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	keyFile := fs.String("key", "", "the client's private key, PEM (required)")
 	tokenURL := fs.String("token-url", "http://127.0.0.1:8080/auth/token", "the server's token endpoint")
 	scope := fs.String("scope", "system/*.rs", "scopes to ask for, space-separated")
+	patient := fs.String("patient", "", "the Patient id patient/ scopes are confined to (required with them)")
 	kid := fs.String("kid", "", "the key's kid (default: its RFC 7638 thumbprint, as clients add registers it)")
 	if code := parseFlags(fs, args, 0); code >= 0 {
 		return code
@@ -300,7 +305,7 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fail(err)
 	}
-	tok, granted, err := auth.RequestToken(ctx, &http.Client{Timeout: 30 * time.Second}, *tokenURL, assertion, *scope)
+	tok, granted, err := auth.RequestToken(ctx, &http.Client{Timeout: 30 * time.Second}, *tokenURL, assertion, *scope, *patient)
 	if err != nil {
 		return fail(err)
 	}

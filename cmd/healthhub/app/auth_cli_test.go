@@ -40,7 +40,7 @@ func TestClientsCLI(t *testing.T) {
 		want string
 	}{
 		{[]string{"clients", "list", "--data", dir}, 0, "CLIENT_ID"},
-		{[]string{"clients", "add", "--data", dir, "--id", "lab", "--name", "City Lab", "--org", "Organization/lab", "--scope", "system/Observation.cruds system/Patient.rs", "--generate-key", keyFile}, 0, "registered client lab"},
+		{[]string{"clients", "add", "--data", dir, "--id", "lab", "--name", "City Lab", "--org", "Organization/lab", "--scope", "system/Observation.cruds system/Patient.rs patient/Observation.rs", "--generate-key", keyFile}, 0, "registered client lab"},
 		{[]string{"clients", "add", "--data", dir, "--id", "lab", "--scope", "system/*.rs", "--jwks-uri", "https://lab.example/jwks"}, 1, "already registered"},
 		{[]string{"clients", "add", "--data", dir, "--id", "ed", "--scope", "system/*.rs", "--jwks-uri", "https://ed.example/jwks", "--break-glass"}, 0, "registered client ed"},
 		{[]string{"clients", "add", "--data", dir, "--id", "x", "--scope", "system/*.rs"}, 1, "exactly one of"},
@@ -87,6 +87,12 @@ func TestClientsCLI(t *testing.T) {
 	}
 	if code, out := run(t, "token", "--client-id", "lab", "--key", keyFile, "--token-url", root+"/auth/token", "--scope", "system/Encounter.rs"); code != 1 || !strings.Contains(out, "invalid_scope") {
 		t.Fatalf("token for a scope not allowed: exit %d:\n%s", code, out)
+	}
+	if code, out := run(t, "token", "--client-id", "lab", "--key", keyFile, "--token-url", root+"/auth/token", "--scope", "patient/Observation.rs", "--patient", "p1"); code != 0 || strings.Count(strings.TrimSpace(out), ".") != 2 {
+		t.Fatalf("token with --patient: exit %d:\n%s", code, out)
+	}
+	if code, out := run(t, "token", "--client-id", "lab", "--key", keyFile, "--token-url", root+"/auth/token", "--scope", "patient/Observation.rs"); code != 1 || !strings.Contains(out, "patient=") {
+		t.Fatalf("patient/ scope without --patient: exit %d:\n%s", code, out)
 	}
 }
 
