@@ -94,6 +94,12 @@ func TestPatientScopesConfineToTheCompartment(t *testing.T) {
 	put("Encounter/enc-a", enc("enc-a", "Patient/pat-a"))
 	put("Encounter/enc-b", enc("enc-b", "Patient/pat-b"))
 
+	// Discovery says patient/ scopes are supported.
+	cfg := do(t, http.MethodGet, s.base+"/.well-known/smart-configuration", nil, noTokenHeader, "1")
+	if b := string(cfg.body); !strings.Contains(b, `"patient/*.rs"`) || !strings.Contains(b, `"permission-patient"`) {
+		t.Errorf("smart-configuration lacks patient/ scopes: %s", b)
+	}
+
 	r := patientToken(t, s, "patient/*.cruds", "pat-a")
 	if r.status != http.StatusOK || r.json(t)["patient"] != "pat-a" {
 		t.Fatalf("patient token: %d %s", r.status, r.body)
