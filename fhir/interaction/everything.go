@@ -92,22 +92,9 @@ func (s *Service) Everything(ctx context.Context, p auth.Principal, req Everythi
 			}
 		}
 		page.Total = len(keys)
-		end := min(page.Offset+count, len(keys))
-		for _, key := range keys[min(page.Offset, end):end] {
-			typ, id, _ := strings.Cut(key, "/")
-			r, err := tx.Current(typ, id)
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if r.Deleted {
-				continue // deleted since the snapshot was taken
-			}
-			page.Matches = append(page.Matches, r)
+		if err := loadPage(tx, "", keys, page, count); err != nil {
+			return err
 		}
-		page.Next = end < len(keys)
 		var err error
 		page.Included, err = s.everythingIncluded(p, tx, page.Matches, req.Types)
 		return err

@@ -78,25 +78,9 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 		if q.Summary == search.SummaryCount {
 			return nil
 		}
-		end := min(page.Offset+q.Count, len(ids))
-		for _, key := range ids[min(page.Offset, end):end] {
-			rtyp, id := typ, key
-			if typ == "" {
-				rtyp, id, _ = strings.Cut(key, "/")
-			}
-			r, err := tx.Current(rtyp, id)
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if r.Deleted {
-				continue // deleted since the snapshot was taken
-			}
-			page.Matches = append(page.Matches, r)
+		if err := loadPage(tx, typ, ids, page, q.Count); err != nil {
+			return err
 		}
-		page.Next = end < len(ids)
 		inc, err := s.includes(ctx, p, tx, q, page.Matches)
 		page.Included = inc
 		return err
@@ -108,6 +92,32 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 		page.Snapshot = s.pages.put(snapshotScope(p, typ), ids)
 	}
 	return page, nil
+}
+
+// loadPage reads the resources of one page of a snapshot, ids[page.Offset:]
+// up to count of them, into page.Matches, and sets page.Next. typ is the
+// type of every id; "" when the ids are Type/id paths (system level).
+// What was deleted since the snapshot was taken is left out.
+func loadPage(tx store.Tx, typ string, ids []string, page *SearchPage, count int) error {
+	end := min(page.Offset+count, len(ids))
+	for _, key := range ids[min(page.Offset, end):end] {
+		rtyp, id := typ, key
+		if typ == "" {
+			rtyp, id, _ = strings.Cut(key, "/")
+		}
+		r, err := tx.Current(rtyp, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !r.Deleted {
+			page.Matches = append(page.Matches, r)
+		}
+	}
+	page.Next = end < len(ids)
+	return nil
 }
 
 // visible is where consent will decide, per resource, before paging and
