@@ -76,12 +76,7 @@ func (s *Bolt) authUpdate(ctx context.Context, fn func(*bolt.Tx) error) error {
 		return err
 	}
 	s.writeTxs.Add(1)
-	var err error
-	if s.group != nil {
-		err = s.group.update(fn)
-	} else {
-		err = s.db.Batch(fn)
-	}
+	err := s.group.update(func(t *boltTx) error { return fn(t.btx) })
 	if err != nil {
 		s.failedWrites.Add(1)
 	}

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // groupCommit runs concurrent write functions together in one bbolt
@@ -21,8 +19,8 @@ import (
 // failed function runs once more alone, in its caller's goroutine, whose
 // result is final (so a panic there reaches the caller).
 type groupCommit struct {
-	db  *bolt.DB
-	max int // most calls in one transaction
+	run func(func(*boltTx) error) error // one write transaction (Bolt.writeTx)
+	max int                             // most calls in one transaction
 
 	mu     sync.Mutex
 	queue  []*commitCall
@@ -30,7 +28,7 @@ type groupCommit struct {
 }
 
 type commitCall struct {
-	fn   func(*bolt.Tx) error
+	fn   func(*boltTx) error
 	done chan error // one result; errLead first when the call must lead
 }
 
@@ -41,7 +39,7 @@ var (
 	errTrySolo = errors.New("store: run the write function alone")
 )
 
-func (g *groupCommit) update(fn func(*bolt.Tx) error) error {
+func (g *groupCommit) update(fn func(*boltTx) error) error {
 	c := &commitCall{fn: fn, done: make(chan error, 1)}
 	g.mu.Lock()
 	g.queue = append(g.queue, c)
@@ -57,7 +55,7 @@ func (g *groupCommit) update(fn func(*bolt.Tx) error) error {
 		err = <-c.done
 	}
 	if err == errTrySolo {
-		return g.db.Update(fn)
+		return g.run(fn)
 	}
 	return err
 }
@@ -88,7 +86,7 @@ func (g *groupCommit) commitNext() {
 func (g *groupCommit) commit(calls []*commitCall) {
 	for len(calls) > 0 {
 		failed := -1
-		err := g.db.Update(func(tx *bolt.Tx) error {
+		err := g.run(func(tx *boltTx) error {
 			for i, c := range calls {
 				if err := safelyCall(c.fn, tx); err != nil {
 					failed = i
@@ -111,7 +109,7 @@ func (g *groupCommit) commit(calls []*commitCall) {
 
 // safelyCall turns a panic in fn into an error, so that one bad function
 // cannot take down the others' commit; its caller reruns it alone.
-func safelyCall(fn func(*bolt.Tx) error, tx *bolt.Tx) (err error) {
+func safelyCall(fn func(*boltTx) error, tx *boltTx) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("store: write function panicked: %v", p)

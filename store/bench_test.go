@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"healthhub/fhir"
 	"healthhub/store"
@@ -29,16 +28,10 @@ func syntheaPatient(b *testing.B) []byte {
 
 // benchStore opens a store holding benchResources Patients p0, p1 ...
 // (versions versions each), written in one transaction. It is not checked
-// at cleanup: benchmarks measure, tests check. HEALTHHUB_BENCH_BATCH_DELAY
-// (e.g. 10ms, bbolt's default) makes writes use bbolt's Batch instead of
-// the store's group commit.
+// at cleanup: benchmarks measure, tests check.
 func benchStore(b *testing.B, versions int) (*store.Bolt, []byte) {
 	b.Helper()
-	var opt store.Options
-	if d, err := time.ParseDuration(os.Getenv("HEALTHHUB_BENCH_BATCH_DELAY")); err == nil {
-		opt.MaxBatchDelay = d // bbolt's Batch with this delay, to compare
-	}
-	s, err := store.Open(b.TempDir(), opt)
+	s, err := store.Open(b.TempDir(), store.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

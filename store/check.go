@@ -30,7 +30,8 @@ const maxCheckProblems = 20
 //     behind the newest write;
 //   - search indexes: every idx entry is listed in its resource's rix
 //     record and every rix entry is in idx, and only current, not deleted
-//     resources have entries.
+//     resources have entries, idx being the B+trees as the index journal
+//     amends them; the journal in memory is the one in the file.
 //
 // It reads the whole database: a test and repair tool, not a request path.
 func (s *Bolt) Check(ctx context.Context) error {
@@ -39,6 +40,7 @@ func (s *Bolt) Check(ctx context.Context) error {
 	}
 	return s.db.View(func(btx *bolt.Tx) error {
 		c := &checker{ctx: ctx, btx: btx}
+		c.checkJournal(s.journal)
 		c.run()
 		if c.err != nil {
 			return c.err
@@ -50,6 +52,7 @@ func (s *Bolt) Check(ctx context.Context) error {
 type checker struct {
 	ctx      context.Context
 	btx      *bolt.Tx
+	journal  *jstate // the index journal as ixj holds it
 	problems []error
 	err      error // ctx error: stop, report it alone
 	n        int
@@ -270,6 +273,42 @@ func (c *checker) checkLog(versions int) {
 	}
 }
 
+// checkJournal reads the index journal from the file and compares it with
+// the version in memory that searches of this snapshot read.
+func (c *checker) checkJournal(j *journal) {
+	durable, err := loadJournal(c.btx)
+	if err != nil {
+		c.fail("ixj: %v", err)
+		durable = emptyJState
+	}
+	c.journal = durable
+	mem, ok := j.viewAt(uint64(c.btx.ID()))
+	if !ok {
+		return // writers moved on; nothing to compare with
+	}
+	a, b := durable.iter(nil, nil), mem.iter(nil, nil)
+	for {
+		d, okd := a.next()
+		m, okm := b.next()
+		if !okd && !okm {
+			return
+		}
+		if okd != okm || !bytes.Equal(d.key, m.key) || d.present != m.present {
+			c.fail("the index journal in memory differs from the file at %q / %q", d.key, m.key)
+			return
+		}
+	}
+}
+
+// indexHas reports whether the index holds key ik of (Type, param): the
+// journal's word if it has one, else the B+tree's.
+func (c *checker) indexHas(pb *bolt.Bucket, typ, param string, ik []byte) bool {
+	if e, ok := c.journal.get(journalKey(typ, param, ik)); ok {
+		return e.present
+	}
+	return pb != nil && pb.Get(ik) != nil
+}
+
 // checkIndexes compares idx (value -> id) with rix (id -> entries), and
 // both with the current records.
 func (c *checker) checkIndexes() {
@@ -301,7 +340,7 @@ func (c *checker) checkIndexes() {
 				if ib != nil {
 					pb = ib.Bucket([]byte(e.Param))
 				}
-				if pb == nil || pb.Get(indexKey(e.Key, string(id))) == nil {
+				if !c.indexHas(pb, string(typ), e.Param, indexKey(e.Key, string(id))) {
 					c.fail("rix/%s/%s lists %s %x, which idx does not have", typ, id, e.Param, e.Key)
 				}
 			}
@@ -311,10 +350,29 @@ func (c *checker) checkIndexes() {
 	if c.err != nil {
 		return
 	}
+	rixLists := map[string]map[string]map[string]bool{} // Type -> id -> param 0x00 key, from rix, read once per id
+	listed := func(typ, id, param string, vk []byte) bool {
+		ids := rixLists[typ]
+		if ids == nil {
+			ids = map[string]map[string]bool{}
+			rixLists[typ] = ids
+		}
+		set, seen := ids[id]
+		if !seen {
+			set = map[string]bool{}
+			if rb := rix.Bucket([]byte(typ)); rb != nil {
+				if entries, err := decodeEntries(rb.Get([]byte(id))); err == nil {
+					for _, e := range entries {
+						set[e.Param+"\x00"+string(e.Key)] = true
+					}
+				}
+			}
+			ids[id] = set
+		}
+		return set[param+"\x00"+string(vk)]
+	}
 	_ = idx.ForEachBucket(func(typ []byte) error {
 		ib := idx.Bucket(typ)
-		rb := rix.Bucket(typ)
-		listed := map[string]map[string]bool{} // id -> param 0x00 key, from rix, read once per id
 		return ib.ForEachBucket(func(param []byte) error {
 			return ib.Bucket(param).ForEach(func(k, _ []byte) error {
 				if !c.tick() {
@@ -325,23 +383,32 @@ func (c *checker) checkIndexes() {
 					c.fail("idx/%s/%s: malformed key %x", typ, param, k)
 					return nil
 				}
-				set, seen := listed[id]
-				if !seen {
-					set = map[string]bool{}
-					if rb != nil {
-						if entries, err := decodeEntries(rb.Get([]byte(id))); err == nil {
-							for _, e := range entries {
-								set[e.Param+"\x00"+string(e.Key)] = true
-							}
-						}
-					}
-					listed[id] = set
+				if !c.indexHas(ib.Bucket(param), string(typ), string(param), k) {
+					return nil // removed by the journal
 				}
-				if !set[string(param)+"\x00"+string(vk)] {
+				if !listed(string(typ), id, string(param), vk) {
 					c.fail("idx/%s/%s %x -> %s is a stale entry: rix does not list it", typ, param, vk, id)
 				}
 				return nil
 			})
 		})
+	})
+	if c.err != nil {
+		return
+	}
+	c.journal.all(func(e jentry) bool {
+		if !c.tick() {
+			return false
+		}
+		typ, param, k, ok := splitJournalKey(e.key)
+		vk, id, ok2 := splitIndexKey(k)
+		if !ok || !ok2 {
+			c.fail("ixj: malformed key %x", e.key)
+			return true
+		}
+		if e.present && !listed(typ, id, param, vk) {
+			c.fail("ixj %s/%s %x -> %s is a stale entry: rix does not list it", typ, param, vk, id)
+		}
+		return true
 	})
 }

@@ -7,7 +7,9 @@
 // Every effect of one interaction commits in one bbolt transaction or not at
 // all. Update groups concurrent writers into one transaction so that they
 // share an fsync (batch.go: no timer, the writers that arrive during a commit
-// form the next; bbolt's Batch when Options.MaxBatchDelay is set). The
+// form the next). Search-index changes commit in the same transaction, to
+// an index journal that is folded into the index B+trees in large batches
+// (journal.go). The
 // function passed to Update may therefore run more than once and must
 // recompute everything from what the Tx reads. Values returned by a Tx are
 // copies and outlive the transaction.

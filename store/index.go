@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"slices"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -25,7 +27,8 @@ type IndexEntry struct {
 //
 // The id rides at the end of the key with its length last, so a value's
 // keys are contiguous (range scans) and the id is read back from the end.
-// rix lets an update or delete remove exactly the stale entries.
+// rix lets an update or delete remove exactly the stale entries. Changes
+// reach idx through the index journal (journal.go); scans read both.
 var (
 	bucketIdx = []byte("idx")
 	bucketRix = []byte("rix")
@@ -85,7 +88,8 @@ func decodeEntries(b []byte) ([]IndexEntry, error) {
 }
 
 // SetIndex replaces every index entry of Type/id with entries (none: the
-// resource leaves every index, as on delete).
+// resource leaves every index, as on delete). The changes go to the index
+// journal (journal.go), not to the idx B+trees.
 func (t *boltTx) SetIndex(typ, id string, entries []IndexEntry) error {
 	if t.now == nil {
 		return bolt.ErrTxNotWritable
@@ -97,55 +101,56 @@ func (t *boltTx) SetIndex(typ, id string, entries []IndexEntry) error {
 	if err != nil {
 		return err
 	}
-	idx, err := t.sub(bucketIdx, typ, true)
-	if err != nil {
-		return err
-	}
-	// An update mostly keeps its values: only the entries that changed are
-	// deleted and put, which leaves the index pages of the others clean.
-	kept := map[string]bool{}
+	st := t.stage()
+	entries = sortEntries(slices.Clone(entries))
+	var previous []IndexEntry
 	if old := rix.Get([]byte(id)); old != nil {
-		previous, err := decodeEntries(old)
-		if err != nil {
+		if previous, err = decodeEntries(old); err != nil {
 			return err
 		}
-		wanted := make(map[string]bool, len(entries))
-		for _, e := range entries {
-			wanted[entryID(e)] = true
+		previous = sortEntries(previous)
+	}
+	// An update mostly keeps its values: only the entries that changed are
+	// removed and added (both lists sorted, so one pass compares them).
+	i, j := 0, 0
+	for i < len(previous) || j < len(entries) {
+		c := 1 // previous[i] only
+		switch {
+		case i == len(previous):
+			c = -1 // entries[j] only
+		case j < len(entries):
+			c = compareEntries(entries[j], previous[i])
 		}
-		for _, e := range previous {
-			if wanted[entryID(e)] {
-				kept[entryID(e)] = true
-				continue
-			}
-			if b := idx.Bucket([]byte(e.Param)); b != nil {
-				if err := b.Delete(indexKey(e.Key, id)); err != nil {
-					return err
-				}
-			}
+		switch {
+		case c == 0:
+			i++
+			j++
+		case c < 0:
+			st.set(typ, entries[j].Param, entries[j].Key, id, true)
+			j++
+		default:
+			st.set(typ, previous[i].Param, previous[i].Key, id, false)
+			i++
 		}
 	}
 	if len(entries) == 0 {
 		return rix.Delete([]byte(id))
 	}
-	for _, e := range entries {
-		if kept[entryID(e)] {
-			continue
-		}
-		b, err := idx.CreateBucketIfNotExists([]byte(e.Param))
-		if err != nil {
-			return err
-		}
-		if err := b.Put(indexKey(e.Key, id), nil); err != nil {
-			return err
-		}
-	}
 	return rix.Put([]byte(id), encodeEntries(entries))
 }
 
-// entryID names an entry in a map: the parameter, a NUL (no parameter
-// code has one) and the key.
-func entryID(e IndexEntry) string { return e.Param + "\x00" + string(e.Key) }
+func compareEntries(a, b IndexEntry) int {
+	if c := strings.Compare(a.Param, b.Param); c != 0 {
+		return c
+	}
+	return bytes.Compare(a.Key, b.Key)
+}
+
+// sortEntries sorts entries by parameter and key and drops duplicates.
+func sortEntries(entries []IndexEntry) []IndexEntry {
+	slices.SortFunc(entries, compareEntries)
+	return slices.CompactFunc(entries, func(a, b IndexEntry) bool { return compareEntries(a, b) == 0 })
+}
 
 // ScanIndex calls fn for each entry of Type's index of param whose value
 // key lies in [from, to) (to nil: no upper bound), in key order, until fn
@@ -165,41 +170,86 @@ func (t *boltTx) ScanIndexAfter(ctx context.Context, typ, param string, valueKey
 }
 
 // scanIndex visits the entries from the key from on, skipping the key
-// after itself, up to the value key to.
+// after itself, up to the value key to: the idx B+tree merged with the
+// journal, whose entries win over the tree's (journal.go).
 func (t *boltTx) scanIndex(ctx context.Context, typ, param string, from, after, to []byte, fn func(valueKey []byte, id string) bool) error {
 	idx, err := t.sub(bucketIdx, typ, false)
-	if err != nil || idx == nil {
+	if err != nil {
 		return err
 	}
-	b := idx.Bucket([]byte(param))
-	if b == nil {
-		return nil
+	var c *bolt.Cursor
+	if idx != nil {
+		if b := idx.Bucket([]byte(param)); b != nil {
+			c = b.Cursor()
+		}
 	}
-	c := b.Cursor()
-	n := 0
-	for k, _ := c.Seek(from); k != nil; k, _ = c.Next() {
+	var (
+		n    int
+		stop bool
+	)
+	// emit passes k to fn unless it is after's or past to; false: stop.
+	emit := func(k []byte) bool {
 		if after != nil && bytes.Equal(k, after) {
-			continue
+			return true
 		}
 		if n++; n%ctxCheckEvery == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
+			if err = ctx.Err(); err != nil {
+				return false
 			}
 		}
 		// Value keys are self-delimiting (fhir/search terminates them), so
 		// comparing the whole key with to is comparing the value key.
 		if to != nil && bytes.Compare(k, to) >= 0 {
-			return nil
+			return false
 		}
 		vk, id, ok := splitIndexKey(k)
 		if !ok {
-			return errCorrupt
+			err = errCorrupt
+			return false
 		}
-		if !fn(vk, id) {
-			return nil
+		return fn(vk, id)
+	}
+	var tk []byte // the tree's next key; nil: none left
+	if c != nil {
+		tk, _ = c.Seek(from)
+	}
+	// treeUpTo emits the tree's keys before limit (nil: all of them).
+	treeUpTo := func(limit []byte) bool {
+		for tk != nil && (limit == nil || bytes.Compare(tk, limit) < 0) {
+			if !emit(tk) {
+				return false
+			}
+			tk, _ = c.Next()
+		}
+		return true
+	}
+	if js := t.journalState(); js != nil && js.size() > 0 {
+		prefix := journalKey(typ, param, nil)
+		lo := append(prefix[:len(prefix):len(prefix)], from...)
+		hi := append(prefix[:len(prefix)-1:len(prefix)-1], 1) // past every key of (typ, param)
+		if to != nil {
+			hi = append(prefix[:len(prefix):len(prefix)], to...)
+		}
+		it := js.iter(lo, hi)
+		for e, ok := it.next(); ok; e, ok = it.next() {
+			k := e.key[len(prefix):]
+			if !treeUpTo(k) {
+				stop = true
+				break
+			}
+			if tk != nil && bytes.Equal(tk, k) {
+				tk, _ = c.Next() // the journal's state of this key wins
+			}
+			if e.present && !emit(k) {
+				stop = true
+				break
+			}
 		}
 	}
-	return nil
+	if !stop {
+		treeUpTo(nil)
+	}
+	return err
 }
 
 // ScanIDs calls fn with the id of every resource of Type that has a current

@@ -2,7 +2,10 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"healthhub/store"
@@ -10,9 +13,22 @@ import (
 
 // TestIndexScans: entries come back in value key, then id, order (ids of
 // different lengths included), SetIndex replaces a resource's entries, and
-// ScanIndexAfter resumes exactly after an entry.
+// ScanIndexAfter resumes exactly after an entry; whether the entries sit in
+// the index journal, in the B+trees, or some in each (a journal bound of 1
+// or 3 keys folds during the writes), after an explicit fold, and after the
+// store is closed and opened again (the journal replayed).
 func TestIndexScans(t *testing.T) {
-	s := openStore(t, store.Options{})
+	for _, max := range []int{0, 1, 3} {
+		t.Run(fmt.Sprintf("IndexJournalMax=%d", max), func(t *testing.T) { testIndexScans(t, max) })
+	}
+}
+
+func testIndexScans(t *testing.T, journalMax int) {
+	dir := t.TempDir()
+	s, err := store.Open(dir, store.Options{IndexJournalMax: journalMax})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	set := func(id string, keys ...string) {
 		t.Helper()
@@ -34,7 +50,8 @@ func TestIndexScans(t *testing.T) {
 	set("d", "v1\x00", "v8\x00")
 	set("d", "v8\x00", "v9\x00") // keeps v8, drops v1, adds v9
 
-	scan := func(fn func(tx store.Tx, visit func([]byte, string) bool) error) string {
+	var scan func(fn func(tx store.Tx, visit func([]byte, string) bool) error) string
+	scan = func(fn func(tx store.Tx, visit func([]byte, string) bool) error) string {
 		t.Helper()
 		var got []string
 		err := s.View(ctx, func(tx store.Tx) error {
@@ -75,17 +92,115 @@ func TestIndexScans(t *testing.T) {
 			return tx.ScanIndex(ctx, "Patient", "q", nil, nil, v)
 		}, ""},
 	}
-	for _, tt := range tests {
-		if got := scan(tt.fn); got != tt.want {
-			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
+	check := func(when string) {
+		t.Helper()
+		for _, tt := range tests {
+			if got := scan(tt.fn); got != tt.want {
+				t.Errorf("%s, %s: got %q, want %q", when, tt.name, got, tt.want)
+			}
 		}
 	}
-	// An empty set of entries removes all of a resource's entries.
+	check("as written")
+	if err := s.FoldIndexJournal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("folded")
+	// An empty set of entries removes all of a resource's entries; the
+	// removal stays in the journal across a reopen.
 	if err := s.Update(ctx, func(tx store.Tx) error { return tx.SetIndex("Patient", "abc", nil) }); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStoreAt(t, dir, store.Options{IndexJournalMax: journalMax})
 	got := scan(tests[0].fn)
 	if want := "v1/a v1/ab v1/b v2/b v2/c v8/d v9/d"; got != want {
-		t.Errorf("after removing abc: got %q, want %q", got, want)
+		t.Errorf("after removing abc and reopening: got %q, want %q", got, want)
 	}
+}
+
+// TestIndexJournalSnapshots: every read transaction sees the index exactly
+// as of its snapshot of the resources, while writers move entries between
+// values and the journal folds (a bound of 4 keys folds every few writes,
+// in the background): each resource is listed once, under the value of the
+// version the same transaction reads.
+func TestIndexJournalSnapshots(t *testing.T) {
+	s := openStore(t, store.Options{IndexJournalMax: 4})
+	ctx := context.Background()
+	const resources, writers, each = 8, 4, 40
+	ids := make([]string, resources)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("r%d", i)
+	}
+	key := func(version uint64) []byte { return []byte(fmt.Sprintf("v%06d\x00", version)) }
+	write := func(id string) error {
+		return s.Update(ctx, func(tx store.Tx) error {
+			r, err := tx.Put("Patient", id, object(t, body("Patient")))
+			if err != nil {
+				return err
+			}
+			return tx.SetIndex("Patient", id, []store.IndexEntry{{Param: "p", Key: key(r.VersionID)}})
+		})
+	}
+	for _, id := range ids {
+		if err := write(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	var done atomic.Bool
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if err := write(ids[(w*each+i)%resources]); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	var readers sync.WaitGroup
+	var reads atomic.Int64
+	for range 3 {
+		readers.Go(func() {
+			for !done.Load() || reads.Load() == 0 {
+				err := s.View(ctx, func(tx store.Tx) error {
+					want := map[string]string{}
+					for _, id := range ids {
+						r, err := tx.Current("Patient", id)
+						if err != nil {
+							return err
+						}
+						want[id] = string(key(r.VersionID))
+					}
+					seen := map[string]int{}
+					err := tx.ScanIndex(ctx, "Patient", "p", nil, nil, func(vk []byte, id string) bool {
+						seen[id]++
+						if want[id] != string(vk) {
+							t.Errorf("%s is indexed under %q, its current version under %q", id, vk, want[id])
+						}
+						return true
+					})
+					for _, id := range ids {
+						if seen[id] != 1 {
+							t.Errorf("%s is listed %d times", id, seen[id])
+						}
+					}
+					return err
+				})
+				if err != nil {
+					t.Error(err)
+				}
+				reads.Add(1)
+				if t.Failed() {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	done.Store(true)
+	readers.Wait()
+	t.Logf("%d consistent reads", reads.Load())
 }

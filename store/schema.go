@@ -17,6 +17,7 @@ import (
 //	ver/<Type>           id 0x00 u64(version) -> record of that version
 //	log                  u64(seq) -> logEntry (system history, in commit order)
 //	tlog/<Type>          u64(seq) -> id 0x00 u64(version) (type history)
+//	idx, rix, ixj        search indexes and their journal (index.go, journal.go)
 //	auth/clients, auth/keys, auth/jti   the auth package's records (auth.go)
 //
 // record: 1 byte flags (bit 0: deleted) | u64 version | u64 lastUpdated unix ms | JSON
@@ -33,8 +34,8 @@ var (
 )
 
 // schemaVersion is the layout version written on first open. A store with a
-// different one is refused (migrations go here when the layout changes).
-const schemaVersion = 1
+// different one is refused, unless initSchema knows how to upgrade it.
+const schemaVersion = 2
 
 const (
 	flagDeleted = 1 << 0

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -76,15 +77,13 @@ type Stats struct {
 type Options struct {
 	// LockTimeout bounds the wait for a file another process holds.
 	LockTimeout time.Duration
-	// MaxBatchDelay, when set, switches group commit to bbolt's Batch: a
-	// write waits up to this long for others to share its commit. When
-	// zero, writes that arrive while a commit runs form the next batch
-	// and nothing waits on a timer (batch.go); this measured better at
-	// every concurrency on the reference machine (BENCHMARKS.md).
-	MaxBatchDelay time.Duration
-	// MaxBatchSize caps the writes in one transaction (DefaultMaxBatchSize
-	// when zero).
+	// MaxBatchSize caps the writes in one group commit (batch.go;
+	// DefaultMaxBatchSize when zero).
 	MaxBatchSize int
+	// IndexJournalMax is the number of journaled index keys that starts a
+	// fold into the index B+trees (journal.go; DefaultIndexJournalMax when
+	// zero).
+	IndexJournalMax int
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
 	// InitialMmapSize reserves this much address space for the file up
@@ -103,9 +102,14 @@ const FileName = "healthhub.db"
 
 // Bolt is the embedded bbolt-backed Store.
 type Bolt struct {
-	db    *bolt.DB
-	now   func() time.Time
-	group *groupCommit // nil: bbolt's Batch
+	db      *bolt.DB
+	now     func() time.Time
+	group   *groupCommit
+	journal *journal
+
+	foldMu sync.Mutex
+	folds  sync.WaitGroup // a running fold of the journal
+	closed bool           // no more folds start
 
 	readTxs, writeTxs, failedWrites atomic.Uint64
 	jtiCalls                        atomic.Uint64 // paces the replay-cache purge (auth.go)
@@ -132,13 +136,11 @@ func Open(dir string, opt Options) (*Bolt, error) {
 	if opt.MaxBatchSize <= 0 {
 		opt.MaxBatchSize = DefaultMaxBatchSize
 	}
-	db.MaxBatchSize = opt.MaxBatchSize
-	s := &Bolt{db: db, now: opt.Now}
-	if opt.MaxBatchDelay > 0 {
-		db.MaxBatchDelay = opt.MaxBatchDelay
-	} else {
-		s.group = &groupCommit{db: db, max: opt.MaxBatchSize}
+	if opt.IndexJournalMax <= 0 {
+		opt.IndexJournalMax = DefaultIndexJournalMax
 	}
+	s := &Bolt{db: db, now: opt.Now}
+	s.group = &groupCommit{run: s.writeTx, max: opt.MaxBatchSize}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -146,11 +148,20 @@ func Open(dir string, opt Options) (*Bolt, error) {
 		db.Close()
 		return nil, err
 	}
+	err = db.View(func(btx *bolt.Tx) error {
+		state, err := loadJournal(btx)
+		s.journal = newJournal(opt.IndexJournalMax, uint64(btx.ID()), state)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: read the index journal: %w", err)
+	}
 	return s, nil
 }
 
 func (s *Bolt) initSchema(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketMeta, bucketRes, bucketVer, bucketLog, bucketTLog, bucketIdx, bucketRix} {
+	for _, name := range [][]byte{bucketMeta, bucketRes, bucketVer, bucketLog, bucketTLog, bucketIdx, bucketRix, bucketIxj} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("store: create bucket %s: %w", name, err)
 		}
@@ -158,6 +169,11 @@ func (s *Bolt) initSchema(tx *bolt.Tx) error {
 	meta := tx.Bucket(bucketMeta)
 	v := meta.Get(keySchema)
 	if v == nil {
+		return meta.Put(keySchema, u64(schemaVersion))
+	}
+	if len(v) == 8 && beUint64(v) == 1 {
+		// Version 2 added the index journal (ixj, created above), which
+		// version 1 binaries would not read: mark the file as version 2.
 		return meta.Put(keySchema, u64(schemaVersion))
 	}
 	if len(v) != 8 || beUint64(v) != schemaVersion {
@@ -172,7 +188,23 @@ func (s *Bolt) View(ctx context.Context, fn func(Tx) error) error {
 		return err
 	}
 	s.readTxs.Add(1)
-	return s.db.View(func(btx *bolt.Tx) error { return fn(&boltTx{btx: btx}) })
+	for {
+		btx, err := s.db.Begin(false)
+		if err != nil {
+			return err
+		}
+		view, ok := s.journal.viewAt(uint64(btx.ID()))
+		if !ok { // writers moved on since Begin: take a newer snapshot
+			_ = btx.Rollback()
+			continue
+		}
+		return runView(btx, &boltTx{btx: btx, view: view}, fn)
+	}
+}
+
+func runView(btx *bolt.Tx, t *boltTx, fn func(Tx) error) error {
+	defer func() { _ = btx.Rollback() }()
+	return fn(t)
 }
 
 // Update implements Store.
@@ -181,17 +213,54 @@ func (s *Bolt) Update(ctx context.Context, fn func(Tx) error) error {
 		return err // do not start work for a client that left
 	}
 	s.writeTxs.Add(1)
-	txfn := func(btx *bolt.Tx) error { return fn(&boltTx{btx: btx, now: s.now}) }
-	var err error
-	if s.group != nil {
-		err = s.group.update(txfn)
-	} else {
-		err = s.db.Batch(txfn)
-	}
+	err := s.group.update(func(t *boltTx) error { return fn(t) })
 	if err != nil {
 		s.failedWrites.Add(1)
 	}
 	return err
+}
+
+// writeTx runs fn in one bbolt write transaction, with the index journal
+// kept in step: the transaction's index changes are appended to ixj last,
+// and its journal version is published once the commit has returned.
+func (s *Bolt) writeTx(fn func(*boltTx) error) error {
+	var t *boltTx
+	err := s.db.Update(func(btx *bolt.Tx) error {
+		t = &boltTx{btx: btx, now: s.now, journal: s.journal}
+		if err := fn(t); err != nil {
+			return err
+		}
+		return t.flushJournal()
+	})
+	if t != nil && t.jstage != nil {
+		if full := s.journal.finish(t.jstage, err == nil); full {
+			s.startFold()
+		}
+	}
+	return err
+}
+
+// startFold folds the index journal into the B+trees in the background,
+// through the group commit like any writer, unless a fold is running.
+func (s *Bolt) startFold() {
+	s.foldMu.Lock()
+	defer s.foldMu.Unlock()
+	if s.closed || !s.journal.folding.CompareAndSwap(false, true) {
+		return
+	}
+	s.folds.Add(1)
+	go func() {
+		defer s.folds.Done()
+		defer s.journal.folding.Store(false)
+		// An error leaves the journal as it was; the next commit retries.
+		_ = s.group.update(func(t *boltTx) error { return t.foldJournal() })
+	}()
+}
+
+// FoldIndexJournal folds the index journal into the B+trees now (reindex,
+// tests); writes do it on their own when the journal is full.
+func (s *Bolt) FoldIndexJournal(ctx context.Context) error {
+	return s.Update(ctx, func(t Tx) error { return t.(*boltTx).foldJournal() })
 }
 
 // Stats implements Store.
@@ -211,5 +280,12 @@ func (s *Bolt) Ping(ctx context.Context) error {
 	})
 }
 
-// Close implements Store. It waits for open transactions.
-func (s *Bolt) Close() error { return s.db.Close() }
+// Close implements Store. It waits for open transactions and a running
+// fold.
+func (s *Bolt) Close() error {
+	s.foldMu.Lock()
+	s.closed = true
+	s.foldMu.Unlock()
+	s.folds.Wait()
+	return s.db.Close()
+}

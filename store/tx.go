@@ -13,6 +13,10 @@ import (
 type boltTx struct {
 	btx *bolt.Tx
 	now func() time.Time // nil in a read-only transaction
+
+	journal *journal
+	jstage  *jstage // a write transaction's journal, once it has used it
+	view    *jstate // a read transaction's journal version
 }
 
 func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }

@@ -31,7 +31,9 @@ func newService(t *testing.T) *interaction.Service {
 			panic(err)
 		}
 	})
-	st, err := store.Open(t.TempDir(), store.Options{})
+	// A small index journal folds every few writes, so searches read
+	// entries from the journal and the B+trees both (store/journal.go).
+	st, err := store.Open(t.TempDir(), store.Options{IndexJournalMax: 5})
 	if err != nil {
 		t.Fatal(err)
 	}

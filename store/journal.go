@@ -1,0 +1,480 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The index journal.
+//
+// Search-index keys scatter over the idx B+trees: an Observation writes
+// ~28 keys, most on leaf pages no other write in its group commit touches,
+// and bbolt rewrites every dirty page at each commit. Written in place,
+// index maintenance cost an indexed write ~14 pages against ~2 for the
+// resource itself (BENCHMARKS.md). So index changes go first to a journal,
+// and are folded into the B+trees later, many commits' worth at once in
+// key order, so that a leaf page is rewritten once for all the keys it
+// gains in that time rather than once per commit:
+//
+//   - ixj (bbolt): u64(seq) -> the index changes of one write transaction,
+//     appended in that transaction, so they commit with the resource or not
+//     at all (DESIGN.md rule 3). Appending touches only the last leaf.
+//   - in memory: the net state of every journaled key (present or removed),
+//     in sorted runs, one immutable version per commit (jstate).
+//     Searches read the B+tree merged with the version that matches their
+//     bbolt snapshot (scanIndex), so the journal is invisible to callers.
+//   - fold: when the journal holds Options.IndexJournalMax keys, one write
+//     transaction applies them to the B+trees in key order and empties ixj.
+//
+// Open replays ixj into memory, so a crash loses nothing the journal held.
+var bucketIxj = []byte("ixj")
+
+// DefaultIndexJournalMax is the journal size, in keys, that starts a fold:
+// about 1,800 Observation writes. Larger folds share more pages but cost a
+// longer commit and more memory (~150 bytes a key).
+const DefaultIndexJournalMax = 50_000
+
+// journalViews is how many recent versions readers can still pick from; a
+// read transaction whose version has gone starts again (View).
+const journalViews = 32
+
+// jentry is the journaled state of one index key: present, or removed
+// whatever the B+tree holds.
+type jentry struct {
+	key     []byte // Type 0x00 param 0x00 index key (indexKey)
+	present bool
+}
+
+// jrun is a sorted run of entries, each key once.
+type jrun []jentry
+
+// jstate is one immutable version of the journal: two sorted runs, recent
+// winning over base for a key both hold. A commit merges its changes into
+// recent, which stays small, and recent into base when it has grown (a
+// log-structured merge in memory): versions share their slices, and
+// nothing a reader holds is ever written.
+type jstate struct {
+	base, recent jrun
+}
+
+var emptyJState = &jstate{}
+
+// size counts the keys (a key in both runs twice: it only paces folds).
+func (s *jstate) size() int { return len(s.base) + len(s.recent) }
+
+// withChanges is s with changes (in the order made; the last for a key
+// wins) applied.
+func (s *jstate) withChanges(changes []jentry) *jstate {
+	if len(changes) == 0 {
+		return s
+	}
+	next := &jstate{base: s.base, recent: mergeRuns(s.recent, sortChanges(changes))}
+	// Merging recent into base copies base: do it when recent is about
+	// the geometric mean of base and a commit's changes, which minimizes
+	// the entries copied per commit.
+	if len(next.recent) > max(4096, len(next.base)/8) {
+		next = &jstate{base: mergeRuns(next.base, next.recent)}
+	}
+	return next
+}
+
+// sortChanges sorts a copy of changes by key, keeping the last of equal
+// keys.
+func sortChanges(changes []jentry) jrun {
+	r := slices.Clone(changes)
+	slices.SortStableFunc(r, func(a, b jentry) int { return bytes.Compare(a.key, b.key) })
+	out := r[:0]
+	for i, e := range r {
+		if i+1 < len(r) && bytes.Equal(r[i+1].key, e.key) {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// mergeRuns merges two runs into a new one, newer winning on equal keys.
+func mergeRuns(older, newer jrun) jrun {
+	out := make(jrun, 0, len(older)+len(newer))
+	i := 0
+	for _, e := range newer {
+		// Copy the older entries before e in one go; they are found by
+		// galloping, as a commit's few keys spread thinly over many.
+		k := i + gallop(older[i:], e.key)
+		out = append(out, older[i:k]...)
+		i = k
+		if i < len(older) && bytes.Equal(older[i].key, e.key) {
+			i++
+		}
+		out = append(out, e)
+	}
+	return append(out, older[i:]...)
+}
+
+// gallop returns the index of the first entry of r whose key is not less
+// than key, in O(log distance) comparisons.
+func gallop(r jrun, key []byte) int {
+	hi := 1
+	for hi <= len(r) && bytes.Compare(r[hi-1].key, key) < 0 {
+		hi *= 2
+	}
+	lo := hi / 2
+	hi = min(hi, len(r))
+	return lo + sort.Search(hi-lo, func(n int) bool { return bytes.Compare(r[lo+n].key, key) >= 0 })
+}
+
+// jiter walks a state's entries in [lo, hi) in key order, recent winning.
+type jiter struct {
+	base, recent jrun
+	hi           []byte
+}
+
+func (s *jstate) iter(lo, hi []byte) *jiter {
+	from := func(r jrun) jrun {
+		return r[sort.Search(len(r), func(i int) bool { return bytes.Compare(r[i].key, lo) >= 0 }):]
+	}
+	return &jiter{base: from(s.base), recent: from(s.recent), hi: hi}
+}
+
+func (it *jiter) next() (jentry, bool) {
+	var e jentry
+	switch {
+	case len(it.base) == 0 && len(it.recent) == 0:
+		return e, false
+	case len(it.recent) == 0:
+		e, it.base = it.base[0], it.base[1:]
+	case len(it.base) == 0:
+		e, it.recent = it.recent[0], it.recent[1:]
+	default:
+		c := bytes.Compare(it.base[0].key, it.recent[0].key)
+		if c < 0 {
+			e, it.base = it.base[0], it.base[1:]
+		} else {
+			if c == 0 {
+				it.base = it.base[1:]
+			}
+			e, it.recent = it.recent[0], it.recent[1:]
+		}
+	}
+	if it.hi != nil && bytes.Compare(e.key, it.hi) >= 0 {
+		it.base, it.recent = nil, nil
+		return jentry{}, false
+	}
+	return e, true
+}
+
+// get returns the state of key, if the journal has one.
+func (s *jstate) get(key []byte) (jentry, bool) {
+	for _, r := range []jrun{s.recent, s.base} {
+		i := sort.Search(len(r), func(i int) bool { return bytes.Compare(r[i].key, key) >= 0 })
+		if i < len(r) && bytes.Equal(r[i].key, key) {
+			return r[i], true
+		}
+	}
+	return jentry{}, false
+}
+
+// all calls fn with every entry in key order until fn returns false.
+func (s *jstate) all(fn func(jentry) bool) {
+	it := s.iter(nil, nil)
+	for e, ok := it.next(); ok; e, ok = it.next() {
+		if !fn(e) {
+			return
+		}
+	}
+}
+
+// journalKey is Type 0x00 param 0x00 ik; with ik nil, the prefix of every
+// key of (Type, param): types and parameter codes have no NUL.
+func journalKey(typ, param string, ik []byte) []byte {
+	k := make([]byte, 0, len(typ)+len(param)+2+len(ik))
+	k = append(k, typ...)
+	k = append(k, 0)
+	k = append(k, param...)
+	k = append(k, 0)
+	return append(k, ik...)
+}
+
+func splitJournalKey(k []byte) (typ, param string, ik []byte, ok bool) {
+	i := bytes.IndexByte(k, 0)
+	if i < 0 {
+		return "", "", nil, false
+	}
+	j := bytes.IndexByte(k[i+1:], 0)
+	if j < 0 {
+		return "", "", nil, false
+	}
+	return string(k[:i]), string(k[i+1 : i+1+j]), k[i+2+j:], true
+}
+
+// journal is the in-memory side, shared by all transactions of a Bolt.
+//
+// Versions and bbolt snapshots are matched by transaction id: a write
+// transaction that uses the journal registers its id (committing) before
+// it can commit, and publishes its version after; a reader whose snapshot
+// is at or past a registered id waits for that version (it is published
+// right after the commit returns).
+type journal struct {
+	max int
+
+	mu    sync.Mutex
+	cond  *sync.Cond
+	views []*jview // recent versions, oldest first
+
+	latest     atomic.Pointer[jview]
+	committing atomic.Uint64 // id of a registered write transaction; 0: none
+	folding    atomic.Bool
+}
+
+type jview struct {
+	txid  uint64
+	state *jstate
+}
+
+// jstage is one write transaction's journal: the version it started from
+// and the changes it made, for ixj.
+type jstage struct {
+	txid    uint64
+	start   *jstate
+	changes []jentry
+	folded  bool    // the B+trees took everything: ixj starts again
+	merged  *jstate // start with changes, once asked for
+}
+
+// state is the transaction's own version: what it started from, with its
+// changes.
+func (st *jstage) state() *jstate {
+	if st.merged == nil {
+		st.merged = st.start.withChanges(st.changes)
+	}
+	return st.merged
+}
+
+func newJournal(max int, txid uint64, state *jstate) *journal {
+	j := &journal{max: max}
+	j.cond = sync.NewCond(&j.mu)
+	v := &jview{txid: txid, state: state}
+	j.views = []*jview{v}
+	j.latest.Store(v)
+	return j
+}
+
+// loadJournal replays ixj in order.
+func loadJournal(btx *bolt.Tx) (*jstate, error) {
+	b := btx.Bucket(bucketIxj)
+	if b == nil {
+		return emptyJState, nil
+	}
+	var changes []jentry
+	err := b.ForEach(func(_, v []byte) error {
+		return decodeJournalRecord(v, func(e jentry) { changes = append(changes, e) })
+	})
+	return &jstate{base: sortChanges(changes)}, err
+}
+
+// journalRecord: repeated u8(present) uvarint(len(key)) key.
+func encodeJournalRecord(changes []jentry) []byte {
+	n := 0
+	for _, e := range changes {
+		n += 1 + binary.MaxVarintLen32 + len(e.key)
+	}
+	b := make([]byte, 0, n)
+	for _, e := range changes {
+		flag := byte(0)
+		if e.present {
+			flag = 1
+		}
+		b = append(b, flag)
+		b = binary.AppendUvarint(b, uint64(len(e.key)))
+		b = append(b, e.key...)
+	}
+	return b
+}
+
+func decodeJournalRecord(b []byte, fn func(jentry)) error {
+	for len(b) > 0 {
+		if b[0] > 1 {
+			return errCorrupt
+		}
+		present := b[0] == 1
+		n, w := binary.Uvarint(b[1:])
+		if w <= 0 || uint64(len(b)-1-w) < n {
+			return errCorrupt
+		}
+		fn(jentry{key: bytes.Clone(b[1+w : 1+w+int(n)]), present: present})
+		b = b[1+w+int(n):]
+	}
+	return nil
+}
+
+// begin registers write transaction txid and returns its stage, which
+// starts from the newest committed version. The previous writer's version
+// may not be published yet (bbolt lets the next writer in before our code
+// after its commit runs): wait for it, it is on its way.
+func (j *journal) begin(txid uint64) *jstage {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for j.committing.Load() != 0 {
+		j.cond.Wait()
+	}
+	j.committing.Store(txid)
+	return &jstage{txid: txid, start: j.latest.Load().state}
+}
+
+// finish ends a registered write transaction: its version becomes the
+// newest if it committed a change. It reports whether the journal has
+// grown past its bound.
+func (j *journal) finish(st *jstage, committed bool) (full bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if committed && (st.folded || len(st.changes) > 0) {
+		v := &jview{txid: st.txid, state: st.state()}
+		j.views = append(j.views, v)
+		if len(j.views) > journalViews {
+			j.views = append(j.views[:0], j.views[len(j.views)-journalViews:]...)
+		}
+		j.latest.Store(v)
+	}
+	j.committing.Store(0)
+	j.cond.Broadcast()
+	return j.latest.Load().state.size() >= j.max
+}
+
+// viewAt returns the version that matches the snapshot of read transaction
+// txid, or false when it is no longer kept (the caller starts again).
+func (j *journal) viewAt(txid uint64) (*jstate, bool) {
+	// The common case without the lock: no writer at or before this
+	// snapshot is between its commit and its publication. A writer
+	// registers before its commit, so a snapshot that includes its commit
+	// sees it registered or already published.
+	if c := j.committing.Load(); c == 0 || c > txid {
+		if v := j.latest.Load(); v.txid <= txid {
+			return v.state, true
+		}
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for {
+		if c := j.committing.Load(); c == 0 || c > txid {
+			break
+		}
+		j.cond.Wait()
+	}
+	for i := len(j.views) - 1; i >= 0; i-- {
+		if j.views[i].txid <= txid {
+			return j.views[i].state, true
+		}
+	}
+	return nil, false
+}
+
+// stage returns the write transaction's journal stage, registering the
+// transaction on first use.
+func (t *boltTx) stage() *jstage {
+	if t.jstage == nil {
+		t.jstage = t.journal.begin(uint64(t.btx.ID()))
+	}
+	return t.jstage
+}
+
+// journalState is the journal version this transaction reads: its own
+// when writing, the version of its snapshot when reading.
+func (t *boltTx) journalState() *jstate {
+	if t.now != nil {
+		return t.stage().state()
+	}
+	return t.view
+}
+
+// set records that the index of (Type, param) has, or has not, the key of
+// valueKey and id (indexKey).
+func (st *jstage) set(typ, param string, valueKey []byte, id string, present bool) {
+	k := make([]byte, 0, len(typ)+len(param)+2+len(valueKey)+len(id)+1)
+	k = append(k, typ...)
+	k = append(k, 0)
+	k = append(k, param...)
+	k = append(k, 0)
+	k = append(k, valueKey...)
+	k = append(k, id...)
+	k = append(k, byte(len(id)))
+	st.changes = append(st.changes, jentry{key: k, present: present})
+	st.merged = nil
+}
+
+// flushJournal appends the transaction's index changes to ixj; it runs
+// last in every write transaction.
+func (t *boltTx) flushJournal() error {
+	st := t.jstage
+	if st == nil || (!st.folded && len(st.changes) == 0) {
+		return nil
+	}
+	if st.folded {
+		if err := t.btx.DeleteBucket(bucketIxj); err != nil {
+			return err
+		}
+		if _, err := t.btx.CreateBucket(bucketIxj); err != nil {
+			return err
+		}
+	}
+	if len(st.changes) == 0 {
+		return nil
+	}
+	b := t.btx.Bucket(bucketIxj)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	return b.Put(u64(seq), encodeJournalRecord(st.changes))
+}
+
+// foldJournal applies every journaled key to the B+trees, in key order so
+// that each leaf page is visited once, and empties the journal.
+func (t *boltTx) foldJournal() error {
+	if t.now == nil {
+		return bolt.ErrTxNotWritable
+	}
+	st := t.stage()
+	var (
+		err               error
+		curTyp, curParam  string
+		typBucket, bucket *bolt.Bucket
+	)
+	st.state().all(func(e jentry) bool {
+		typ, param, ik, ok := splitJournalKey(e.key)
+		if !ok {
+			err = errCorrupt
+			return false
+		}
+		if typBucket == nil || typ != curTyp {
+			if typBucket, err = t.sub(bucketIdx, typ, true); err != nil {
+				return false
+			}
+			curTyp, bucket = typ, nil
+		}
+		if bucket == nil || param != curParam {
+			if bucket, err = typBucket.CreateBucketIfNotExists([]byte(param)); err != nil {
+				return false
+			}
+			curParam = param
+		}
+		if e.present {
+			err = bucket.Put(ik, nil)
+		} else {
+			err = bucket.Delete(ik)
+		}
+		return err == nil
+	})
+	if err != nil {
+		return err
+	}
+	st.start, st.merged = emptyJState, nil
+	st.changes = st.changes[:0]
+	st.folded = true
+	return nil
+}
