@@ -892,6 +892,10 @@ func TestOperationalEndpoints(t *testing.T) {
 		`(?m)^healthhub_http_request_duration_seconds_bucket\{interaction="read",le="[^"]+"\} \d+$`,
 		`(?m)^healthhub_db_size_bytes [1-9][0-9.e+]*$`,
 		`(?m)^healthhub_db_transactions_total\{kind="write"\} [1-9]`,
+		`(?m)^healthhub_db_commits_total [1-9]`,
+		`(?m)^healthhub_db_page_writes_total [1-9]`,
+		`(?m)^healthhub_index_journal_keys [0-9]`,
+		`(?m)^healthhub_index_journal_folds_total [0-9]`,
 	} {
 		if !regexp.MustCompile(re).MatchString(text) {
 			t.Errorf("/metrics has no line matching %s", re)

@@ -54,19 +54,30 @@ type jentry struct {
 // jrun is a sorted run of entries, each key once.
 type jrun []jentry
 
-// jstate is one immutable version of the journal: two sorted runs, recent
-// winning over base for a key both hold. A commit merges its changes into
-// recent, which stays small, and recent into base when it has grown (a
-// log-structured merge in memory): versions share their slices, and
-// nothing a reader holds is ever written.
+// jstate is one immutable version of the journal: sorted runs, oldest
+// first, a newer run winning over older ones for a key they share. A
+// commit adds its changes as a run of their own; when there are too many,
+// two neighbours merge, and the second run into the first when it has
+// grown (a log-structured merge in memory). Versions share their runs,
+// and nothing a reader holds is ever written.
 type jstate struct {
-	base, recent jrun
+	runs []jrun
 }
 
 var emptyJState = &jstate{}
 
-// size counts the keys (a key in both runs twice: it only paces folds).
-func (s *jstate) size() int { return len(s.base) + len(s.recent) }
+// maxRuns bounds the runs a scan merges.
+const maxRuns = 8
+
+// size counts the keys (a key in several runs more than once: it only
+// paces folds).
+func (s *jstate) size() int {
+	n := 0
+	for _, r := range s.runs {
+		n += len(r)
+	}
+	return n
+}
 
 // withChanges is s with changes (in the order made; the last for a key
 // wins) applied.
@@ -74,14 +85,28 @@ func (s *jstate) withChanges(changes []jentry) *jstate {
 	if len(changes) == 0 {
 		return s
 	}
-	next := &jstate{base: s.base, recent: mergeRuns(s.recent, sortChanges(changes))}
-	// Merging recent into base copies base: do it when recent is about
-	// the geometric mean of base and a commit's changes, which minimizes
-	// the entries copied per commit.
-	if len(next.recent) > max(4096, len(next.base)/8) {
-		next = &jstate{base: mergeRuns(next.base, next.recent)}
+	runs := append(slices.Clip(s.runs), sortChanges(changes))
+	if len(runs) > maxRuns {
+		// Merge the two neighbouring runs after the first that are
+		// smallest together (neighbours, so that newer still wins): runs
+		// grow like a binary counter, and an entry is copied a few times,
+		// not once per commit.
+		best := 1
+		for i := 2; i+1 < len(runs); i++ {
+			if len(runs[i])+len(runs[i+1]) < len(runs[best])+len(runs[best+1]) {
+				best = i
+			}
+		}
+		merged := mergeRuns(runs[best], runs[best+1])
+		runs = slices.Concat(runs[:best], []jrun{merged}, runs[best+2:])
+		// Merging into the first run copies it: do that when the second
+		// is about the geometric mean of the first and a commit's changes,
+		// which minimizes the entries copied per commit.
+		if len(runs[1]) > max(4096, len(runs[0])/8) {
+			runs = slices.Concat([]jrun{mergeRuns(runs[0], runs[1])}, runs[2:])
+		}
 	}
-	return next
+	return &jstate{runs: runs}
 }
 
 // sortChanges sorts a copy of changes by key, keeping the last of equal
@@ -129,41 +154,48 @@ func gallop(r jrun, key []byte) int {
 	return lo + sort.Search(hi-lo, func(n int) bool { return bytes.Compare(r[lo+n].key, key) >= 0 })
 }
 
-// jiter walks a state's entries in [lo, hi) in key order, recent winning.
+// jiter walks a state's entries in [lo, hi) in key order, newer runs
+// winning.
 type jiter struct {
-	base, recent jrun
-	hi           []byte
+	runs []jrun // what is left of each run, oldest first
+	hi   []byte
 }
 
 func (s *jstate) iter(lo, hi []byte) *jiter {
-	from := func(r jrun) jrun {
-		return r[sort.Search(len(r), func(i int) bool { return bytes.Compare(r[i].key, lo) >= 0 }):]
+	it := &jiter{runs: make([]jrun, 0, len(s.runs)), hi: hi}
+	for _, r := range s.runs {
+		r = r[sort.Search(len(r), func(i int) bool { return bytes.Compare(r[i].key, lo) >= 0 }):]
+		if len(r) > 0 {
+			it.runs = append(it.runs, r)
+		}
 	}
-	return &jiter{base: from(s.base), recent: from(s.recent), hi: hi}
+	return it
 }
 
 func (it *jiter) next() (jentry, bool) {
-	var e jentry
-	switch {
-	case len(it.base) == 0 && len(it.recent) == 0:
-		return e, false
-	case len(it.recent) == 0:
-		e, it.base = it.base[0], it.base[1:]
-	case len(it.base) == 0:
-		e, it.recent = it.recent[0], it.recent[1:]
-	default:
-		c := bytes.Compare(it.base[0].key, it.recent[0].key)
-		if c < 0 {
-			e, it.base = it.base[0], it.base[1:]
-		} else {
-			if c == 0 {
-				it.base = it.base[1:]
-			}
-			e, it.recent = it.recent[0], it.recent[1:]
+	best := -1
+	for i, r := range it.runs {
+		if len(r) == 0 {
+			continue
+		}
+		if best < 0 {
+			best = i
+			continue
+		}
+		if c := bytes.Compare(r[0].key, it.runs[best][0].key); c < 0 {
+			best = i
+		} else if c == 0 { // the newer run wins; the older entry is spent
+			it.runs[best] = it.runs[best][1:]
+			best = i
 		}
 	}
+	if best < 0 {
+		return jentry{}, false
+	}
+	e := it.runs[best][0]
+	it.runs[best] = it.runs[best][1:]
 	if it.hi != nil && bytes.Compare(e.key, it.hi) >= 0 {
-		it.base, it.recent = nil, nil
+		it.runs = nil
 		return jentry{}, false
 	}
 	return e, true
@@ -171,10 +203,11 @@ func (it *jiter) next() (jentry, bool) {
 
 // get returns the state of key, if the journal has one.
 func (s *jstate) get(key []byte) (jentry, bool) {
-	for _, r := range []jrun{s.recent, s.base} {
-		i := sort.Search(len(r), func(i int) bool { return bytes.Compare(r[i].key, key) >= 0 })
-		if i < len(r) && bytes.Equal(r[i].key, key) {
-			return r[i], true
+	for i := len(s.runs) - 1; i >= 0; i-- {
+		r := s.runs[i]
+		j := sort.Search(len(r), func(j int) bool { return bytes.Compare(r[j].key, key) >= 0 })
+		if j < len(r) && bytes.Equal(r[j].key, key) {
+			return r[j], true
 		}
 	}
 	return jentry{}, false
@@ -230,6 +263,7 @@ type journal struct {
 	latest     atomic.Pointer[jview]
 	committing atomic.Uint64 // id of a registered write transaction; 0: none
 	folding    atomic.Bool
+	folds      atomic.Uint64 // committed
 }
 
 type jview struct {
@@ -243,8 +277,9 @@ type jstage struct {
 	txid    uint64
 	start   *jstate
 	changes []jentry
-	folded  bool    // the B+trees took everything: ixj starts again
-	merged  *jstate // start with changes, once asked for
+	record  journalRecord // changes, as ixj keeps them
+	folded  bool          // the B+trees took everything: ixj starts again
+	merged  *jstate       // start with changes, once asked for
 }
 
 // state is the transaction's own version: what it started from, with its
@@ -275,40 +310,84 @@ func loadJournal(btx *bolt.Tx) (*jstate, error) {
 	err := b.ForEach(func(_, v []byte) error {
 		return decodeJournalRecord(v, func(e jentry) { changes = append(changes, e) })
 	})
-	return &jstate{base: sortChanges(changes)}, err
+	return emptyJState.withChanges(changes), err
 }
 
-// journalRecord: repeated u8(present) uvarint(len(key)) key.
-func encodeJournalRecord(changes []jentry) []byte {
-	n := 0
-	for _, e := range changes {
-		n += 1 + binary.MaxVarintLen32 + len(e.key)
+// journalRecord is one transaction's ixj record: a resource (Type, id),
+// then its changes, then the next resource...
+//
+//	resource: 2 uvarint(len(Type)) Type uvarint(len(id)) id
+//	change:   0 (removed) or 1 (present) uvarint(len(param)) param uvarint(len(value key)) value key
+//
+// A change's key is Type 0x00 param 0x00 indexKey(value key, id); the
+// record says Type and id once per resource, not once per key.
+type journalRecord struct {
+	b       []byte
+	typ, id string // of the last resource written
+}
+
+const recordResource = 2
+
+func (r *journalRecord) add(typ, id, param string, valueKey []byte, present bool) {
+	if len(r.b) == 0 || typ != r.typ || id != r.id {
+		r.b = append(r.b, recordResource)
+		r.b = appendString(r.b, typ)
+		r.b = appendString(r.b, id)
+		r.typ, r.id = typ, id
 	}
-	b := make([]byte, 0, n)
-	for _, e := range changes {
-		flag := byte(0)
-		if e.present {
-			flag = 1
-		}
-		b = append(b, flag)
-		b = binary.AppendUvarint(b, uint64(len(e.key)))
-		b = append(b, e.key...)
+	flag := byte(0)
+	if present {
+		flag = 1
 	}
-	return b
+	r.b = append(r.b, flag)
+	r.b = appendString(r.b, param)
+	r.b = binary.AppendUvarint(r.b, uint64(len(valueKey)))
+	r.b = append(r.b, valueKey...)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 func decodeJournalRecord(b []byte, fn func(jentry)) error {
+	field := func() ([]byte, bool) {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || uint64(len(b)-w) < n {
+			return nil, false
+		}
+		f := b[w : w+int(n)]
+		b = b[w+int(n):]
+		return f, true
+	}
+	var typ, id []byte
 	for len(b) > 0 {
-		if b[0] > 1 {
+		tag := b[0]
+		b = b[1:]
+		var ok1, ok2 bool
+		switch tag {
+		case recordResource:
+			typ, ok1 = field()
+			id, ok2 = field()
+			if len(id) == 0 || len(id) > 255 || bytes.IndexByte(typ, 0) >= 0 {
+				return errCorrupt
+			}
+		case 0, 1:
+			var param, vk []byte
+			param, ok1 = field()
+			vk, ok2 = field()
+			if id == nil || bytes.IndexByte(param, 0) >= 0 {
+				return errCorrupt // a change before any resource, or a bad name
+			}
+			if ok1 && ok2 {
+				fn(jentry{key: journalKey(string(typ), string(param), indexKey(vk, string(id))), present: tag == 1})
+			}
+		default:
 			return errCorrupt
 		}
-		present := b[0] == 1
-		n, w := binary.Uvarint(b[1:])
-		if w <= 0 || uint64(len(b)-1-w) < n {
+		if !ok1 || !ok2 {
 			return errCorrupt
 		}
-		fn(jentry{key: bytes.Clone(b[1+w : 1+w+int(n)]), present: present})
-		b = b[1+w+int(n):]
 	}
 	return nil
 }
@@ -333,6 +412,9 @@ func (j *journal) begin(txid uint64) *jstage {
 func (j *journal) finish(st *jstage, committed bool) (full bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if committed && st.folded {
+		j.folds.Add(1)
+	}
 	if committed && (st.folded || len(st.changes) > 0) {
 		v := &jview{txid: st.txid, state: st.state()}
 		j.views = append(j.views, v)
@@ -395,6 +477,7 @@ func (t *boltTx) journalState() *jstate {
 // set records that the index of (Type, param) has, or has not, the key of
 // valueKey and id (indexKey).
 func (st *jstage) set(typ, param string, valueKey []byte, id string, present bool) {
+	st.record.add(typ, id, param, valueKey, present)
 	k := make([]byte, 0, len(typ)+len(param)+2+len(valueKey)+len(id)+1)
 	k = append(k, typ...)
 	k = append(k, 0)
@@ -430,7 +513,7 @@ func (t *boltTx) flushJournal() error {
 	if err != nil {
 		return err
 	}
-	return b.Put(u64(seq), encodeJournalRecord(st.changes))
+	return b.Put(u64(seq), st.record.b)
 }
 
 // foldJournal applies every journaled key to the B+trees, in key order so
@@ -475,6 +558,7 @@ func (t *boltTx) foldJournal() error {
 	}
 	st.start, st.merged = emptyJState, nil
 	st.changes = st.changes[:0]
+	st.record = journalRecord{}
 	st.folded = true
 	return nil
 }

@@ -69,8 +69,12 @@ type Tx interface {
 type Stats struct {
 	SizeBytes    int64
 	ReadTxs      uint64
-	WriteTxs     uint64
+	WriteTxs     uint64 // Update calls
 	FailedWrites uint64
+	Commits      uint64 // bbolt write transactions committed (a group commit is one)
+	PageWrites   uint64 // writes bbolt made at commits: a page, or a run of overflow pages, each
+	JournalKeys  int    // index keys waiting in the journal (journal.go)
+	JournalFolds uint64 // folds of the journal into the index B+trees
 }
 
 // Options for Open.
@@ -111,8 +115,8 @@ type Bolt struct {
 	folds  sync.WaitGroup // a running fold of the journal
 	closed bool           // no more folds start
 
-	readTxs, writeTxs, failedWrites atomic.Uint64
-	jtiCalls                        atomic.Uint64 // paces the replay-cache purge (auth.go)
+	readTxs, writeTxs, failedWrites, commits atomic.Uint64
+	jtiCalls                                 atomic.Uint64 // paces the replay-cache purge (auth.go)
 }
 
 var _ Store = (*Bolt)(nil)
@@ -232,6 +236,9 @@ func (s *Bolt) writeTx(fn func(*boltTx) error) error {
 		}
 		return t.flushJournal()
 	})
+	if err == nil {
+		s.commits.Add(1)
+	}
 	if t != nil && t.jstage != nil {
 		if full := s.journal.finish(t.jstage, err == nil); full {
 			s.startFold()
@@ -265,7 +272,10 @@ func (s *Bolt) FoldIndexJournal(ctx context.Context) error {
 
 // Stats implements Store.
 func (s *Bolt) Stats() Stats {
-	st := Stats{ReadTxs: s.readTxs.Load(), WriteTxs: s.writeTxs.Load(), FailedWrites: s.failedWrites.Load()}
+	st := Stats{ReadTxs: s.readTxs.Load(), WriteTxs: s.writeTxs.Load(), FailedWrites: s.failedWrites.Load(),
+		Commits: s.commits.Load(), JournalKeys: s.journal.latest.Load().state.size(), JournalFolds: s.journal.folds.Load()}
+	dbStats := s.db.Stats()
+	st.PageWrites = uint64(dbStats.TxStats.GetWrite())
 	_ = s.db.View(func(tx *bolt.Tx) error { st.SizeBytes = tx.Size(); return nil })
 	return st
 }

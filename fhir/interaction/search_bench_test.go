@@ -905,6 +905,7 @@ func benchCreate(b *testing.B, indexed bool) {
 	var next atomic.Int64
 	b.SetParallelism((benchWriteWriters + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 	b.ReportAllocs()
+	before := st.Stats()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -916,4 +917,7 @@ func benchCreate(b *testing.B, indexed bool) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+	after := st.Stats()
+	b.ReportMetric(float64(after.PageWrites-before.PageWrites)/float64(b.N), "pagewrites/write")
+	b.ReportMetric(float64(b.N)/float64(after.Commits-before.Commits), "writes/commit")
 }

@@ -250,21 +250,25 @@ func (a *App) ready(c *gin.Context) {
 // storeCollector exports the database's size and transaction counts.
 func (a *App) storeCollector() prometheus.Collector {
 	return &storeMetrics{st: a.store,
-		size:   prometheus.NewDesc("healthhub_db_size_bytes", "Size of the bbolt database file in use.", nil, nil),
-		txs:    prometheus.NewDesc("healthhub_db_transactions_total", "Database transactions by kind.", []string{"kind"}, nil),
-		failed: prometheus.NewDesc("healthhub_db_write_failures_total", "Write transactions that did not commit (including refused preconditions).", nil, nil),
+		size:    prometheus.NewDesc("healthhub_db_size_bytes", "Size of the bbolt database file in use.", nil, nil),
+		txs:     prometheus.NewDesc("healthhub_db_transactions_total", "Database transactions by kind.", []string{"kind"}, nil),
+		failed:  prometheus.NewDesc("healthhub_db_write_failures_total", "Write transactions that did not commit (including refused preconditions).", nil, nil),
+		commits: prometheus.NewDesc("healthhub_db_commits_total", "bbolt commits (one per group commit of concurrent writes).", nil, nil),
+		pages:   prometheus.NewDesc("healthhub_db_page_writes_total", "Page writes at commits (a page, or a run of overflow pages, each).", nil, nil),
+		jkeys:   prometheus.NewDesc("healthhub_index_journal_keys", "Search-index keys in the index journal, not yet folded into the index B+trees.", nil, nil),
+		folds:   prometheus.NewDesc("healthhub_index_journal_folds_total", "Folds of the index journal into the index B+trees.", nil, nil),
 	}
 }
 
 type storeMetrics struct {
-	st                *store.Bolt
-	size, txs, failed *prometheus.Desc
+	st                                              *store.Bolt
+	size, txs, failed, commits, pages, jkeys, folds *prometheus.Desc
 }
 
 func (m *storeMetrics) Describe(ch chan<- *prometheus.Desc) {
-	ch <- m.size
-	ch <- m.txs
-	ch <- m.failed
+	for _, d := range []*prometheus.Desc{m.size, m.txs, m.failed, m.commits, m.pages, m.jkeys, m.folds} {
+		ch <- d
+	}
 }
 
 func (m *storeMetrics) Collect(ch chan<- prometheus.Metric) {
@@ -273,6 +277,10 @@ func (m *storeMetrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.txs, prometheus.CounterValue, float64(s.ReadTxs), "read")
 	ch <- prometheus.MustNewConstMetric(m.txs, prometheus.CounterValue, float64(s.WriteTxs), "write")
 	ch <- prometheus.MustNewConstMetric(m.failed, prometheus.CounterValue, float64(s.FailedWrites))
+	ch <- prometheus.MustNewConstMetric(m.commits, prometheus.CounterValue, float64(s.Commits))
+	ch <- prometheus.MustNewConstMetric(m.pages, prometheus.CounterValue, float64(s.PageWrites))
+	ch <- prometheus.MustNewConstMetric(m.jkeys, prometheus.GaugeValue, float64(s.JournalKeys))
+	ch <- prometheus.MustNewConstMetric(m.folds, prometheus.CounterValue, float64(s.JournalFolds))
 }
 
 // Handler is the whole HTTP API.
