@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -203,4 +204,61 @@ func TestIndexJournalSnapshots(t *testing.T) {
 	done.Store(true)
 	readers.Wait()
 	t.Logf("%d consistent reads", reads.Load())
+}
+
+// TestIndexReadsItsOwnWrites: a write transaction's scans see the index
+// entries it set before them, each time (a transaction Bundle resolves
+// conditional references between its writes), and none of them once it
+// rolls back.
+func TestIndexReadsItsOwnWrites(t *testing.T) {
+	s := openStore(t, store.Options{})
+	ctx := context.Background()
+	scan := func(tx store.Tx) string {
+		var got []string
+		if err := tx.ScanIndex(ctx, "Patient", "p", nil, nil, func(vk []byte, id string) bool {
+			got = append(got, strings.TrimSuffix(string(vk), "\x00")+"/"+id)
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(got, " ")
+	}
+	entry := func(k string) []store.IndexEntry { return []store.IndexEntry{{Param: "p", Key: []byte(k + "\x00")}} }
+	put(t, s, "Patient", "a")
+	put(t, s, "Patient", "b")
+	errRollBack := errors.New("roll back")
+	err := s.Update(ctx, func(tx store.Tx) error {
+		steps := []struct {
+			id, key, want string
+		}{
+			{"a", "v1", "v1/a"},
+			{"b", "v1", "v1/a v1/b"},
+			{"a", "v2", "v1/b v2/a"},
+			{"b", "", "v2/a"},
+		}
+		for _, st := range steps {
+			var es []store.IndexEntry
+			if st.key != "" {
+				es = entry(st.key)
+			}
+			if err := tx.SetIndex("Patient", st.id, es); err != nil {
+				return err
+			}
+			if got := scan(tx); got != st.want {
+				t.Errorf("after setting %s to %q: got %q, want %q", st.id, st.key, got, st.want)
+			}
+		}
+		return errRollBack
+	})
+	if !errors.Is(err, errRollBack) {
+		t.Fatal(err)
+	}
+	if err := s.View(ctx, func(tx store.Tx) error {
+		if got := scan(tx); got != "" {
+			t.Errorf("after the rollback: got %q, want nothing", got)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -279,14 +279,21 @@ type jstage struct {
 	changes []jentry
 	record  journalRecord // changes, as ixj keeps them
 	folded  bool          // the B+trees took everything: ixj starts again
-	merged  *jstate       // start with changes, once asked for
+
+	merged     *jstate // start with changes[:mergedUpTo], once asked for
+	mergedUpTo int
 }
 
 // state is the transaction's own version: what it started from, with its
-// changes.
+// changes. A transaction that reads between writes (conditional references
+// in a Bundle) adds only what is new since it last read.
 func (st *jstage) state() *jstate {
 	if st.merged == nil {
-		st.merged = st.start.withChanges(st.changes)
+		st.merged, st.mergedUpTo = st.start, 0
+	}
+	if st.mergedUpTo < len(st.changes) {
+		st.merged = st.merged.withChanges(st.changes[st.mergedUpTo:])
+		st.mergedUpTo = len(st.changes)
 	}
 	return st.merged
 }
@@ -487,7 +494,6 @@ func (st *jstage) set(typ, param string, valueKey []byte, id string, present boo
 	k = append(k, id...)
 	k = append(k, byte(len(id)))
 	st.changes = append(st.changes, jentry{key: k, present: present})
-	st.merged = nil
 }
 
 // flushJournal appends the transaction's index changes to ixj; it runs
