@@ -226,3 +226,71 @@ func BenchmarkHistory(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkIndexJournalFold: one fold of a full index journal (50,000 keys
+// with random values, 10 per resource, as new resources) into index
+// B+trees that already hold HEALTHHUB_BENCH_FOLD_BASE keys (default
+// 1,000,000, random too: the worst case, every key on its own leaf). It
+// reports the fold's duration, which is how long writes wait for it, and
+// its page writes.
+//
+//	go test ./store -run '^$' -bench IndexJournalFold -benchtime 5x
+func BenchmarkIndexJournalFold(b *testing.B) {
+	base := 1_000_000
+	if n, err := strconv.Atoi(os.Getenv("HEALTHHUB_BENCH_FOLD_BASE")); err == nil && n >= 0 {
+		base = n
+	}
+	const perResource = 10
+	s, err := store.Open(b.TempDir(), store.Options{IndexJournalMax: 1 << 40, InitialMmapSize: 8 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(1, 2))
+	next := 0
+	// add indexes n more resources, perResource random keys each, in
+	// transactions of 5,000 resources, through the journal.
+	add := func(n int) {
+		for n > 0 {
+			chunk := min(n, 5000)
+			err := s.Update(ctx, func(tx store.Tx) error {
+				for i := range chunk {
+					es := make([]store.IndexEntry, perResource)
+					for k := range es {
+						es[k] = store.IndexEntry{Param: "p" + strconv.Itoa(k%5), Key: []byte(strconv.FormatUint(r.Uint64(), 36) + "\x00")}
+					}
+					if err := tx.SetIndex("Observation", "o"+strconv.Itoa(next+i), es); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			next += chunk
+			n -= chunk
+		}
+	}
+	add(base / perResource)
+	if err := s.FoldIndexJournal(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	var pages uint64
+	for range b.N {
+		b.StopTimer()
+		add(store.DefaultIndexJournalMax / perResource)
+		before := s.Stats().PageWrites
+		b.StartTimer()
+		if err := s.FoldIndexJournal(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		pages += s.Stats().PageWrites - before
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/fold")
+	b.ReportMetric(float64(pages)/float64(b.N), "pagewrites/fold")
+}
