@@ -227,9 +227,19 @@ func (s *Bolt) Update(ctx context.Context, fn func(Tx) error) error {
 // writeTx runs fn in one bbolt write transaction, with the index journal
 // kept in step: the transaction's index changes are appended to ixj last,
 // and its journal version is published once the commit has returned.
-func (s *Bolt) writeTx(fn func(*boltTx) error) error {
+func (s *Bolt) writeTx(fn func(*boltTx) error) (err error) {
 	var t *boltTx
-	err := s.db.Update(func(btx *bolt.Tx) error {
+	committed := false
+	defer func() {
+		// Also when fn or the commit panics: a registered transaction that
+		// never finished would stall every writer and reader after it.
+		if t != nil && t.jstage != nil {
+			if full := s.journal.finish(t.jstage, committed); full {
+				s.startFold()
+			}
+		}
+	}()
+	err = s.db.Update(func(btx *bolt.Tx) error {
 		t = &boltTx{btx: btx, now: s.now, journal: s.journal}
 		if err := fn(t); err != nil {
 			return err
@@ -237,12 +247,8 @@ func (s *Bolt) writeTx(fn func(*boltTx) error) error {
 		return t.flushJournal()
 	})
 	if err == nil {
+		committed = true
 		s.commits.Add(1)
-	}
-	if t != nil && t.jstage != nil {
-		if full := s.journal.finish(t.jstage, err == nil); full {
-			s.startFold()
-		}
 	}
 	return err
 }

@@ -765,7 +765,9 @@ func testConcurrentUpdates(t *testing.T, opt store.Options) {
 
 // TestPanicInUpdate: a write function that panics panics in its own
 // caller (where the request's recovery can answer 500), writes nothing, and
-// does not take down the writes it was grouped with.
+// does not take down the writes it was grouped with, nor the index journal
+// (a panic after SetIndex must still end the transaction's journal stage,
+// or every later write would wait for it).
 func TestPanicInUpdate(t *testing.T) {
 	for _, mode := range batchModes {
 		t.Run(mode.name, func(t *testing.T) {
@@ -776,7 +778,12 @@ func TestPanicInUpdate(t *testing.T) {
 					o := object(t, body("Patient"))
 					for i := range 10 {
 						id := fmt.Sprintf("ok-%d-%d", g, i)
-						err := s.Update(context.Background(), func(tx store.Tx) error { _, err := tx.Put("Patient", id, o); return err })
+						err := s.Update(context.Background(), func(tx store.Tx) error {
+							if _, err := tx.Put("Patient", id, o); err != nil {
+								return err
+							}
+							return tx.SetIndex("Patient", id, []store.IndexEntry{{Param: "p", Key: []byte("ok\x00")}})
+						})
 						if err != nil {
 							t.Errorf("%s: %v", id, err)
 						}
@@ -792,7 +799,11 @@ func TestPanicInUpdate(t *testing.T) {
 					}()
 					o := object(t, body("Patient"))
 					_ = s.Update(context.Background(), func(tx store.Tx) error {
-						if _, err := tx.Put("Patient", fmt.Sprintf("bad-%d", i), o); err != nil {
+						id := fmt.Sprintf("bad-%d", i)
+						if _, err := tx.Put("Patient", id, o); err != nil {
+							return err
+						}
+						if err := tx.SetIndex("Patient", id, []store.IndexEntry{{Param: "p", Key: []byte("bad\x00")}}); err != nil {
 							return err
 						}
 						panic("boom")
