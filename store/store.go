@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -84,9 +85,9 @@ type Options struct {
 	// MaxBatchSize caps the writes in one group commit (batch.go;
 	// DefaultMaxBatchSize when zero).
 	MaxBatchSize int
-	// IndexJournalMax is the number of journaled index keys that starts a
-	// fold into the index B+trees (journal.go; DefaultIndexJournalMax when
-	// zero).
+	// IndexJournalMax is the number of journaled index keys that starts
+	// folding them into the index B+trees, an eighth at a time (journal.go;
+	// DefaultIndexJournalMax when zero).
 	IndexJournalMax int
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
@@ -106,10 +107,11 @@ const FileName = "healthhub.db"
 
 // Bolt is the embedded bbolt-backed Store.
 type Bolt struct {
-	db      *bolt.DB
-	now     func() time.Time
-	group   *groupCommit
-	journal *journal
+	db        *bolt.DB
+	now       func() time.Time
+	group     *groupCommit
+	journal   *journal
+	foldChunk int // keys a fold applies (journal.go)
 
 	foldMu sync.Mutex
 	folds  sync.WaitGroup // a running fold of the journal
@@ -143,7 +145,7 @@ func Open(dir string, opt Options) (*Bolt, error) {
 	if opt.IndexJournalMax <= 0 {
 		opt.IndexJournalMax = DefaultIndexJournalMax
 	}
-	s := &Bolt{db: db, now: opt.Now}
+	s := &Bolt{db: db, now: opt.Now, foldChunk: max(1, opt.IndexJournalMax/foldChunks)}
 	s.group = &groupCommit{run: s.writeTx, max: opt.MaxBatchSize}
 	if s.now == nil {
 		s.now = time.Now
@@ -266,14 +268,22 @@ func (s *Bolt) startFold() {
 		defer s.folds.Done()
 		defer s.journal.folding.Store(false)
 		// An error leaves the journal as it was; the next commit retries.
-		_ = s.group.update(func(t *boltTx) error { return t.foldJournal() })
+		_ = s.group.update(func(t *boltTx) error { _, err := t.foldJournal(s.foldChunk); return err })
 	}()
 }
 
-// FoldIndexJournal folds the index journal into the B+trees now (reindex,
-// tests); writes do it on their own when the journal is full.
+// FoldIndexJournal folds the whole index journal into the B+trees now
+// (tests, benchmarks); writes fold it a chunk at a time when it is full.
 func (s *Bolt) FoldIndexJournal(ctx context.Context) error {
-	return s.Update(ctx, func(t Tx) error { return t.(*boltTx).foldJournal() })
+	// The rest of a pass under way, then a whole pass in one chunk, after
+	// which no record is needed.
+	for range 2 {
+		err := s.Update(ctx, func(t Tx) error { _, err := t.(*boltTx).foldJournal(math.MaxInt); return err })
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Stats implements Store.
