@@ -357,3 +357,52 @@ func TestIndexJournalChunkedFolds(t *testing.T) {
 		t.Errorf("%d keys left in the journal after folding it all", keys)
 	}
 }
+
+// TestIndexJournalBackpressure: writers that add index keys faster than
+// folds take them out wait, so the journal stays near its bound (twice
+// it, plus what one group commit adds) instead of growing with the load.
+func TestIndexJournalBackpressure(t *testing.T) {
+	const max, writers, each, keys = 40, 8, 60, 5
+	s := openStore(t, store.Options{IndexJournalMax: max})
+	ctx := context.Background()
+	var peak atomic.Int64
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			o := object(t, body("Patient"))
+			for i := range each {
+				id := fmt.Sprintf("w%d-%d", w, i)
+				err := s.Update(ctx, func(tx store.Tx) error {
+					if _, err := tx.Put("Patient", id, o); err != nil {
+						return err
+					}
+					es := make([]store.IndexEntry, keys)
+					for k := range es {
+						es[k] = store.IndexEntry{Param: "p", Key: []byte(fmt.Sprintf("%s-%d\x00", id, k))}
+					}
+					return tx.SetIndex("Patient", id, es)
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if n := int64(s.Stats().JournalKeys); n > peak.Load() {
+					peak.Store(n)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if limit := int64(2*max + writers*keys); peak.Load() > limit {
+		t.Errorf("the journal reached %d keys, want at most %d", peak.Load(), limit)
+	}
+	var n int
+	if err := s.View(ctx, func(tx store.Tx) error {
+		return tx.ScanIndex(ctx, "Patient", "p", nil, nil, func([]byte, string) bool { n++; return true })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != writers*each*keys {
+		t.Errorf("the index holds %d keys, want %d", n, writers*each*keys)
+	}
+}

@@ -44,7 +44,7 @@ const DefaultIndexJournalMax = 200_000
 
 // journalViews is how many recent versions readers can still pick from; a
 // read transaction whose version has gone starts again (View).
-const journalViews = 32
+const journalViews = 8
 
 // jentry is the journaled state of one index key: present, or removed
 // whatever the B+tree holds.
@@ -448,7 +448,29 @@ func (j *journal) finish(st *jstage, committed bool) (full bool) {
 	}
 	j.committing.Store(0)
 	j.cond.Broadcast()
-	return j.latest.Load().state.size() >= j.max
+	return j.size() >= j.max
+}
+
+// size is the number of keys the newest version holds.
+func (j *journal) size() int { return j.latest.Load().state.size() }
+
+// waitBelow blocks while the journal holds limit keys or more and a fold
+// runs.
+func (j *journal) waitBelow(limit int) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for j.size() >= limit && j.folding.Load() {
+		j.cond.Wait()
+	}
+}
+
+// stopFolding marks the end of a fold and wakes the writers that wait for
+// it.
+func (j *journal) stopFolding() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.folding.Store(false)
+	j.cond.Broadcast()
 }
 
 // viewAt returns the version that matches the snapshot of read transaction

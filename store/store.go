@@ -223,6 +223,14 @@ func (s *Bolt) Update(ctx context.Context, fn func(Tx) error) error {
 	if err != nil {
 		s.failedWrites.Add(1)
 	}
+	// Backpressure: when writes add index keys faster than folds take
+	// them out, the journal, and its memory, would grow without bound.
+	// Past twice its bound, a writer waits (its write committed) until
+	// folds have brought it back.
+	if s.journal.size() >= 2*s.journal.max {
+		s.startFold()
+		s.journal.waitBelow(2 * s.journal.max)
+	}
 	return err
 }
 
@@ -256,7 +264,8 @@ func (s *Bolt) writeTx(fn func(*boltTx) error) (err error) {
 }
 
 // startFold folds the index journal into the B+trees in the background,
-// through the group commit like any writer, unless a fold is running.
+// a chunk per write transaction through the group commit like any writer,
+// until it is below its bound again; unless a fold is running.
 func (s *Bolt) startFold() {
 	s.foldMu.Lock()
 	defer s.foldMu.Unlock()
@@ -266,10 +275,22 @@ func (s *Bolt) startFold() {
 	s.folds.Add(1)
 	go func() {
 		defer s.folds.Done()
-		defer s.journal.folding.Store(false)
-		// An error leaves the journal as it was; the next commit retries.
-		_ = s.group.update(func(t *boltTx) error { _, err := t.foldJournal(s.foldChunk); return err })
+		defer s.journal.stopFolding()
+		for !s.isClosed() {
+			// An error leaves the journal as it was; the next commit
+			// starts folding again.
+			err := s.group.update(func(t *boltTx) error { _, err := t.foldJournal(s.foldChunk); return err })
+			if err != nil || s.journal.size() < s.journal.max {
+				return
+			}
+		}
 	}()
+}
+
+func (s *Bolt) isClosed() bool {
+	s.foldMu.Lock()
+	defer s.foldMu.Unlock()
+	return s.closed
 }
 
 // FoldIndexJournal folds the whole index journal into the B+trees now
