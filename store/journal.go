@@ -266,6 +266,7 @@ type journal struct {
 	committing atomic.Uint64 // id of a registered write transaction; 0: none
 	folding    atomic.Bool
 	folds      atomic.Uint64 // committed
+	foldTime   atomic.Int64  // nanoseconds the background folds took
 }
 
 type jview struct {

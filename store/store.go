@@ -76,6 +76,9 @@ type Stats struct {
 	PageWrites   uint64 // writes bbolt made at commits: a page, or a run of overflow pages, each
 	JournalKeys  int    // index keys waiting in the journal (journal.go)
 	JournalFolds uint64 // folds of the journal into the index B+trees
+	// JournalFoldTime is the time the folds took, commit included: writes
+	// that arrive during one wait for it.
+	JournalFoldTime time.Duration
 }
 
 // Options for Open.
@@ -279,7 +282,9 @@ func (s *Bolt) startFold() {
 		for !s.isClosed() {
 			// An error leaves the journal as it was; the next commit
 			// starts folding again.
+			start := time.Now()
 			err := s.group.update(func(t *boltTx) error { _, err := t.foldJournal(s.foldChunk); return err })
+			s.journal.foldTime.Add(int64(time.Since(start)))
 			if err != nil || s.journal.size() < s.journal.max {
 				return
 			}
@@ -310,7 +315,8 @@ func (s *Bolt) FoldIndexJournal(ctx context.Context) error {
 // Stats implements Store.
 func (s *Bolt) Stats() Stats {
 	st := Stats{ReadTxs: s.readTxs.Load(), WriteTxs: s.writeTxs.Load(), FailedWrites: s.failedWrites.Load(),
-		Commits: s.commits.Load(), JournalKeys: s.journal.latest.Load().state.size(), JournalFolds: s.journal.folds.Load()}
+		Commits: s.commits.Load(), JournalKeys: s.journal.latest.Load().state.size(), JournalFolds: s.journal.folds.Load(),
+		JournalFoldTime: time.Duration(s.journal.foldTime.Load())}
 	dbStats := s.db.Stats()
 	st.PageWrites = uint64(dbStats.TxStats.GetWrite())
 	_ = s.db.View(func(tx *bolt.Tx) error { st.SizeBytes = tx.Size(); return nil })

@@ -451,7 +451,9 @@ func openBenchData() (*benchData, error) {
 			st.Close()
 			return nil, err
 		}
-		d.loadInfo = fmt.Sprintf("built in %s in %v", dir, time.Since(start).Round(time.Second))
+		js := st.Stats()
+		d.loadInfo = fmt.Sprintf("built in %s in %v; %d folds of the index journal, %.0f ms each on average",
+			dir, time.Since(start).Round(time.Second), js.JournalFolds, float64(js.JournalFoldTime.Milliseconds())/float64(max(js.JournalFolds, 1)))
 		if err := os.WriteFile(manifestPath, []byte(manifest), 0o600); err != nil {
 			return nil, err
 		}
@@ -920,4 +922,7 @@ func benchCreate(b *testing.B, indexed bool) {
 	after := st.Stats()
 	b.ReportMetric(float64(after.PageWrites-before.PageWrites)/float64(b.N), "pagewrites/write")
 	b.ReportMetric(float64(b.N)/float64(after.Commits-before.Commits), "writes/commit")
+	if folds := after.JournalFolds - before.JournalFolds; folds > 0 {
+		b.ReportMetric(float64((after.JournalFoldTime-before.JournalFoldTime).Milliseconds())/float64(folds), "ms/fold")
+	}
 }
