@@ -57,12 +57,21 @@ func (h *Handlers) requestID(c *gin.Context) {
 	c.Next()
 }
 
+// AccessLogMessage is the message of the access log's lines.
+const AccessLogMessage = "request"
+
 // accessLog writes one line per request and records the metrics. It logs
 // the route pattern, never the URL: paths and queries carry patient data.
+//
+// It hands the record to the handler itself rather than through
+// Logger.Log: that would capture the caller's PC (a stack walk on every
+// request, for a source that is always this function) and box every
+// attribute.
 func (h *Handlers) accessLog(c *gin.Context) {
 	start := time.Now()
 	c.Next()
-	elapsed := time.Since(start)
+	end := time.Now()
+	elapsed := end.Sub(start)
 	route := c.FullPath()
 	if route == "" {
 		route = "unmatched"
@@ -73,25 +82,32 @@ func (h *Handlers) accessLog(c *gin.Context) {
 		code = "other"
 	}
 	h.metrics.observe(code, resourceTypeLabel(c.Param("type")), status, elapsed)
-	attrs := []any{
-		"request_id", requestID(c),
-		"method", c.Request.Method,
-		"route", route,
-		"status", status,
-		"duration_ms", float64(elapsed.Microseconds()) / 1000,
-		"bytes", c.Writer.Size(),
-	}
-	if client := c.GetString(ctxClient); client != "" {
-		attrs = append(attrs, "client_id", client)
-	}
 	level := slog.LevelInfo
-	if cause, ok := c.Get(ctxCause); ok {
-		attrs = append(attrs, "error", fmt.Sprint(cause))
-		if status >= 500 {
-			level = slog.LevelError
-		}
+	cause, failed := c.Get(ctxCause)
+	if failed && status >= 500 {
+		level = slog.LevelError
 	}
-	h.log.Log(c.Request.Context(), level, "request", attrs...)
+	ctx := c.Request.Context()
+	lh := h.log.Handler()
+	if !lh.Enabled(ctx, level) {
+		return
+	}
+	r := slog.NewRecord(end, level, AccessLogMessage, 0)
+	r.AddAttrs(
+		slog.String("request_id", requestID(c)),
+		slog.String("method", c.Request.Method),
+		slog.String("route", route),
+		slog.Int("status", status),
+		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+		slog.Int("bytes", c.Writer.Size()),
+	)
+	if client := c.GetString(ctxClient); client != "" {
+		r.AddAttrs(slog.String("client_id", client))
+	}
+	if failed {
+		r.AddAttrs(slog.String("error", fmt.Sprint(cause)))
+	}
+	_ = lh.Handle(ctx, r)
 }
 
 // recover turns a panic into a 500 OperationOutcome that leaks nothing;
