@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -18,7 +19,26 @@ import (
 const (
 	mimeFHIRJSON = "application/fhir+json"
 	mimeJSON     = "application/json"
+
+	contentTypeFHIRJSON = mimeFHIRJSON + "; charset=utf-8"
+	contentTypeJSON     = mimeJSON + "; charset=utf-8"
 )
+
+// Response header names set on every response, in canonical form (ETag's
+// is Etag) for setHeader.
+const (
+	headerETag          = "Etag"
+	headerLastModified  = "Last-Modified"
+	headerContentLength = "Content-Length"
+	headerWarning       = "Warning"
+)
+
+// setHeader sets a response header whose name is already in canonical form
+// (http.CanonicalHeaderKey; TestHeaderNamesAreCanonical checks the
+// constants): Header().Set would canonicalize it again on every response.
+func setHeader(c *gin.Context, canonicalName, value string) {
+	c.Writer.Header()[canonicalName] = []string{value}
+}
 
 // negotiate decides the response format from _format and Accept. JSON is
 // all we write; a request for XML or anything else we cannot produce is
@@ -32,8 +52,9 @@ func negotiate(c *gin.Context) error {
 		return fhir.Errorf(fhir.NotAcceptable, "not-supported", "_format=%s is not supported: this server speaks JSON (json, application/fhir+json, application/json)", f)
 	}
 	accept := c.GetHeader("Accept")
-	if accept == "" {
-		return nil
+	switch accept {
+	case "", mimeFHIRJSON, mimeJSON, "*/*":
+		return nil // what nearly every client sends, without parsing it
 	}
 	for _, part := range strings.Split(accept, ",") {
 		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
@@ -84,22 +105,32 @@ func (h *Handlers) readRaw(c *gin.Context) ([]byte, error) {
 }
 
 // writeJSON writes a JSON body in the negotiated content type, indented
-// when _pretty=true.
+// when _pretty=true. It sets Content-Length: without it, net/http sends a
+// body over 2 kB chunked, framing it and the end on the wire.
 func (h *Handlers) writeJSON(c *gin.Context, status int, body []byte) {
-	if c.Query("_pretty") == "true" {
+	if c.Request.URL.RawQuery != "" && c.Query("_pretty") == "true" {
 		var b bytes.Buffer
 		if json.Indent(&b, body, "", "  ") == nil {
 			body = b.Bytes()
 		}
 	}
-	ct := mimeFHIRJSON
+	ct := contentTypeFHIRJSON
 	if a := c.GetHeader("Accept"); strings.Contains(a, mimeJSON) && !strings.Contains(a, mimeFHIRJSON) {
-		ct = mimeJSON
+		ct = contentTypeJSON
 	}
-	c.Data(status, ct+"; charset=utf-8", body)
+	if bodyAllowed(status) {
+		setHeader(c, headerContentLength, strconv.Itoa(len(body)))
+	}
+	c.Data(status, ct, body)
+}
+
+// bodyAllowed reports whether a response of status has a body (RFC 9110
+// 6.4.1); the others must not carry Content-Length.
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
 func setVersionHeaders(c *gin.Context, r *fhir.Resource) {
-	c.Header("ETag", r.ETag())
-	c.Header("Last-Modified", r.LastUpdated.Format(http.TimeFormat))
+	setHeader(c, headerETag, r.ETag())
+	setHeader(c, headerLastModified, r.LastUpdated.Format(http.TimeFormat))
 }
