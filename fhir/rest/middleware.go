@@ -10,16 +10,37 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"healthhub/auth"
 )
 
 const (
-	ctxRequestID = "healthhub.request_id"
-	ctxCause     = "healthhub.cause"
-	ctxClient    = "healthhub.client_id"
-	headerReqID  = "X-Request-Id"
+	ctxRequest  = "healthhub.request"
+	headerReqID = "X-Request-Id"
 )
 
-func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }
+// requestState is what the middleware and the handlers know of one
+// request. It is one value in the gin context rather than a key each:
+// every c.Set takes the context's lock and boxes its value.
+type requestState struct {
+	id         string
+	authorized bool // principal is set
+	principal  auth.Principal
+	cause      error // behind an error response, for the log only
+}
+
+// state is c's requestState; an empty one (never nil) on a request that
+// did not pass through requestID.
+func state(c *gin.Context) *requestState {
+	if v, ok := c.Get(ctxRequest); ok {
+		return v.(*requestState)
+	}
+	st := &requestState{}
+	c.Set(ctxRequest, st)
+	return st
+}
+
+func requestID(c *gin.Context) string { return state(c).id }
 
 // validRequestID accepts a caller's id only when it is short and plain, so
 // it cannot forge log lines or headers.
@@ -43,16 +64,19 @@ func (h *Handlers) Middleware() []gin.HandlerFunc {
 }
 
 func (h *Handlers) requestID(c *gin.Context) {
-	id := c.GetHeader(headerReqID)
+	var id string
+	if v := c.Request.Header[headerReqID]; len(v) > 0 {
+		id = v[0]
+	}
 	if !validRequestID(id) {
 		var b [16]byte
 		_, _ = rand.Read(b[:])
 		id = hex.EncodeToString(b[:])
 	}
-	c.Set(ctxRequestID, id)
-	c.Header(headerReqID, id)
+	c.Set(ctxRequest, &requestState{id: id})
+	setHeader(c, headerReqID, id)
 	if h.auth == nil {
-		c.Header("Warning", authOffWarning)
+		setHeader(c, headerWarning, authOffWarning)
 	}
 	c.Next()
 }
@@ -82,9 +106,9 @@ func (h *Handlers) accessLog(c *gin.Context) {
 		code = "other"
 	}
 	h.metrics.observe(code, resourceTypeLabel(c.Param("type")), status, elapsed)
+	st := state(c)
 	level := slog.LevelInfo
-	cause, failed := c.Get(ctxCause)
-	if failed && status >= 500 {
+	if st.cause != nil && status >= 500 {
 		level = slog.LevelError
 	}
 	ctx := c.Request.Context()
@@ -94,18 +118,18 @@ func (h *Handlers) accessLog(c *gin.Context) {
 	}
 	r := slog.NewRecord(end, level, AccessLogMessage, 0)
 	r.AddAttrs(
-		slog.String("request_id", requestID(c)),
+		slog.String("request_id", st.id),
 		slog.String("method", c.Request.Method),
 		slog.String("route", route),
 		slog.Int("status", status),
 		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 		slog.Int("bytes", c.Writer.Size()),
 	)
-	if client := c.GetString(ctxClient); client != "" {
-		r.AddAttrs(slog.String("client_id", client))
+	if st.authorized && st.principal.Client != "" {
+		r.AddAttrs(slog.String("client_id", st.principal.Client))
 	}
-	if failed {
-		r.AddAttrs(slog.String("error", fmt.Sprint(cause)))
+	if st.cause != nil {
+		r.AddAttrs(slog.String("error", fmt.Sprint(st.cause)))
 	}
 	_ = lh.Handle(ctx, r)
 }
