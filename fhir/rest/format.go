@@ -44,7 +44,7 @@ func setHeader(c *gin.Context, canonicalName, value string) {
 // all we write; a request for XML or anything else we cannot produce is
 // 406. It runs before the handler, so a refused request does no work.
 func negotiate(c *gin.Context) error {
-	if f, ok := c.GetQuery("_format"); ok {
+	if f, ok := queryValue(c, "_format"); ok {
 		switch strings.TrimSpace(strings.SplitN(f, ";", 2)[0]) {
 		case "json", mimeJSON, mimeFHIRJSON:
 			return nil
@@ -70,6 +70,15 @@ func negotiate(c *gin.Context) error {
 		}
 	}
 	return fhir.Errorf(fhir.NotAcceptable, "not-supported", "Accept: %s cannot be served: this server speaks JSON (application/fhir+json)", accept)
+}
+
+// queryValue is c.GetQuery without parsing (and allocating) an empty query
+// string, as most requests have.
+func queryValue(c *gin.Context, key string) (string, bool) {
+	if c.Request.URL.RawQuery == "" {
+		return "", false
+	}
+	return c.GetQuery(key)
 }
 
 // readBody reads a request body of at most h.maxBody bytes whose media type
@@ -108,7 +117,7 @@ func (h *Handlers) readRaw(c *gin.Context) ([]byte, error) {
 // when _pretty=true. It sets Content-Length: without it, net/http sends a
 // body over 2 kB chunked, framing it and the end on the wire.
 func (h *Handlers) writeJSON(c *gin.Context, status int, body []byte) {
-	if c.Request.URL.RawQuery != "" && c.Query("_pretty") == "true" {
+	if v, _ := queryValue(c, "_pretty"); v == "true" {
 		var b bytes.Buffer
 		if json.Indent(&b, body, "", "  ") == nil {
 			body = b.Bytes()
