@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -30,6 +31,7 @@ const (
 	headerETag          = "Etag"
 	headerLastModified  = "Last-Modified"
 	headerContentLength = "Content-Length"
+	headerContentType   = "Content-Type"
 	headerWarning       = "Warning"
 )
 
@@ -127,10 +129,19 @@ func (h *Handlers) writeJSON(c *gin.Context, status int, body []byte) {
 	if a := c.GetHeader("Accept"); strings.Contains(a, mimeJSON) && !strings.Contains(a, mimeFHIRJSON) {
 		ct = contentTypeJSON
 	}
-	if bodyAllowed(status) {
-		setHeader(c, headerContentLength, strconv.Itoa(len(body)))
+	// What c.Data does, without boxing a render.Data and allocating its
+	// content type's header slice.
+	setHeader(c, headerContentType, ct)
+	c.Status(status)
+	if !bodyAllowed(status) {
+		c.Writer.WriteHeaderNow()
+		return
 	}
-	c.Data(status, ct, body)
+	setHeader(c, headerContentLength, strconv.Itoa(len(body)))
+	if _, err := c.Writer.Write(body); err != nil {
+		_ = c.Error(err)
+		c.Abort()
+	}
 }
 
 // bodyAllowed reports whether a response of status has a body (RFC 9110
@@ -141,5 +152,28 @@ func bodyAllowed(status int) bool {
 
 func setVersionHeaders(c *gin.Context, r *fhir.Resource) {
 	setHeader(c, headerETag, r.ETag())
-	setHeader(c, headerLastModified, r.LastUpdated.Format(http.TimeFormat))
+	var b [len(http.TimeFormat)]byte
+	setHeader(c, headerLastModified, string(appendHTTPTime(b[:0], r.LastUpdated)))
+}
+
+// appendHTTPTime appends t in http.TimeFormat (RFC 9110's IMF-fixdate), as
+// net/http formats its Date header: several times faster than t.Format,
+// on every read.
+func appendHTTPTime(b []byte, t time.Time) []byte {
+	const days = "SunMonTueWedThuFriSat"
+	const months = "JanFebMarAprMayJunJulAugSepOctNovDec"
+	t = t.UTC()
+	yy, mm, dd := t.Date()
+	hh, mn, ss := t.Clock()
+	day := days[3*t.Weekday():]
+	mon := months[3*(mm-1):]
+	return append(b,
+		day[0], day[1], day[2], ',', ' ',
+		byte('0'+dd/10), byte('0'+dd%10), ' ',
+		mon[0], mon[1], mon[2], ' ',
+		byte('0'+yy/1000), byte('0'+(yy/100)%10), byte('0'+(yy/10)%10), byte('0'+yy%10), ' ',
+		byte('0'+hh/10), byte('0'+hh%10), ':',
+		byte('0'+mn/10), byte('0'+mn%10), ':',
+		byte('0'+ss/10), byte('0'+ss%10), ' ',
+		'G', 'M', 'T')
 }
