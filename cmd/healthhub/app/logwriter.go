@@ -14,9 +14,10 @@ import (
 // about 4 µs of CPU per request (plus the wake-ups around it), a few
 // percent of a read. Lines reach the log at most logFlushInterval after
 // they were written, or as soon as logBufferSize bytes are waiting. A clean
-// stop (SIGTERM, SIGINT, an error return) flushes everything; a crash
-// (SIGKILL, a Go runtime fatal error, power loss) loses at most the last
-// logFlushInterval of access lines. Every other record (startup,
+// stop (SIGTERM, SIGINT, an error return) flushes everything; a crash (a
+// panic outside a request, a Go runtime fatal error, SIGKILL or another
+// signal, power loss) loses at most the last logFlushInterval of access
+// lines. Every other record (startup,
 // shutdown, warnings, errors, panics) is flushed at once (promptHandler).
 const (
 	logFlushInterval = 100 * time.Millisecond
