@@ -106,8 +106,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer lw.Close() // every return below flushes the log
 	var lh slog.Handler
 	switch logFormat {
-	case "text", "json":
-		lh = newPlainHandler(lw, logFormat == "json")
+	case "text":
+		lh = slog.NewTextHandler(lw, nil)
+	case "json":
+		lh = slog.NewJSONHandler(lw, nil)
 	default:
 		fmt.Fprintf(stderr, "healthhub serve: --log-format %q: use text or json\n", logFormat)
 		return 2
