@@ -119,12 +119,35 @@ func BenchmarkReadAuth(b *testing.B) {
 // auth on (requests carry the harness client's token) or off.
 func startBenchTarget(b *testing.B, authOff bool) *benchTarget {
 	b.Helper()
+	dir, body := seedBenchData(b)
+	tg := &benchTarget{body: body}
+	tr := &http.Transport{MaxIdleConns: 2 * benchConns, MaxIdleConnsPerHost: 2 * benchConns, DisableCompression: true}
+	tg.hc = &http.Client{Transport: withToken(tr), Timeout: 30 * time.Second}
+	b.Cleanup(tr.CloseIdleConnections)
+	if os.Getenv("HEALTHHUB_BENCH_INPROCESS") == "1" {
+		s := startServer(b, app.Config{DataDir: dir, AuthOff: authOff})
+		tg.root, tg.base = s.root, s.base
+	} else {
+		var args []string
+		if authOff {
+			args = []string{"--auth", "off"}
+		}
+		c := startChild(b, dir, args...)
+		tg.root, tg.base, tg.pid = c.root, c.base, c.cmd.Process.Pid
+	}
+	return tg
+}
+
+// seedBenchData makes a data directory with the benchmarks' Patients and
+// returns it and the Synthea Patient they are copies of.
+func seedBenchData(b *testing.B) (dir string, body []byte) {
+	b.Helper()
 	body, err := os.ReadFile("../testdata/synthea-patient.json")
 	if err != nil {
 		b.Fatal(err)
 	}
 	body = bytes.TrimSpace(body)
-	dir := childDataDir(b)
+	dir = childDataDir(b)
 	s, err := store.Open(dir, store.Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -154,23 +177,7 @@ func startBenchTarget(b *testing.B, authOff bool) *benchTarget {
 	if err != nil {
 		b.Fatal(err)
 	}
-
-	tg := &benchTarget{body: body}
-	tr := &http.Transport{MaxIdleConns: 2 * benchConns, MaxIdleConnsPerHost: 2 * benchConns, DisableCompression: true}
-	tg.hc = &http.Client{Transport: withToken(tr), Timeout: 30 * time.Second}
-	b.Cleanup(tr.CloseIdleConnections)
-	if os.Getenv("HEALTHHUB_BENCH_INPROCESS") == "1" {
-		s := startServer(b, app.Config{DataDir: dir, AuthOff: authOff})
-		tg.root, tg.base = s.root, s.base
-	} else {
-		var args []string
-		if authOff {
-			args = []string{"--auth", "off"}
-		}
-		c := startChild(b, dir, args...)
-		tg.root, tg.base, tg.pid = c.root, c.base, c.cmd.Process.Pid
-	}
-	return tg
+	return dir, body
 }
 
 func benchWithID(b *testing.B, body []byte, id string) []byte {

@@ -32,7 +32,9 @@ type childServer struct {
 // schema load takes ~0.2 s, more under -race.
 const childStartTimeout = 20 * time.Second
 
-var servingLine = regexp.MustCompile(`msg="healthhub serving" addr=(\S+)`)
+// servingLine finds the address in the "healthhub serving" line, in text
+// or (--log-format json) JSON.
+var servingLine = regexp.MustCompile(`msg="healthhub serving" addr=(\S+)|"msg":"healthhub serving","addr":"([^"]+)"`)
 
 // spawnChild starts `healthhub serve --data dataDir` plus args (default
 // --addr 127.0.0.1:0) with its stderr in a file, and does not wait. The
@@ -94,7 +96,7 @@ func (c *childServer) waitServing(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for c.root == "" {
 		if m := servingLine.FindStringSubmatch(c.log()); m != nil {
-			c.root = "http://" + m[1]
+			c.root = "http://" + m[1] + m[2]
 			c.base = c.root + "/fhir"
 			break
 		}

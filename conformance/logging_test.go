@@ -2,11 +2,15 @@ package conformance_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"healthhub/cmd/healthhub/app"
 )
@@ -55,5 +59,76 @@ func TestAccessLogHasNoPatientData(t *testing.T) {
 		if !strings.Contains(log, want) {
 			t.Errorf("the log lacks %s:\n%s", want, log)
 		}
+	}
+}
+
+// The served log (buffered, its plain lines formatted by serve itself) has
+// one line per request with every field, in both formats: the lines reach
+// the file while the server runs (within the flush interval), and all of
+// them by a clean stop.
+func TestServeAccessLogFormats(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			c := startChild(t, childDataDir(t), "--log-format", format)
+			put(t, &server{base: c.base}, "Patient", "log1", loadFixture(t, "Patient"))
+			if r := do(t, http.MethodGet, c.base+"/Patient/log1", nil, "X-Request-Id", "trace-"+format); r.status != http.StatusOK {
+				t.Fatalf("read: %d %s", r.status, r.body)
+			}
+			do(t, http.MethodGet, c.base+"/Patient/absent-1961", nil)
+			deadline := time.Now().Add(2 * time.Second)
+			for !strings.Contains(c.log(), "trace-"+format) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the read's line is not in the log after 2 s:\n%s", c.logTail(10))
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			c.signal(syscall.SIGTERM)
+			if code, err := c.wait(15 * time.Second); err != nil || code != 0 {
+				t.Fatalf("exit %d, %v", code, err)
+			}
+			log := c.log()
+			if strings.Contains(log, "absent-1961") {
+				t.Errorf("the log has the URL's id:\n%s", log)
+			}
+			var access []map[string]any
+			for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
+				fields := map[string]any{}
+				if format == "json" {
+					if err := json.Unmarshal([]byte(line), &fields); err != nil {
+						t.Fatalf("not a JSON line: %q: %v", line, err)
+					}
+				} else {
+					for _, kv := range strings.Fields(line) {
+						if k, v, ok := strings.Cut(kv, "="); ok {
+							fields[k] = v
+						}
+					}
+				}
+				if fields["msg"] == "request" {
+					access = append(access, fields)
+				}
+			}
+			routes := map[string]bool{}
+			for _, f := range access {
+				keys := []string{"time", "level", "request_id", "method", "route", "status", "duration_ms", "bytes"}
+				if strings.HasPrefix(fmt.Sprint(f["route"]), "/fhir/") {
+					keys = append(keys, "client_id") // an authorized request
+				}
+				for _, k := range keys {
+					if _, ok := f[k]; !ok {
+						t.Errorf("an access line lacks %s: %v", k, f)
+					}
+				}
+				routes[fmt.Sprint(f["method"], " ", f["route"], " ", f["status"])] = true
+			}
+			for _, want := range []string{"PUT /fhir/:type/:id 201", "GET /fhir/:type/:id 200", "GET /fhir/:type/:id 404"} {
+				if !routes[want] {
+					t.Errorf("no access line for %s in %v", want, routes)
+				}
+			}
+			if !strings.Contains(log, "stopped cleanly") {
+				t.Errorf("no \"stopped cleanly\":\n%s", c.logTail(5))
+			}
+		})
 	}
 }

@@ -10,8 +10,6 @@ import (
 	"healthhub/fhir"
 )
 
-const ctxPrincipal = "healthhub.principal"
-
 // authOffWarning is sent on every response of a server run with --auth=off.
 const authOffWarning = `199 healthhub "authentication is off: every request runs as an all-powerful local principal"`
 
@@ -53,8 +51,8 @@ func (h *Handlers) authorized(code string, next gin.HandlerFunc) gin.HandlerFunc
 			h.writeOutcome(c, http.StatusForbidden, issue("forbidden", "this request needs scope "+auth.Needed(typ, perm)))
 			return
 		}
-		c.Set(ctxPrincipal, p)
-		c.Set(ctxClient, p.Client)
+		st := state(c)
+		st.principal, st.authorized = p, true
 		next(c)
 	}
 }
@@ -62,8 +60,8 @@ func (h *Handlers) authorized(code string, next gin.HandlerFunc) gin.HandlerFunc
 // principal is the caller authorized set; the local principal only when
 // auth is off (a route without authorized never reaches a service).
 func (h *Handlers) principal(c *gin.Context) auth.Principal {
-	if p, ok := c.Get(ctxPrincipal); ok {
-		return p.(auth.Principal)
+	if st := state(c); st.authorized {
+		return st.principal
 	}
 	if h.auth == nil {
 		return auth.Local()

@@ -8,7 +8,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -18,13 +20,33 @@ import (
 const (
 	mimeFHIRJSON = "application/fhir+json"
 	mimeJSON     = "application/json"
+
+	contentTypeFHIRJSON = mimeFHIRJSON + "; charset=utf-8"
+	contentTypeJSON     = mimeJSON + "; charset=utf-8"
 )
+
+// Response header names set on every response, in canonical form (ETag's
+// is Etag) for setHeader.
+const (
+	headerETag          = "Etag"
+	headerLastModified  = "Last-Modified"
+	headerContentLength = "Content-Length"
+	headerContentType   = "Content-Type"
+	headerWarning       = "Warning"
+)
+
+// setHeader sets a response header whose name is already in canonical form
+// (http.CanonicalHeaderKey; TestHeaderNamesAreCanonical checks the
+// constants): Header().Set would canonicalize it again on every response.
+func setHeader(c *gin.Context, canonicalName, value string) {
+	c.Writer.Header()[canonicalName] = []string{value}
+}
 
 // negotiate decides the response format from _format and Accept. JSON is
 // all we write; a request for XML or anything else we cannot produce is
 // 406. It runs before the handler, so a refused request does no work.
 func negotiate(c *gin.Context) error {
-	if f, ok := c.GetQuery("_format"); ok {
+	if f, ok := queryValue(c, "_format"); ok {
 		switch strings.TrimSpace(strings.SplitN(f, ";", 2)[0]) {
 		case "json", mimeJSON, mimeFHIRJSON:
 			return nil
@@ -32,8 +54,9 @@ func negotiate(c *gin.Context) error {
 		return fhir.Errorf(fhir.NotAcceptable, "not-supported", "_format=%s is not supported: this server speaks JSON (json, application/fhir+json, application/json)", f)
 	}
 	accept := c.GetHeader("Accept")
-	if accept == "" {
-		return nil
+	switch accept {
+	case "", mimeFHIRJSON, mimeJSON, "*/*":
+		return nil // what nearly every client sends, without parsing it
 	}
 	for _, part := range strings.Split(accept, ",") {
 		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
@@ -49,6 +72,15 @@ func negotiate(c *gin.Context) error {
 		}
 	}
 	return fhir.Errorf(fhir.NotAcceptable, "not-supported", "Accept: %s cannot be served: this server speaks JSON (application/fhir+json)", accept)
+}
+
+// queryValue is c.GetQuery without parsing (and allocating) an empty query
+// string, as most requests have.
+func queryValue(c *gin.Context, key string) (string, bool) {
+	if c.Request.URL.RawQuery == "" {
+		return "", false
+	}
+	return c.GetQuery(key)
 }
 
 // readBody reads a request body of at most h.maxBody bytes whose media type
@@ -84,22 +116,64 @@ func (h *Handlers) readRaw(c *gin.Context) ([]byte, error) {
 }
 
 // writeJSON writes a JSON body in the negotiated content type, indented
-// when _pretty=true.
+// when _pretty=true. It sets Content-Length: without it, net/http sends a
+// body over 2 kB chunked, framing it and the end on the wire.
 func (h *Handlers) writeJSON(c *gin.Context, status int, body []byte) {
-	if c.Query("_pretty") == "true" {
+	if v, _ := queryValue(c, "_pretty"); v == "true" {
 		var b bytes.Buffer
 		if json.Indent(&b, body, "", "  ") == nil {
 			body = b.Bytes()
 		}
 	}
-	ct := mimeFHIRJSON
+	ct := contentTypeFHIRJSON
 	if a := c.GetHeader("Accept"); strings.Contains(a, mimeJSON) && !strings.Contains(a, mimeFHIRJSON) {
-		ct = mimeJSON
+		ct = contentTypeJSON
 	}
-	c.Data(status, ct+"; charset=utf-8", body)
+	// What c.Data does, without boxing a render.Data and allocating its
+	// content type's header slice.
+	setHeader(c, headerContentType, ct)
+	c.Status(status)
+	if !bodyAllowed(status) {
+		c.Writer.WriteHeaderNow()
+		return
+	}
+	setHeader(c, headerContentLength, strconv.Itoa(len(body)))
+	if _, err := c.Writer.Write(body); err != nil {
+		_ = c.Error(err)
+		c.Abort()
+	}
+}
+
+// bodyAllowed reports whether a response of status has a body (RFC 9110
+// 6.4.1); the others must not carry Content-Length.
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
 func setVersionHeaders(c *gin.Context, r *fhir.Resource) {
-	c.Header("ETag", r.ETag())
-	c.Header("Last-Modified", r.LastUpdated.Format(http.TimeFormat))
+	setHeader(c, headerETag, r.ETag())
+	var b [len(http.TimeFormat)]byte
+	setHeader(c, headerLastModified, string(appendHTTPTime(b[:0], r.LastUpdated)))
+}
+
+// appendHTTPTime appends t in http.TimeFormat (RFC 9110's IMF-fixdate), as
+// net/http formats its Date header: several times faster than t.Format,
+// on every read.
+func appendHTTPTime(b []byte, t time.Time) []byte {
+	const days = "SunMonTueWedThuFriSat"
+	const months = "JanFebMarAprMayJunJulAugSepOctNovDec"
+	t = t.UTC()
+	yy, mm, dd := t.Date()
+	hh, mn, ss := t.Clock()
+	day := days[3*t.Weekday():]
+	mon := months[3*(mm-1):]
+	return append(b,
+		day[0], day[1], day[2], ',', ' ',
+		byte('0'+dd/10), byte('0'+dd%10), ' ',
+		mon[0], mon[1], mon[2], ' ',
+		byte('0'+yy/1000), byte('0'+(yy/100)%10), byte('0'+(yy/10)%10), byte('0'+yy%10), ' ',
+		byte('0'+hh/10), byte('0'+hh%10), ':',
+		byte('0'+mn/10), byte('0'+mn%10), ':',
+		byte('0'+ss/10), byte('0'+ss%10), ' ',
+		'G', 'M', 'T')
 }

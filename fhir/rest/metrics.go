@@ -2,6 +2,7 @@ package rest
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,6 +13,22 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+
+	// series caches the children of requests and latency by label values:
+	// WithLabelValues validates, hashes and looks up its labels (and the
+	// status is formatted) on every request. Its keys are as bounded as the
+	// label sets.
+	series sync.Map // seriesKey -> *series
+}
+
+type seriesKey struct {
+	interaction, typ string
+	status           int
+}
+
+type series struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -45,6 +62,15 @@ func resourceTypeLabel(t string) string {
 }
 
 func (m *metrics) observe(interaction, typ string, status int, d time.Duration) {
-	m.requests.WithLabelValues(interaction, typ, strconv.Itoa(status)).Inc()
-	m.latency.WithLabelValues(interaction).Observe(d.Seconds())
+	k := seriesKey{interaction, typ, status}
+	v, ok := m.series.Load(k)
+	if !ok {
+		v, _ = m.series.LoadOrStore(k, &series{
+			requests: m.requests.WithLabelValues(interaction, typ, strconv.Itoa(status)),
+			latency:  m.latency.WithLabelValues(interaction),
+		})
+	}
+	s := v.(*series)
+	s.requests.Inc()
+	s.latency.Observe(d.Seconds())
 }

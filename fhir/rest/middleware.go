@@ -10,16 +10,37 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"healthhub/auth"
 )
 
 const (
-	ctxRequestID = "healthhub.request_id"
-	ctxCause     = "healthhub.cause"
-	ctxClient    = "healthhub.client_id"
-	headerReqID  = "X-Request-Id"
+	ctxRequest  = "healthhub.request"
+	headerReqID = "X-Request-Id"
 )
 
-func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }
+// requestState is what the middleware and the handlers know of one
+// request. It is one value in the gin context rather than a key each:
+// every c.Set takes the context's lock and boxes its value.
+type requestState struct {
+	id         string
+	authorized bool // principal is set
+	principal  auth.Principal
+	cause      error // behind an error response, for the log only
+}
+
+// state is c's requestState; an empty one (never nil) on a request that
+// did not pass through requestID.
+func state(c *gin.Context) *requestState {
+	if v, ok := c.Get(ctxRequest); ok {
+		return v.(*requestState)
+	}
+	st := &requestState{}
+	c.Set(ctxRequest, st)
+	return st
+}
+
+func requestID(c *gin.Context) string { return state(c).id }
 
 // validRequestID accepts a caller's id only when it is short and plain, so
 // it cannot forge log lines or headers.
@@ -43,26 +64,38 @@ func (h *Handlers) Middleware() []gin.HandlerFunc {
 }
 
 func (h *Handlers) requestID(c *gin.Context) {
-	id := c.GetHeader(headerReqID)
+	var id string
+	if v := c.Request.Header[headerReqID]; len(v) > 0 {
+		id = v[0]
+	}
 	if !validRequestID(id) {
 		var b [16]byte
 		_, _ = rand.Read(b[:])
 		id = hex.EncodeToString(b[:])
 	}
-	c.Set(ctxRequestID, id)
-	c.Header(headerReqID, id)
+	c.Set(ctxRequest, &requestState{id: id})
+	setHeader(c, headerReqID, id)
 	if h.auth == nil {
-		c.Header("Warning", authOffWarning)
+		setHeader(c, headerWarning, authOffWarning)
 	}
 	c.Next()
 }
 
+// AccessLogMessage is the message of the access log's lines.
+const AccessLogMessage = "request"
+
 // accessLog writes one line per request and records the metrics. It logs
 // the route pattern, never the URL: paths and queries carry patient data.
+//
+// It hands the record to the handler itself rather than through
+// Logger.Log: that would capture the caller's PC (a stack walk on every
+// request, for a source that is always this function) and box every
+// attribute.
 func (h *Handlers) accessLog(c *gin.Context) {
 	start := time.Now()
 	c.Next()
-	elapsed := time.Since(start)
+	end := time.Now()
+	elapsed := end.Sub(start)
 	route := c.FullPath()
 	if route == "" {
 		route = "unmatched"
@@ -73,25 +106,32 @@ func (h *Handlers) accessLog(c *gin.Context) {
 		code = "other"
 	}
 	h.metrics.observe(code, resourceTypeLabel(c.Param("type")), status, elapsed)
-	attrs := []any{
-		"request_id", requestID(c),
-		"method", c.Request.Method,
-		"route", route,
-		"status", status,
-		"duration_ms", float64(elapsed.Microseconds()) / 1000,
-		"bytes", c.Writer.Size(),
-	}
-	if client := c.GetString(ctxClient); client != "" {
-		attrs = append(attrs, "client_id", client)
-	}
+	st := state(c)
 	level := slog.LevelInfo
-	if cause, ok := c.Get(ctxCause); ok {
-		attrs = append(attrs, "error", fmt.Sprint(cause))
-		if status >= 500 {
-			level = slog.LevelError
-		}
+	if st.cause != nil && status >= 500 {
+		level = slog.LevelError
 	}
-	h.log.Log(c.Request.Context(), level, "request", attrs...)
+	ctx := c.Request.Context()
+	lh := h.log.Handler()
+	if !lh.Enabled(ctx, level) {
+		return
+	}
+	r := slog.NewRecord(end, level, AccessLogMessage, 0)
+	r.AddAttrs(
+		slog.String("request_id", st.id),
+		slog.String("method", c.Request.Method),
+		slog.String("route", route),
+		slog.Int("status", status),
+		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+		slog.Int("bytes", c.Writer.Size()),
+	)
+	if st.authorized && st.principal.Client != "" {
+		r.AddAttrs(slog.String("client_id", st.principal.Client))
+	}
+	if st.cause != nil {
+		r.AddAttrs(slog.String("error", fmt.Sprint(st.cause)))
+	}
+	_ = lh.Handle(ctx, r)
 }
 
 // recover turns a panic into a 500 OperationOutcome that leaks nothing;

@@ -78,7 +78,7 @@ func (h *Handlers) writeError(c *gin.Context, err error) {
 func (h *Handlers) errorOutcome(c *gin.Context, err error) (int, []fhir.Issue) {
 	var fe *fhir.Error
 	if !errors.As(err, &fe) || fe.Kind == fhir.Internal || len(fe.Issues) == 0 {
-		c.Set(ctxCause, err)
+		state(c).cause = err
 		return http.StatusInternalServerError, internalIssues(c)
 	}
 	status := kindStatus[fe.Kind]
@@ -86,13 +86,13 @@ func (h *Handlers) errorOutcome(c *gin.Context, err error) (int, []fhir.Issue) {
 		status = http.StatusInternalServerError
 	}
 	if fe.Err != nil {
-		c.Set(ctxCause, fe.Err) // logged by the request logger
+		state(c).cause = fe.Err // logged by the request logger
 	}
 	return status, fe.Issues
 }
 
 func (h *Handlers) internalError(c *gin.Context, err error) {
-	c.Set(ctxCause, err)
+	state(c).cause = err
 	h.writeOutcome(c, http.StatusInternalServerError, internalIssues(c))
 }
 

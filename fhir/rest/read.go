@@ -12,7 +12,7 @@ import (
 )
 
 func (h *Handlers) read(c *gin.Context) {
-	q, err := readQuery(c)
+	summary, err := readSummary(c)
 	if err != nil {
 		h.writeError(c, err)
 		return
@@ -27,11 +27,11 @@ func (h *Handlers) read(c *gin.Context) {
 		c.Status(http.StatusNotModified)
 		return
 	}
-	h.writeSubset(c, r, q)
+	h.writeSubset(c, r, &search.Query{Summary: summary})
 }
 
 func (h *Handlers) vread(c *gin.Context) {
-	q, err := readQuery(c)
+	summary, err := readSummary(c)
 	if err != nil {
 		h.writeError(c, err)
 		return
@@ -41,26 +41,28 @@ func (h *Handlers) vread(c *gin.Context) {
 		h.writeError(c, err)
 		return
 	}
-	h.writeSubset(c, r, q)
+	h.writeSubset(c, r, &search.Query{Summary: summary})
 }
 
-// readQuery takes _summary on a read or vread, as R4 allows (count is for
-// search only). _elements is served on search only.
-func readQuery(c *gin.Context) (*search.Query, error) {
+// readSummary takes _summary on a read or vread, as R4 allows (count is
+// for search only); "" when not asked. _elements is served on search only.
+func readSummary(c *gin.Context) (search.Summary, error) {
+	if c.Request.URL.RawQuery == "" {
+		return "", nil // the usual read: no query to parse
+	}
 	vals := slices.DeleteFunc(c.QueryArray("_summary"), func(v string) bool { return v == "" })
-	q := &search.Query{}
 	switch {
 	case len(vals) > 1:
-		return nil, fhir.Errorf(fhir.Invalid, "value", "_summary may be given once")
+		return "", fhir.Errorf(fhir.Invalid, "value", "_summary may be given once")
 	case len(vals) == 1:
 		switch s := search.Summary(vals[0]); s {
 		case search.SummaryTrue, search.SummaryFalse, search.SummaryData, search.SummaryText:
-			q.Summary = s
+			return s, nil
 		default:
-			return nil, fhir.Errorf(fhir.Invalid, "value", "_summary on a read is true, false, data or text")
+			return "", fhir.Errorf(fhir.Invalid, "value", "_summary on a read is true, false, data or text")
 		}
 	}
-	return q, nil
+	return "", nil
 }
 
 // writeSubset writes r, or the part of it q asks for, with r's version

@@ -102,15 +102,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(ServeGCPercent)
 	}
+	lw := newLogWriter(stderr, logFlushInterval, logBufferSize)
+	defer lw.Close() // every return below flushes the log
+	var lh slog.Handler
 	switch logFormat {
 	case "text":
-		cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+		lh = slog.NewTextHandler(lw, nil)
 	case "json":
-		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, nil))
+		lh = slog.NewJSONHandler(lw, nil)
 	default:
 		fmt.Fprintf(stderr, "healthhub serve: --log-format %q: use text or json\n", logFormat)
 		return 2
 	}
+	cfg.Logger = slog.New(promptHandler{lh, lw})
 	log := cfg.Logger
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "healthhub serve: %v\n", err)
