@@ -215,3 +215,51 @@ func TestOpenUpgradesSchema1(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestFoldStateRoundTrip(t *testing.T) {
+	states := []*foldState{
+		{},
+		{inPass: true, passFirst: 7, next: []byte("Patient\x00name\x00b")},
+		{inPass: true, passFirst: 3, next: []byte("x"), markers: []foldMarker{
+			{seq: 3, lo: nil, hi: []byte("x")},
+			{seq: 9, lo: []byte("x"), hi: nil},
+			{seq: 12, lo: []byte{}, hi: []byte{}},
+		}},
+	}
+	for _, fs := range states {
+		got, err := decodeFoldState(fs.encode())
+		if err != nil {
+			t.Fatalf("decode(encode(%+v)): %v", fs, err)
+		}
+		if !bytes.Equal(got.encode(), fs.encode()) {
+			t.Errorf("round trip of %+v gave %+v", fs, got)
+		}
+		for _, m := range fs.markers {
+			if (m.hi == nil) != (got.markers[slices.IndexFunc(fs.markers, func(x foldMarker) bool { return x.seq == m.seq })].hi == nil) {
+				t.Errorf("marker %d: an open end and an empty end must stay apart", m.seq)
+			}
+		}
+	}
+	for _, bad := range []string{"\x02", "\x01\x00", "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x05ab", "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"} {
+		if _, err := decodeFoldState([]byte(bad)); err == nil {
+			t.Errorf("decodeFoldState(%q) accepted a corrupt state", bad)
+		}
+	}
+}
+
+// FuzzDecodeFoldState: any bytes decode or fail without a panic, and what
+// decodes encodes back to a state that decodes the same.
+func FuzzDecodeFoldState(f *testing.F) {
+	f.Add((&foldState{inPass: true, passFirst: 3, next: []byte("k"), markers: []foldMarker{{seq: 3, hi: []byte("k")}, {seq: 5, lo: []byte("k")}}}).encode())
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fs, err := decodeFoldState(b)
+		if err != nil {
+			return
+		}
+		again, err := decodeFoldState(fs.encode())
+		if err != nil || !bytes.Equal(again.encode(), fs.encode()) {
+			t.Fatalf("%x decodes to a state that does not survive a round trip: %v", b, err)
+		}
+	})
+}
