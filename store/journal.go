@@ -53,8 +53,69 @@ type jentry struct {
 	present bool
 }
 
-// jrun is a sorted run of entries, each key once.
-type jrun []jentry
+// jrun is a sorted run of entries, each key once, kept without pointers:
+// the keys end to end in one byte slice, and per entry its end offset with
+// the present flag in the top bit. Merging runs is then copying bytes, with
+// no write barriers, and the collector never scans the journal, which
+// holds hundreds of thousands of keys.
+type jrun struct {
+	keys []byte
+	ends []uint32
+}
+
+const presentBit = 1 << 31
+
+func (r *jrun) len() int { return len(r.ends) }
+
+func (r *jrun) start(i int) int {
+	if i == 0 {
+		return 0
+	}
+	return int(r.ends[i-1] &^ presentBit)
+}
+
+func (r *jrun) key(i int) []byte {
+	end := int(r.ends[i] &^ presentBit)
+	return r.keys[r.start(i):end:end]
+}
+
+func (r *jrun) entry(i int) jentry {
+	return jentry{key: r.key(i), present: r.ends[i]&presentBit != 0}
+}
+
+// search returns the index of the first entry whose key is not less than
+// key.
+func (r *jrun) search(key []byte) int {
+	return sort.Search(r.len(), func(i int) bool { return bytes.Compare(r.key(i), key) >= 0 })
+}
+
+// add appends an entry; keys must come in order.
+func (r *jrun) add(e jentry) {
+	r.keys = append(r.keys, e.key...)
+	end := uint32(len(r.keys))
+	if e.present {
+		end |= presentBit
+	}
+	r.ends = append(r.ends, end)
+}
+
+// addRange appends the entries [i, j) of src.
+func (r *jrun) addRange(src *jrun, i, j int) {
+	if i >= j {
+		return
+	}
+	from := src.start(i)
+	shift := uint32(len(r.keys)) - uint32(from)
+	r.keys = append(r.keys, src.keys[from:int(src.ends[j-1]&^presentBit)]...)
+	for _, end := range src.ends[i:j] {
+		r.ends = append(r.ends, end+shift) // the flag bit is untouched: offsets stay below it
+	}
+}
+
+// runCapacity makes an empty run with room for n entries of keys bytes.
+func runCapacity(n, keys int) jrun {
+	return jrun{keys: make([]byte, 0, keys), ends: make([]uint32, 0, n)}
+}
 
 // jstate is one immutable version of the journal: sorted runs, oldest
 // first, a newer run winning over older ones for a key they share. A
@@ -76,7 +137,7 @@ const maxRuns = 8
 func (s *jstate) size() int {
 	n := 0
 	for _, r := range s.runs {
-		n += len(r)
+		n += r.len()
 	}
 	return n
 }
@@ -95,7 +156,7 @@ func (s *jstate) withChanges(changes []jentry) *jstate {
 		// not once per commit.
 		best := 1
 		for i := 2; i+1 < len(runs); i++ {
-			if len(runs[i])+len(runs[i+1]) < len(runs[best])+len(runs[best+1]) {
+			if runs[i].len()+runs[i+1].len() < runs[best].len()+runs[best+1].len() {
 				best = i
 			}
 		}
@@ -104,100 +165,109 @@ func (s *jstate) withChanges(changes []jentry) *jstate {
 		// Merging into the first run copies it: do that when the second
 		// is about the geometric mean of the first and a commit's changes,
 		// which minimizes the entries copied per commit.
-		if len(runs[1]) > max(4096, len(runs[0])/8) {
+		if runs[1].len() > max(4096, runs[0].len()/8) {
 			runs = slices.Concat([]jrun{mergeRuns(runs[0], runs[1])}, runs[2:])
 		}
 	}
 	return &jstate{runs: runs}
 }
 
-// sortChanges sorts a copy of changes by key, keeping the last of equal
+// sortChanges sorts changes by key into a run, keeping the last of equal
 // keys.
 func sortChanges(changes []jentry) jrun {
-	r := slices.Clone(changes)
-	slices.SortStableFunc(r, func(a, b jentry) int { return bytes.Compare(a.key, b.key) })
-	out := r[:0]
-	for i, e := range r {
-		if i+1 < len(r) && bytes.Equal(r[i+1].key, e.key) {
+	sorted := slices.Clone(changes)
+	slices.SortStableFunc(sorted, func(a, b jentry) int { return bytes.Compare(a.key, b.key) })
+	n := 0
+	for _, e := range sorted {
+		n += len(e.key)
+	}
+	r := runCapacity(len(sorted), n)
+	for i, e := range sorted {
+		if i+1 < len(sorted) && bytes.Equal(sorted[i+1].key, e.key) {
 			continue
 		}
-		out = append(out, e)
+		r.add(e)
 	}
-	return out
+	return r
 }
 
 // mergeRuns merges two runs into a new one, newer winning on equal keys.
 func mergeRuns(older, newer jrun) jrun {
-	out := make(jrun, 0, len(older)+len(newer))
+	out := runCapacity(older.len()+newer.len(), len(older.keys)+len(newer.keys))
 	i := 0
-	for _, e := range newer {
-		// Copy the older entries before e in one go; they are found by
+	for j := range newer.len() {
+		key := newer.key(j)
+		// Copy the older entries before key in one go; they are found by
 		// galloping, as a commit's few keys spread thinly over many.
-		k := i + gallop(older[i:], e.key)
-		out = append(out, older[i:k]...)
+		k := gallop(&older, i, key)
+		out.addRange(&older, i, k)
 		i = k
-		if i < len(older) && bytes.Equal(older[i].key, e.key) {
+		if i < older.len() && bytes.Equal(older.key(i), key) {
 			i++
 		}
-		out = append(out, e)
+		out.addRange(&newer, j, j+1)
 	}
-	return append(out, older[i:]...)
+	out.addRange(&older, i, older.len())
+	return out
 }
 
-// gallop returns the index of the first entry of r whose key is not less
-// than key, in O(log distance) comparisons.
-func gallop(r jrun, key []byte) int {
+// gallop returns the index of the first entry of r from i on whose key is
+// not less than key, in O(log distance) comparisons.
+func gallop(r *jrun, i int, key []byte) int {
+	n := r.len() - i
 	hi := 1
-	for hi <= len(r) && bytes.Compare(r[hi-1].key, key) < 0 {
+	for hi <= n && bytes.Compare(r.key(i+hi-1), key) < 0 {
 		hi *= 2
 	}
 	lo := hi / 2
-	hi = min(hi, len(r))
-	return lo + sort.Search(hi-lo, func(n int) bool { return bytes.Compare(r[lo+n].key, key) >= 0 })
+	hi = min(hi, n)
+	return i + lo + sort.Search(hi-lo, func(m int) bool { return bytes.Compare(r.key(i+lo+m), key) >= 0 })
 }
 
 // jiter walks a state's entries in [lo, hi) in key order, newer runs
 // winning.
 type jiter struct {
-	runs []jrun // what is left of each run, oldest first
+	runs []jrun // oldest first
+	pos  []int  // the next entry of each run
 	hi   []byte
 }
 
 func (s *jstate) iter(lo, hi []byte) *jiter {
-	it := &jiter{runs: make([]jrun, 0, len(s.runs)), hi: hi}
-	for _, r := range s.runs {
-		r = r[sort.Search(len(r), func(i int) bool { return bytes.Compare(r[i].key, lo) >= 0 }):]
-		if len(r) > 0 {
-			it.runs = append(it.runs, r)
-		}
+	it := &jiter{runs: s.runs, pos: make([]int, len(s.runs)), hi: hi}
+	for i := range it.runs {
+		it.pos[i] = it.runs[i].search(lo)
 	}
 	return it
 }
 
 func (it *jiter) next() (jentry, bool) {
 	best := -1
-	for i, r := range it.runs {
-		if len(r) == 0 {
+	var bestKey []byte
+	for i := range it.runs {
+		if it.pos[i] == it.runs[i].len() {
 			continue
 		}
+		k := it.runs[i].key(it.pos[i])
 		if best < 0 {
-			best = i
+			best, bestKey = i, k
 			continue
 		}
-		if c := bytes.Compare(r[0].key, it.runs[best][0].key); c < 0 {
-			best = i
+		if c := bytes.Compare(k, bestKey); c < 0 {
+			best, bestKey = i, k
 		} else if c == 0 { // the newer run wins; the older entry is spent
-			it.runs[best] = it.runs[best][1:]
-			best = i
+			it.pos[best]++
+			best, bestKey = i, k
 		}
 	}
 	if best < 0 {
 		return jentry{}, false
 	}
-	e := it.runs[best][0]
-	it.runs[best] = it.runs[best][1:]
+	e := it.runs[best].entry(it.pos[best])
+	it.pos[best]++
 	if it.hi != nil && bytes.Compare(e.key, it.hi) >= 0 {
-		it.runs = nil
+		for i := range it.pos {
+			it.pos[i] = it.runs[i].len()
+		}
 		return jentry{}, false
 	}
 	return e, true
@@ -206,10 +276,9 @@ func (it *jiter) next() (jentry, bool) {
 // get returns the state of key, if the journal has one.
 func (s *jstate) get(key []byte) (jentry, bool) {
 	for i := len(s.runs) - 1; i >= 0; i-- {
-		r := s.runs[i]
-		j := sort.Search(len(r), func(j int) bool { return bytes.Compare(r[j].key, key) >= 0 })
-		if j < len(r) && bytes.Equal(r[j].key, key) {
-			return r[j], true
+		r := &s.runs[i]
+		if j := r.search(key); j < r.len() && bytes.Equal(r.key(j), key) {
+			return r.entry(j), true
 		}
 	}
 	return jentry{}, false
@@ -669,12 +738,14 @@ func decodeFoldState(b []byte) (*foldState, error) {
 func (s *jstate) without(lo, hi []byte) *jstate {
 	out := &jstate{}
 	for _, r := range s.runs {
-		i := sort.Search(len(r), func(i int) bool { return bytes.Compare(r[i].key, lo) >= 0 })
-		j := len(r)
+		i, j := r.search(lo), r.len()
 		if hi != nil {
-			j = sort.Search(len(r), func(j int) bool { return bytes.Compare(r[j].key, hi) >= 0 })
+			j = r.search(hi)
 		}
-		if kept := slices.Concat(r[:i], r[j:]); len(kept) > 0 {
+		kept := runCapacity(r.len()-(j-i), len(r.keys)-(r.start(j)-r.start(i)))
+		kept.addRange(&r, 0, i)
+		kept.addRange(&r, j, r.len())
+		if kept.len() > 0 {
 			out.runs = append(out.runs, kept)
 		}
 	}

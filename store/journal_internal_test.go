@@ -45,6 +45,16 @@ func TestJournalStateModel(t *testing.T) {
 				if got, want := walk(state, lo, hi), walkModel(model, string(lo), string(hi)); got != want {
 					t.Fatalf("commit %d: walk [%s, %s) differs from the model\ngot  %.200s\nwant %.200s", commit, lo, hi, got, want)
 				}
+				// The same version less [lo, hi), as a fold leaves it.
+				cut := map[string]bool{}
+				for k, v := range model {
+					if k < string(lo) || k >= string(hi) {
+						cut[k] = v
+					}
+				}
+				if got, want := walk(state.without(lo, hi), nil, nil), walkModel(cut, "", ""); got != want {
+					t.Fatalf("commit %d: without [%s, %s) differs from the model\ngot  %.200s\nwant %.200s", commit, lo, hi, got, want)
+				}
 				for range 50 {
 					k := key()
 					e, ok := state.get(k)
@@ -82,11 +92,19 @@ func walkModel(m map[string]bool, lo, hi string) string {
 	return b.String()
 }
 
+func entries(r jrun) []jentry {
+	var out []jentry
+	for i := range r.len() {
+		out = append(out, r.entry(i))
+	}
+	return out
+}
+
 func TestMergeRuns(t *testing.T) {
 	run := func(spec string) jrun {
 		var r jrun
 		for _, f := range strings.Fields(spec) {
-			r = append(r, jentry{key: []byte(strings.TrimSuffix(f, "-")), present: !strings.HasSuffix(f, "-")})
+			r.add(jentry{key: []byte(strings.TrimSuffix(f, "-")), present: !strings.HasSuffix(f, "-")})
 		}
 		return r
 	}
@@ -102,15 +120,16 @@ func TestMergeRuns(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got := mergeRuns(run(tt.older), run(tt.newer))
-		if want := run(tt.want); !slices.EqualFunc(got, want, func(a, b jentry) bool { return bytes.Equal(a.key, b.key) && a.present == b.present }) {
-			t.Errorf("mergeRuns(%q, %q) = %v, want %q", tt.older, tt.newer, got, tt.want)
+		if want := run(tt.want); !slices.EqualFunc(entries(got), entries(want), func(a, b jentry) bool { return bytes.Equal(a.key, b.key) && a.present == b.present }) {
+			t.Errorf("mergeRuns(%q, %q) = %v, want %q", tt.older, tt.newer, entries(got), tt.want)
 		}
 	}
 }
 
 // TestSortChangesLastWins: of several changes to a key, the last counts.
 func TestSortChangesLastWins(t *testing.T) {
-	got := sortChanges([]jentry{{[]byte("b"), true}, {[]byte("a"), true}, {[]byte("b"), false}, {[]byte("a"), false}, {[]byte("a"), true}})
+	run := sortChanges([]jentry{{[]byte("b"), true}, {[]byte("a"), true}, {[]byte("b"), false}, {[]byte("a"), false}, {[]byte("a"), true}})
+	got := entries(run)
 	if len(got) != 2 || string(got[0].key) != "a" || !got[0].present || string(got[1].key) != "b" || got[1].present {
 		t.Errorf("sortChanges = %v, want a present, b removed", got)
 	}
