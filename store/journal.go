@@ -37,9 +37,10 @@ import (
 var bucketIxj = []byte("ixj")
 
 // DefaultIndexJournalMax is the journal size, in keys, that starts folding
-// it, a chunk at a time: about 7,000 Observation writes, 25 MB of memory
-// (~120 bytes a key). A larger journal rewrites each index page more
-// seldom; a chunk is what writes wait for.
+// it, a chunk at a time: about 7,000 Observation writes, ~17 MB of memory
+// (~85 bytes a key; merges hold a second copy while they run). A larger
+// journal rewrites each index page more seldom; a chunk is what writes
+// wait for.
 const DefaultIndexJournalMax = 200_000
 
 // journalViews is how many recent versions readers can still pick from; a
