@@ -38,10 +38,9 @@ var bucketIxj = []byte("ixj")
 
 // DefaultIndexJournalMax is the journal size, in keys, that starts folding
 // it, a chunk at a time: about 7,000 Observation writes, ~20 MB of memory
-// (~100 bytes a key: Type, parameter, value, id; merges hold a second
-// copy while they run). A larger
-// journal rewrites each index page more seldom; a chunk is what writes
-// wait for.
+// (~100 bytes a key: Type, parameter, value, id; merges hold a second copy
+// while they run). A larger journal rewrites each index page more seldom;
+// a chunk is what writes wait for.
 const DefaultIndexJournalMax = 200_000
 
 // journalViews is how many recent versions readers can still pick from; a
