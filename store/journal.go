@@ -25,13 +25,16 @@ import (
 //   - ixj (bbolt): u64(seq) -> the index changes of one write transaction,
 //     appended in that transaction, so they commit with the resource or not
 //     at all (DESIGN.md rule 3). Appending touches only the last leaf.
+//     "fold" -> how far folding has come (foldState).
 //   - in memory: the net state of every journaled key (present or removed),
 //     in sorted runs, one immutable version per commit (jstate).
 //     Searches read the B+tree merged with the version that matches their
 //     bbolt snapshot (scanIndex), so the journal is invisible to callers.
 //   - fold: when the journal holds Options.IndexJournalMax keys, write
 //     transactions apply them to the B+trees in key order, a chunk at a
-//     time ("Folding" below).
+//     time ("Folding" below). A writer that leaves the journal at twice its
+//     bound waits for the folds (Bolt.Update), so memory stays bounded
+//     when writes outrun them.
 //
 // Open replays ixj into memory, so a crash loses nothing the journal held.
 var bucketIxj = []byte("ixj")
