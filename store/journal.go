@@ -477,7 +477,7 @@ func decodeJournalRecord(b []byte, fn func(jentry)) error {
 				return errCorrupt // a change before any resource, or a bad name
 			}
 			if ok1 && ok2 {
-				fn(jentry{key: journalKey(string(typ), string(param), indexKey(vk, string(id))), present: tag == 1})
+				fn(jentry{key: entryKey(string(typ), string(param), vk, string(id)), present: tag == 1})
 			}
 		default:
 			return errCorrupt
@@ -597,6 +597,12 @@ func (t *boltTx) journalState() *jstate {
 // valueKey and id (indexKey).
 func (st *jstage) set(typ, param string, valueKey []byte, id string, present bool) {
 	st.record.add(typ, id, param, valueKey, present)
+	st.changes = append(st.changes, jentry{key: entryKey(typ, param, valueKey, id), present: present})
+}
+
+// entryKey is journalKey(typ, param, indexKey(valueKey, id)), built in one
+// allocation.
+func entryKey(typ, param string, valueKey []byte, id string) []byte {
 	k := make([]byte, 0, len(typ)+len(param)+2+len(valueKey)+len(id)+1)
 	k = append(k, typ...)
 	k = append(k, 0)
@@ -604,8 +610,7 @@ func (st *jstage) set(typ, param string, valueKey []byte, id string, present boo
 	k = append(k, 0)
 	k = append(k, valueKey...)
 	k = append(k, id...)
-	k = append(k, byte(len(id)))
-	st.changes = append(st.changes, jentry{key: k, present: present})
+	return append(k, byte(len(id)))
 }
 
 // flushJournal appends the transaction's index changes to ixj; it runs
