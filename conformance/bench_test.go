@@ -218,6 +218,7 @@ func benchHTTP(b *testing.B, tg *benchTarget, interaction string, want int, next
 	)
 	before := tg.serverLatency(b, interaction)
 	srvCPU, cliCPU := tg.serverCPU(b), clientCPU(b)
+	ticks := machineTicks(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	raw := os.Getenv("HEALTHHUB_BENCH_CLIENT") != "nethttp"
@@ -308,6 +309,7 @@ func benchHTTP(b *testing.B, tg *benchTarget, interaction string, want int, next
 	elapsed := b.Elapsed()
 	b.StopTimer()
 	srvCPU, cliCPU = tg.serverCPU(b)-srvCPU, clientCPU(b)-cliCPU
+	ticks = machineTicks(b).sub(ticks)
 	if len(latencies) == 0 {
 		return
 	}
@@ -326,6 +328,11 @@ func benchHTTP(b *testing.B, tg *benchTarget, interaction string, want int, next
 		b.ReportMetric(float64(srvCPU.Microseconds())/float64(len(latencies)), "srv-cpu-µs/op")
 		b.ReportMetric(float64(cliCPU.Microseconds())/float64(len(latencies)), "cli-cpu-µs/op")
 	}
+	// The machine is a virtual one: time its CPUs were runnable but the
+	// host ran something else (steal) stalls whatever thread was on them,
+	// and shows in the tail latency. Idle says how much headroom was left.
+	b.ReportMetric(ticks.percent(ticks.steal), "steal-%")
+	b.ReportMetric(ticks.percent(ticks.idle), "idle-%")
 }
 
 // serverCPU is the CPU time (user and system) the server process has used;
@@ -348,6 +355,50 @@ func (tg *benchTarget) serverCPU(b *testing.B) time.Duration {
 		b.Fatalf("/proc/%d/stat: %q", tg.pid, stat)
 	}
 	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// cpuTicks is the machine's CPU time by state, from /proc/stat's first
+// line, in clock ticks.
+type cpuTicks struct{ total, idle, steal int64 }
+
+func machineTicks(b *testing.B) cpuTicks {
+	stat, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
+	// cpu user nice system idle iowait irq softirq steal guest guest_nice;
+	// guest time is already counted in user.
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		b.Fatalf("/proc/stat: %q", line)
+	}
+	var t cpuTicks
+	for i, v := range f[1:9] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			b.Fatalf("/proc/stat: %q", line)
+		}
+		t.total += n
+		switch i {
+		case 3, 4: // idle, iowait
+			t.idle += n
+		case 7:
+			t.steal = n
+		}
+	}
+	return t
+}
+
+func (t cpuTicks) sub(o cpuTicks) cpuTicks {
+	return cpuTicks{total: t.total - o.total, idle: t.idle - o.idle, steal: t.steal - o.steal}
+}
+
+func (t cpuTicks) percent(n int64) float64 {
+	if t.total == 0 {
+		return 0
+	}
+	return 100 * float64(n) / float64(t.total)
 }
 
 // clientCPU is the CPU time this process (the load generator) has used.
