@@ -55,7 +55,11 @@ func splitIndexKey(k []byte) (valueKey []byte, id string, ok bool) {
 }
 
 func encodeEntries(entries []IndexEntry) []byte {
-	var b []byte
+	n := 0
+	for _, e := range entries {
+		n += 2*binary.MaxVarintLen32 + len(e.Param) + len(e.Key)
+	}
+	b := make([]byte, 0, n)
 	for _, e := range entries {
 		b = binary.AppendUvarint(b, uint64(len(e.Param)))
 		b = append(b, e.Param...)
@@ -101,8 +105,11 @@ func (t *boltTx) SetIndex(typ, id string, entries []IndexEntry) error {
 	if err != nil {
 		return err
 	}
+	rix.FillPercent = appendFill
 	st := t.stage()
-	entries = sortEntries(slices.Clone(entries))
+	if !sortedUnique(entries) { // callers mostly pass them so, outside the serial commit path
+		entries = sortEntries(slices.Clone(entries))
+	}
 	var previous []IndexEntry
 	if old := rix.Get([]byte(id)); old != nil {
 		if previous, err = decodeEntries(old); err != nil {
@@ -144,6 +151,15 @@ func compareEntries(a, b IndexEntry) int {
 		return c
 	}
 	return bytes.Compare(a.Key, b.Key)
+}
+
+func sortedUnique(entries []IndexEntry) bool {
+	for i := 1; i < len(entries); i++ {
+		if compareEntries(entries[i-1], entries[i]) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // sortEntries sorts entries by parameter and key and drops duplicates.

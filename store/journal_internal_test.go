@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -14,7 +15,7 @@ import (
 // TestJournalStateModel applies random changes, commit by commit, to a
 // journal state and to a map, and compares them after every commit: the
 // full walk, walks over ranges, and single lookups. Commits of different
-// sizes make recent merge into base at different points.
+// sizes merge runs at different points.
 func TestJournalStateModel(t *testing.T) {
 	for _, perCommit := range []int{1, 7, 300, 5000} {
 		t.Run(fmt.Sprint(perCommit), func(t *testing.T) {
@@ -65,6 +66,94 @@ func TestJournalStateModel(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestJournalMergesCopyLittle: the merge policy keeps the runs few and
+// copies an entry about once per doubling of its run: 8 times over 3,000
+// commits here, where merging the smallest neighbours (and the second run
+// into the first at an eighth of its size) copied it 70 times with 200-key
+// commits and 169 times with one-key commits.
+func TestJournalMergesCopyLittle(t *testing.T) {
+	for _, perCommit := range []int{1, 200} {
+		t.Run(fmt.Sprint(perCommit), func(t *testing.T) {
+			state, inserted, copied := emptyJState, 0, 0
+			for commit := range 3000 {
+				changes := make([]jentry, perCommit)
+				for i := range changes {
+					changes[i] = jentry{key: []byte(fmt.Sprintf("k%08d", commit*perCommit+i)), present: true}
+				}
+				next := state.withChanges(changes)
+				inserted += perCommit
+				copied += newEntries(state, next)
+				if len(next.runs) > maxRuns {
+					t.Fatalf("commit %d: %d runs, more than %d", commit, len(next.runs), maxRuns)
+				}
+				state = next
+			}
+			per := float64(copied) / float64(inserted)
+			t.Logf("%.1f copies an entry", per)
+			if per > 16 {
+				t.Errorf("each entry was copied %.1f times on average, want at most 16", per)
+			}
+		})
+	}
+}
+
+// newEntries counts the entries of next's runs that are not shared with
+// prev's: those copied to make next.
+func newEntries(prev, next *jstate) int {
+	shared := map[*byte]bool{}
+	for _, r := range prev.runs {
+		if len(r.keys) > 0 {
+			shared[&r.keys[0]] = true
+		}
+	}
+	n := 0
+	for _, r := range next.runs {
+		if len(r.keys) > 0 && !shared[&r.keys[0]] {
+			n += r.len()
+		}
+	}
+	return n
+}
+
+// TestLazyVersions: versions published unbuilt, and built by several
+// goroutines in any order, read the same as versions built at once; their
+// size is an upper bound until built, then exact.
+func TestLazyVersions(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	eager := []*jstate{emptyJState}
+	lazy := []*lazyState{builtState(emptyJState)}
+	for range 40 {
+		var changes []jentry
+		for range 1 + r.IntN(50) {
+			changes = append(changes, jentry{key: []byte(fmt.Sprintf("k%03d", r.IntN(300))), present: r.IntN(3) > 0})
+		}
+		eager = append(eager, eager[len(eager)-1].withChanges(changes))
+		lazy = append(lazy, lazy[len(lazy)-1].withChanges(changes))
+	}
+	for i, l := range lazy {
+		if l.keys() < eager[i].size() {
+			t.Fatalf("version %d: %d keys before it is built, fewer than its %d", i, l.keys(), eager[i].size())
+		}
+	}
+	var wg sync.WaitGroup
+	for _, i := range r.Perm(len(lazy)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lazy[i].get()
+		}()
+	}
+	wg.Wait()
+	for i, l := range lazy {
+		if got, want := walk(l.get(), nil, nil), walk(eager[i], nil, nil); got != want {
+			t.Fatalf("version %d differs from the one built at once\ngot  %.200s\nwant %.200s", i, got, want)
+		}
+		if l.keys() != eager[i].size() {
+			t.Fatalf("version %d: %d keys once built, want %d", i, l.keys(), eager[i].size())
+		}
 	}
 }
 

@@ -315,7 +315,7 @@ func (s *Bolt) FoldIndexJournal(ctx context.Context) error {
 // Stats implements Store.
 func (s *Bolt) Stats() Stats {
 	st := Stats{ReadTxs: s.readTxs.Load(), WriteTxs: s.writeTxs.Load(), FailedWrites: s.failedWrites.Load(),
-		Commits: s.commits.Load(), JournalKeys: s.journal.size(), JournalFolds: s.journal.folds.Load(),
+		Commits: s.commits.Load(), JournalKeys: s.journal.latest.Load().state.get().size(), JournalFolds: s.journal.folds.Load(),
 		JournalFoldTime: time.Duration(s.journal.foldTime.Load())}
 	dbStats := s.db.Stats()
 	st.PageWrites = uint64(dbStats.TxStats.GetWrite())

@@ -76,8 +76,10 @@ func (s *Service) putIndexed(tx store.Tx, p auth.Principal, typ, id string, obj 
 	if s.registry == nil || !s.registry.Searchable(typ) {
 		return r, nil
 	}
+	// _lastUpdated sorts before every parameter the index keeps, so the
+	// entries stay sorted and the store need not sort them again.
 	all := make([]store.IndexEntry, 0, len(entries)+2)
-	all = append(append(all, entries...), lastUpdatedEntries(r.LastUpdated)...)
+	all = append(append(all, lastUpdatedEntries(r.LastUpdated)...), entries...)
 	return r, tx.SetIndex(typ, id, all)
 }
 

@@ -1,0 +1,71 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"healthhub/fhir"
+)
+
+// TestAppendFill: buckets written mostly in key order (rix by time-ordered
+// id, ixj by sequence) and the idx leaves a fold rewrites are filled to
+// appendFill, not bbolt's default half: half-empty pages are twice the
+// pages to write at every commit, and twice the file.
+func TestAppendFill(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{IndexJournalMax: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	o, err := fhir.ParseObject([]byte(`{"resourceType":"Observation","status":"final"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for batch := range 40 {
+		err := s.Update(ctx, func(tx Tx) error {
+			for i := range 50 {
+				id := fmt.Sprintf("id%06d", batch*50+i) // in order, as server-assigned ids are
+				if _, err := tx.Put("Observation", id, o); err != nil {
+					return err
+				}
+				err := tx.SetIndex("Observation", id, []IndexEntry{
+					{Param: "code", Key: []byte("http://loinc.org|8867-4")},
+					{Param: "status", Key: []byte("final")},
+					{Param: "subject", Key: fmt.Appendf(nil, "Patient/%040d", i%7)},
+					{Param: "text", Key: fmt.Appendf(nil, "%0900d", batch*50+i)}, // rix records ~1 kB, as an Observation's are
+				})
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.FoldIndexJournal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		for _, path := range [][]string{{"rix", "Observation"}, {"idx", "Observation", "code"}, {"idx", "Observation", "subject"}} {
+			b := tx.Bucket([]byte(path[0]))
+			for _, name := range path[1:] {
+				b = b.Bucket([]byte(name))
+			}
+			st := b.Stats()
+			fill := float64(st.LeafInuse) / float64(st.LeafPageN*tx.DB().Info().PageSize)
+			if fill < 0.7 {
+				t.Errorf("%v: leaf pages %.0f%% full (%d pages), want at least 70%%", path, 100*fill, st.LeafPageN)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
