@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"healthhub/cmd/healthhub/app"
 	"healthhub/fhir"
 	"healthhub/store"
 )
@@ -514,5 +516,36 @@ func TestDataDirInUse(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("the first server after the second gave up: status %d", resp.StatusCode)
+	}
+}
+
+// TestServeTunesRuntime: the serve process runs the collector at
+// app.ServeGCPercent and app.ServeProcsPerCPU Go processors per CPU, as
+// its /metrics shows, unless GOGC or GOMAXPROCS is set (then this test
+// has nothing to check).
+func TestServeTunesRuntime(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMAXPROCS") != "" {
+		t.Skip("GOGC or GOMAXPROCS is set: serve keeps it")
+	}
+	c := startChild(t, childDataDir(t))
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(c.root + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The child's default GOMAXPROCS is this process's: same machine, same
+	// limits.
+	for _, want := range []string{
+		fmt.Sprintf("\ngo_gc_gogc_percent %d\n", app.ServeGCPercent),
+		fmt.Sprintf("\ngo_sched_gomaxprocs_threads %d\n", app.ServeProcsPerCPU*runtime.GOMAXPROCS(0)),
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics has no line %q", strings.TrimSpace(want))
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -71,6 +72,38 @@ func Main(args []string, stdout, stderr io.Writer) int {
 // GOMEMLIMIT, when set, still bounds it.
 const ServeGCPercent = 400
 
+// ServeProcsPerCPU is how many Go processors serve runs per CPU unless
+// GOMAXPROCS is set. Every write waits for one goroutine, the group
+// commit's leader, which blocks in fdatasync and then needs a processor
+// back: with one per CPU it queues behind the requests parsing, validating
+// and extracting index values, and the commit path, the one serial stage,
+// idles while they run. With two per CPU there is mostly one free, and the
+// kernel's scheduler, which favours a thread that has slept, runs it
+// promptly: +20% writes a second, indexed or not, and a lower read p99 on
+// two cores (BENCHMARKS.md, "Processors per CPU").
+const ServeProcsPerCPU = 2
+
+// TuneRuntime gives the Go runtime serve's settings, ServeGCPercent and
+// ServeProcsPerCPU, except where GOGC or GOMAXPROCS says otherwise; restore
+// puts back what it changed (for benchmarks that measure as serve runs).
+func TuneRuntime() (restore func()) {
+	gc, procs := -1, 0
+	if os.Getenv("GOGC") == "" {
+		gc = debug.SetGCPercent(ServeGCPercent)
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		procs = runtime.GOMAXPROCS(ServeProcsPerCPU * runtime.GOMAXPROCS(0))
+	}
+	return func() {
+		if gc != -1 {
+			debug.SetGCPercent(gc)
+		}
+		if procs != 0 {
+			runtime.GOMAXPROCS(procs)
+		}
+	}
+}
+
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -99,9 +132,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "healthhub serve: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(ServeGCPercent)
-	}
+	TuneRuntime()
 	lw := newLogWriter(stderr, logFlushInterval, logBufferSize)
 	defer lw.Close() // every return below flushes the log
 	var lh slog.Handler
