@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -32,9 +33,11 @@ import (
 // with the load generator's heap. HEALTHHUB_BENCH_INPROCESS=1 serves
 // in-process instead, so that -cpuprofile sees the server's code;
 // HEALTHHUB_BENCH_CONNS=n changes the number of connections,
-// HEALTHHUB_BENCH_RATE=r paces them at r requests/s in all, and
-// HEALTHHUB_BENCH_CLIENT=nethttp sends through net/http's client instead of
-// the lean one (rawclient_test.go). With
+// HEALTHHUB_BENCH_RATE=r paces them at r requests/s in all (GETs from one
+// epoll loop on Linux, pacedloop_linux_test.go), and
+// HEALTHHUB_BENCH_CLIENT=nethttp sends through net/http's client, =raw
+// through the lean one (rawclient_test.go) from a goroutine per connection
+// even when paced. With
 // GOMAXPROCS not a divisor of 32, slightly more goroutines than 32 run.
 //
 //	go test -run '^$' -bench HTTP -benchtime 3s ./conformance/
@@ -229,7 +232,35 @@ func benchHTTP(b *testing.B, tg *benchTarget, interaction string, want int, next
 			token = "" // auth is off on this server
 		}
 	}
+	looped := false
+	if interval > 0 && raw && os.Getenv("HEALTHHUB_BENCH_CLIENT") == "" {
+		// Paced GETs go through one epoll loop (pacedloop_linux_test.go),
+		// whose CPU is a fraction of a goroutine per connection's.
+		r := rand.New(rand.NewPCG(1, 42))
+		if method, _, body := next(r); method == http.MethodGet && body == nil {
+			bearer := ""
+			if token != "" {
+				bearer = "Bearer " + token
+			}
+			prefix := strings.TrimSuffix(tg.base, "/fhir")
+			lat, err := pacedLoop(tg.base, bearer, conns, interval, b.N, func() (string, string, []byte) {
+				method, url, body := next(r)
+				return method, strings.TrimPrefix(url, prefix), body
+			}, want)
+			switch {
+			case err == nil:
+				latencies, looped = lat, true
+			case !errors.Is(err, errors.ErrUnsupported):
+				b.Fatal(err)
+			}
+		}
+	}
 	b.RunParallel(func(pb *testing.PB) {
+		if looped {
+			for pb.Next() {
+			}
+			return
+		}
 		g := seed.Add(1)
 		r := rand.New(rand.NewPCG(g, 42))
 		lat := make([]time.Duration, 0, 1024)
