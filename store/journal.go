@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"sort"
 	"sync"
@@ -364,10 +365,11 @@ type jview struct {
 // core; a reader or writer that needs it first builds it itself (once, the
 // other waits).
 type lazyState struct {
-	once  sync.Once
-	build func() *jstate // nil once built
-	st    *jstate
-	size  atomic.Int64 // keys: exact once built, an upper bound before
+	once     sync.Once
+	build    func() *jstate // nil once built
+	st       *jstate
+	panicked error        // set instead of st if build panicked
+	size     atomic.Int64 // keys: exact once built, an upper bound before
 }
 
 func newLazyState(size int, build func() *jstate) *lazyState {
@@ -385,10 +387,20 @@ func builtState(s *jstate) *lazyState {
 
 func (l *lazyState) get() *jstate {
 	l.once.Do(func() {
+		defer func() {
+			// A bug in building: every caller panics with it (a request
+			// fails), none gets a nil version.
+			if p := recover(); p != nil {
+				l.panicked = fmt.Errorf("store: building an index journal version: %v", p)
+			}
+		}()
 		l.st = l.build()
 		l.build = nil // let the parent version go
 		l.size.Store(int64(l.st.size()))
 	})
+	if l.panicked != nil {
+		panic(l.panicked)
+	}
 	return l.st
 }
 
@@ -586,11 +598,23 @@ func (j *journal) finish(st *jstage, committed bool) (full bool) {
 			j.views = append(j.views[:0], j.views[len(j.views)-journalViews:]...)
 		}
 		j.latest.Store(v)
-		go v.state.get()
+		go j.build(v.state)
 	}
 	j.committing.Store(0)
 	j.cond.Broadcast()
 	return j.size() >= j.max
+}
+
+// build builds a published version in the background, then wakes the
+// writers that wait for the journal to shrink (waitBelow): a version's size
+// is only an upper bound until it is built. A panic here would take the
+// process down; get leaves it to whoever needs the version.
+func (j *journal) build(l *lazyState) {
+	defer func() { _ = recover() }()
+	l.get()
+	j.mu.Lock()
+	j.cond.Broadcast()
+	j.mu.Unlock()
 }
 
 // size is the number of keys the newest version holds, or an upper bound

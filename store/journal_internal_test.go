@@ -100,6 +100,54 @@ func TestJournalMergesCopyLittle(t *testing.T) {
 	}
 }
 
+// TestJournalRunCap: one-key commits after a large one make runs whose
+// sizes span more doublings than maxRuns, so the cap merges the smallest
+// neighbours; the state must still read as the model says (a merge of runs
+// that are not neighbours, or in the wrong order, lets an older change win).
+func TestJournalRunCap(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	model := map[string]bool{}
+	key := func() []byte { return []byte(fmt.Sprintf("k%04d", r.IntN(3000))) }
+	var first []jentry
+	for range 5000 {
+		e := jentry{key: key(), present: r.IntN(2) == 0}
+		first = append(first, e)
+		model[string(e.key)] = e.present
+	}
+	state := emptyJState.withChanges(first)
+	capped := 0
+	for commit := range 6000 {
+		// Half of them among a few keys, so that the small runs the cap
+		// merges share keys; the rest spread, so that runs grow.
+		k := key()
+		if r.IntN(2) == 0 {
+			k = []byte(fmt.Sprintf("k%04d", r.IntN(4)))
+		}
+		e := jentry{key: k, present: r.IntN(2) == 0}
+		model[string(e.key)] = e.present
+		state = state.withChanges([]jentry{e})
+		if len(state.runs) == maxRuns {
+			capped++
+		}
+		for h := range 4 { // the hot keys, after every commit: a wrong merge shows until the key changes again
+			k := fmt.Sprintf("k%04d", h)
+			e, ok := state.get([]byte(k))
+			present, known := model[k]
+			if ok != known || e.present != present {
+				t.Fatalf("commit %d: get(%s) = %v %v, model %v %v", commit, k, e.present, ok, present, known)
+			}
+		}
+		if commit%97 == 0 || commit == 5999 {
+			if got, want := walk(state, nil, nil), walkModel(model, "", ""); got != want {
+				t.Fatalf("commit %d: walk differs from the model\ngot  %.200s\nwant %.200s", commit, got, want)
+			}
+		}
+	}
+	if capped == 0 {
+		t.Fatalf("the runs never reached %d: the cap was likely not exercised", maxRuns)
+	}
+}
+
 // newEntries counts the entries of next's runs that are not shared with
 // prev's: those copied to make next.
 func newEntries(prev, next *jstate) int {
@@ -370,4 +418,24 @@ func FuzzDecodeFoldState(f *testing.F) {
 			t.Fatalf("%x decodes to a state that does not survive a round trip: %v", b, err)
 		}
 	})
+}
+
+// TestLazyVersionPanics: a version whose build panics (a bug) makes every
+// caller panic, in turn, rather than hand out a nil version; the
+// background builder does not take the process down.
+func TestLazyVersionPanics(t *testing.T) {
+	l := newLazyState(1, func() *jstate { panic("boom") })
+	j := newJournal(10, 1, emptyJState)
+	j.build(l) // recovers
+	for range 2 {
+		func() {
+			defer func() {
+				if p := recover(); p == nil || !strings.Contains(fmt.Sprint(p), "boom") {
+					t.Errorf("get: recovered %v, want the build's panic", p)
+				}
+			}()
+			l.get()
+			t.Error("get returned")
+		}()
+	}
 }

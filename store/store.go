@@ -74,7 +74,7 @@ type Stats struct {
 	FailedWrites uint64
 	Commits      uint64 // bbolt write transactions committed (a group commit is one)
 	PageWrites   uint64 // writes bbolt made at commits: a page, or a run of overflow pages, each
-	JournalKeys  int    // index keys waiting in the journal (journal.go)
+	JournalKeys  int    // index keys waiting in the journal (journal.go); an upper bound while its newest version is built
 	JournalFolds uint64 // folds of the journal into the index B+trees
 	// JournalFoldTime is the time the folds took, commit included: writes
 	// that arrive during one wait for it.
@@ -309,13 +309,14 @@ func (s *Bolt) FoldIndexJournal(ctx context.Context) error {
 			return err
 		}
 	}
+	s.journal.latest.Load().state.get() // so that Stats reports its exact size
 	return nil
 }
 
 // Stats implements Store.
 func (s *Bolt) Stats() Stats {
 	st := Stats{ReadTxs: s.readTxs.Load(), WriteTxs: s.writeTxs.Load(), FailedWrites: s.failedWrites.Load(),
-		Commits: s.commits.Load(), JournalKeys: s.journal.latest.Load().state.get().size(), JournalFolds: s.journal.folds.Load(),
+		Commits: s.commits.Load(), JournalKeys: s.journal.size(), JournalFolds: s.journal.folds.Load(),
 		JournalFoldTime: time.Duration(s.journal.foldTime.Load())}
 	dbStats := s.db.Stats()
 	st.PageWrites = uint64(dbStats.TxStats.GetWrite())
