@@ -118,14 +118,95 @@ func (h *Handlers) historyEntry(r *fhir.Resource) entry {
 
 // marshalBundle writes b without HTML-escaping, so embedded resources keep
 // the bytes they have on read (a narrative's "<div" stays "<div").
+// Resources and outcomes are spliced in as they are: stored resources are
+// compact, valid JSON (every write parses and compacts them), and going
+// through encoding/json, which validates and compacts every
+// json.RawMessage again, was half the CPU of a history Bundle
+// (BENCHMARKS.md, "What limits the figures"). The rest, small, goes through
+// encoding/json.
 func marshalBundle(b bundle) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(b); err != nil {
-		return nil, err
+	size := 256
+	for _, e := range b.Entry {
+		size += len(e.FullURL) + len(e.Resource) + 256
 	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+	w := bundleWriter{out: make([]byte, 0, size)}
+	w.enc = json.NewEncoder(&w.buf)
+	w.enc.SetEscapeHTML(false)
+	w.out = append(w.out, `{"resourceType":`...)
+	w.value(b.ResourceType)
+	w.out = append(w.out, `,"type":`...)
+	w.value(b.Type)
+	if b.Total != nil {
+		w.out = append(w.out, `,"total":`...)
+		w.out = strconv.AppendInt(w.out, int64(*b.Total), 10)
+	}
+	if len(b.Link) > 0 {
+		w.out = append(w.out, `,"link":`...)
+		w.value(b.Link)
+	}
+	if len(b.Entry) > 0 {
+		w.out = append(w.out, `,"entry":[`...)
+		for i, e := range b.Entry {
+			if i > 0 {
+				w.out = append(w.out, ',')
+			}
+			w.entry(e)
+		}
+		w.out = append(w.out, ']')
+	}
+	w.out = append(w.out, '}')
+	return w.out, w.err
+}
+
+type bundleWriter struct {
+	out []byte
+	buf bytes.Buffer
+	enc *json.Encoder
+	err error
+}
+
+// value appends v as encoding/json writes it, without HTML escaping.
+func (w *bundleWriter) value(v any) {
+	w.buf.Reset()
+	if err := w.enc.Encode(v); err != nil && w.err == nil {
+		w.err = err
+	}
+	w.out = append(w.out, bytes.TrimRight(w.buf.Bytes(), "\n")...)
+}
+
+// entry appends e with the members, order and omissions of its struct
+// tags.
+func (w *bundleWriter) entry(e entry) {
+	sep := byte('{')
+	member := func(name string) {
+		w.out = append(w.out, sep, '"')
+		w.out = append(append(w.out, name...), '"', ':')
+		sep = ','
+	}
+	if e.FullURL != "" {
+		member("fullUrl")
+		w.value(e.FullURL)
+	}
+	if len(e.Resource) > 0 {
+		member("resource")
+		w.out = append(w.out, e.Resource...)
+	}
+	if e.Search != nil {
+		member("search")
+		w.value(e.Search)
+	}
+	if e.Request != nil {
+		member("request")
+		w.value(e.Request)
+	}
+	if e.Response != nil {
+		member("response")
+		w.value(e.Response)
+	}
+	if sep == '{' {
+		w.out = append(w.out, '{')
+	}
+	w.out = append(w.out, '}')
 }
 
 // Bundle JSON; resources are embedded as their stored bytes.
