@@ -255,12 +255,7 @@ func benchHTTP(b *testing.B, tg *benchTarget, interaction string, want int, next
 			}
 		}
 	}
-	b.RunParallel(func(pb *testing.PB) {
-		if looped {
-			for pb.Next() {
-			}
-			return
-		}
+	clients := func(pb *testing.PB) {
 		g := seed.Add(1)
 		r := rand.New(rand.NewPCG(g, 42))
 		lat := make([]time.Duration, 0, 1024)
@@ -336,7 +331,10 @@ func benchHTTP(b *testing.B, tg *benchTarget, interaction string, want int, next
 		mu.Lock()
 		latencies = append(latencies, lat...)
 		mu.Unlock()
-	})
+	}
+	if !looped { // the loop has sent the b.N requests
+		b.RunParallel(clients)
+	}
 	elapsed := b.Elapsed()
 	b.StopTimer()
 	srvCPU, cliCPU = tg.serverCPU(b)-srvCPU, clientCPU(b)-cliCPU
