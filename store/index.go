@@ -27,7 +27,8 @@ type IndexEntry struct {
 //
 // The id rides at the end of the key with its length last, so a value's
 // keys are contiguous (range scans) and the id is read back from the end.
-// rix lets an update or delete remove exactly the stale entries. Changes
+// rix lets an update or delete remove exactly the stale entries, and
+// stands in for a create's entries in the index journal's record. Changes
 // reach idx through the index journal (journal.go); scans read both.
 var (
 	bucketIdx = []byte("idx")
@@ -116,6 +117,15 @@ func (t *boltTx) SetIndex(typ, id string, entries []IndexEntry) error {
 			return err
 		}
 		previous = sortEntries(previous)
+	}
+	if previous == nil && len(entries) > 0 {
+		// A create: its record names the resource, and replay reads the
+		// entries from rix (journalRecord), so they are written once.
+		for _, e := range entries {
+			st.change(typ, e.Param, e.Key, id, true)
+		}
+		st.record.addIndexed(typ, id)
+		return rix.Put([]byte(id), encodeEntries(entries))
 	}
 	// An update mostly keeps its values: only the entries that changed are
 	// removed and added (both lists sorted, so one pass compares them).

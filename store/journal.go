@@ -23,8 +23,9 @@ import (
 // key order, so that a leaf page is rewritten once for all the keys it
 // gains in that time rather than once per commit:
 //
-//   - ixj (bbolt): u64(seq) -> the index changes of one write transaction,
-//     appended in that transaction, so they commit with the resource or not
+//   - ixj (bbolt): u64(seq) -> the index changes of one write transaction
+//     (a create's by reference to rix: journalRecord), appended in that
+//     transaction, so they commit with the resource or not
 //     at all (DESIGN.md rule 3). Appending touches only the last leaf.
 //     "fold" -> how far folding has come (foldState).
 //   - in memory: the net state of every journaled key (present or removed),
@@ -477,7 +478,7 @@ func loadJournal(btx *bolt.Tx) (*jstate, error) {
 	c := b.Cursor()
 	for k, v := c.First(); k != nil && len(k) == 8; k, v = c.Next() {
 		seq := beUint64(k)
-		err := decodeJournalRecord(v, func(e jentry) {
+		err := decodeJournalRecord(v, rixLookup(btx), func(e jentry) {
 			if !fs.covers(seq, e.key) {
 				changes = append(changes, e)
 			}
@@ -489,20 +490,57 @@ func loadJournal(btx *bolt.Tx) (*jstate, error) {
 	return emptyJState.withChanges(changes), nil
 }
 
+// rixLookup reads rix in btx, for decodeJournalRecord.
+func rixLookup(btx *bolt.Tx) func(typ, id []byte) []byte {
+	rix := btx.Bucket(bucketRix)
+	return func(typ, id []byte) []byte {
+		if rix == nil {
+			return nil
+		}
+		if b := rix.Bucket(typ); b != nil {
+			return b.Get(id)
+		}
+		return nil
+	}
+}
+
 // journalRecord is one transaction's ixj record: a resource (Type, id),
 // then its changes, then the next resource...
 //
 //	resource: 2 uvarint(len(Type)) Type uvarint(len(id)) id
 //	change:   0 (removed) or 1 (present) uvarint(len(param)) param uvarint(len(value key)) value key
+//	indexed:  3 uvarint(len(Type)) Type uvarint(len(id)) id
 //
 // A change's key is Type 0x00 param 0x00 indexKey(value key, id); the
 // record says Type and id once per resource, not once per key.
+//
+// "indexed" stands for the entries rix lists for the resource, all present:
+// what a resource that had none gains (a create), without writing its
+// entries a second time (they are in rix, written in the same transaction).
+// Replay reads rix as it is then, which may be a later state; that is
+// sound because every later change to the resource's entries has a record
+// of its own after this one, and the last record naming a key decides it:
+// a key rix lists is present when the replay ends either way, and a key it
+// no longer lists was removed by a later record. Fold markers cover a
+// record's keys by sequence, so a later record is never covered where an
+// earlier one is not.
 type journalRecord struct {
 	b       []byte
 	typ, id string // of the last resource written
 }
 
-const recordResource = 2
+const (
+	recordResource = 2
+	recordIndexed  = 3
+)
+
+// addIndexed records that Type/id gained the entries rix lists for it.
+func (r *journalRecord) addIndexed(typ, id string) {
+	r.b = append(r.b, recordIndexed)
+	r.b = appendString(r.b, typ)
+	r.b = appendString(r.b, id)
+	r.typ, r.id = "", "" // a change after it names its resource again
+}
 
 func (r *journalRecord) add(typ, id, param string, valueKey []byte, present bool) {
 	if len(r.b) == 0 || typ != r.typ || id != r.id {
@@ -526,7 +564,9 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func decodeJournalRecord(b []byte, fn func(jentry)) error {
+// decodeJournalRecord calls fn with each change of record b, in order;
+// rixOf returns what rix lists for Type/id (nil: nothing).
+func decodeJournalRecord(b []byte, rixOf func(typ, id []byte) []byte, fn func(jentry)) error {
 	field := func() ([]byte, bool) {
 		n, w := binary.Uvarint(b)
 		if w <= 0 || uint64(len(b)-w) < n {
@@ -558,6 +598,21 @@ func decodeJournalRecord(b []byte, fn func(jentry)) error {
 			if ok1 && ok2 {
 				fn(jentry{key: entryKey(string(typ), string(param), vk, string(id)), present: tag == 1})
 			}
+		case recordIndexed:
+			var rtyp, rid []byte
+			rtyp, ok1 = field()
+			rid, ok2 = field()
+			if len(rid) == 0 || len(rid) > 255 || bytes.IndexByte(rtyp, 0) >= 0 {
+				return errCorrupt
+			}
+			entries, err := decodeEntries(rixOf(rtyp, rid))
+			if err != nil {
+				return err
+			}
+			for _, e := range entries {
+				fn(jentry{key: entryKey(string(rtyp), e.Param, e.Key, string(rid)), present: true})
+			}
+			typ, id = nil, nil // a change must name its resource again
 		default:
 			return errCorrupt
 		}
@@ -697,6 +752,12 @@ func (t *boltTx) journalState() *jstate {
 // valueKey and id (indexKey).
 func (st *jstage) set(typ, param string, valueKey []byte, id string, present bool) {
 	st.record.add(typ, id, param, valueKey, present)
+	st.change(typ, param, valueKey, id, present)
+}
+
+// change is set without the record: for changes a record says otherwise
+// (journalRecord.addIndexed).
+func (st *jstage) change(typ, param string, valueKey []byte, id string, present bool) {
 	n := entryKeyLen(typ, param, valueKey, id)
 	if cap(st.keys)-len(st.keys) < n { // keys share allocations of 4 kB
 		st.keys = make([]byte, 0, max(n, 4096))

@@ -289,26 +289,41 @@ func TestJournalRecordRoundTrip(t *testing.T) {
 		r.add(c.typ, c.id, c.param, []byte(c.vk), c.present)
 		want = append(want, jentry{journalKey(c.typ, c.param, indexKey([]byte(c.vk), c.id)), c.present})
 	}
+	// A create's record names the resource; its entries come from rix.
+	r.addIndexed("Observation", "o2")
+	for _, e := range rixEntries {
+		want = append(want, jentry{journalKey("Observation", e.Param, indexKey(e.Key, "o2")), true})
+	}
+	r.add("Observation", "o2", "code", []byte("c\x00"), false)
+	want = append(want, jentry{journalKey("Observation", "code", indexKey([]byte("c\x00"), "o2")), false})
 	var out []jentry
-	if err := decodeJournalRecord(r.b, func(e jentry) { out = append(out, e) }); err != nil {
+	if err := decodeJournalRecord(r.b, someRix, func(e jentry) { out = append(out, e) }); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.EqualFunc(want, out, func(a, b jentry) bool { return bytes.Equal(a.key, b.key) && a.present == b.present }) {
 		t.Errorf("round trip: got %v, want %v", out, want)
 	}
 	for _, bad := range []string{
-		"\x03",                             // unknown tag
+		"\x04",                             // unknown tag
+		"\x03\x01T\x00",                    // an indexed record with an empty id
+		"\x03\x01T\x01i\x01\x01p\x00",      // a change after it, naming no resource
 		"\x01\x01p\x00",                    // a change before any resource
 		"\x02\x01T\x00",                    // an empty id
 		"\x02\x01T\x05ab",                  // a field past the end
 		"\x02\x01T\x01i\x01\x01p\x80",      // a bad uvarint
 		"\x02\x03T\x00U\x01i\x01\x01p\x00", // a NUL in the Type
 	} {
-		if err := decodeJournalRecord([]byte(bad), func(jentry) {}); err == nil {
+		if err := decodeJournalRecord([]byte(bad), noRix, func(jentry) {}); err == nil {
 			t.Errorf("decodeJournalRecord(%q) accepted a corrupt record", bad)
 		}
 	}
 }
+
+// rixEntries is what someRix lists for every resource.
+var rixEntries = []IndexEntry{{"code", []byte("c\x00")}, {"status", []byte("final\x00")}}
+
+func noRix(typ, id []byte) []byte   { return nil }
+func someRix(typ, id []byte) []byte { return encodeEntries(rixEntries) }
 
 // FuzzDecodeJournalRecord: any bytes decode or fail, without a panic, and
 // every key decoded names a Type, a parameter and an index key with an id.
@@ -318,8 +333,10 @@ func FuzzDecodeJournalRecord(f *testing.F) {
 	r.add("Patient", "p2", "name", []byte("x"), false)
 	f.Add(r.b)
 	f.Add([]byte{2, 1, 'T', 1, 'i', 1, 0x80, 0x80})
+	r.addIndexed("Patient", "p3")
+	f.Add(r.b)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_ = decodeJournalRecord(b, func(e jentry) {
+		_ = decodeJournalRecord(b, someRix, func(e jentry) {
 			_, _, ik, ok := splitJournalKey(e.key)
 			if !ok {
 				t.Fatalf("decoded key %q has no Type and parameter", e.key)
@@ -331,44 +348,51 @@ func FuzzDecodeJournalRecord(f *testing.F) {
 	})
 }
 
-// TestOpenUpgradesSchema1: a store written before the index journal
-// (layout 1, no ixj) opens, gains the journal, and is marked layout 2, so
-// that an older binary refuses it rather than miss journaled entries.
-func TestOpenUpgradesSchema1(t *testing.T) {
-	dir := t.TempDir()
-	s, err := Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := s.db
-	err = db.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket(bucketIxj); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketMeta).Put(keySchema, u64(1))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s, err = Open(dir, Options{})
-	if err != nil {
-		t.Fatalf("open a layout 1 store: %v", err)
-	}
-	defer s.Close()
-	err = s.db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketIxj) == nil {
-			t.Error("no ixj bucket after the upgrade")
-		}
-		if v := tx.Bucket(bucketMeta).Get(keySchema); beUint64(v) != schemaVersion {
-			t.Errorf("schema %d after the upgrade, want %d", beUint64(v), schemaVersion)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+// TestOpenUpgradesSchema: a store written before the index journal
+// (layout 1, no ixj) or before its "indexed" records (layout 2) opens and
+// is marked layout 3, so that an older binary refuses it rather than miss
+// journaled entries.
+func TestOpenUpgradesSchema(t *testing.T) {
+	for _, from := range []uint64{1, 2} {
+		t.Run(fmt.Sprint(from), func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := Open(dir, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			db := s.db
+			err = db.Update(func(tx *bolt.Tx) error {
+				if from == 1 {
+					if err := tx.DeleteBucket(bucketIxj); err != nil {
+						return err
+					}
+				}
+				return tx.Bucket(bucketMeta).Put(keySchema, u64(from))
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s, err = Open(dir, Options{})
+			if err != nil {
+				t.Fatalf("open a layout %d store: %v", from, err)
+			}
+			defer s.Close()
+			err = s.db.View(func(tx *bolt.Tx) error {
+				if tx.Bucket(bucketIxj) == nil {
+					t.Error("no ixj bucket after the upgrade")
+				}
+				if v := tx.Bucket(bucketMeta).Get(keySchema); beUint64(v) != 3 {
+					t.Errorf("schema %d after the upgrade, want 3", beUint64(v))
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 

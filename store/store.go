@@ -180,9 +180,11 @@ func (s *Bolt) initSchema(tx *bolt.Tx) error {
 	if v == nil {
 		return meta.Put(keySchema, u64(schemaVersion))
 	}
-	if len(v) == 8 && beUint64(v) == 1 {
-		// Version 2 added the index journal (ixj, created above), which
-		// version 1 binaries would not read: mark the file as version 2.
+	if len(v) == 8 && (beUint64(v) == 1 || beUint64(v) == 2) {
+		// Version 2 added the index journal (ixj, created above), version 3
+		// its "indexed" records (journalRecord); older binaries would not
+		// read them. What the older versions wrote, this one reads: mark
+		// the file as the current version.
 		return meta.Put(keySchema, u64(schemaVersion))
 	}
 	if len(v) != 8 || beUint64(v) != schemaVersion {

@@ -913,6 +913,7 @@ func benchCreate(b *testing.B, indexed bool) {
 	b.SetParallelism((benchWriteWriters + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 	b.ReportAllocs()
 	before := st.Stats()
+	wroteBefore, wroteOK := processWriteBytes()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -927,7 +928,27 @@ func benchCreate(b *testing.B, indexed bool) {
 	after := st.Stats()
 	b.ReportMetric(float64(after.PageWrites-before.PageWrites)/float64(b.N), "pagewrites/write")
 	b.ReportMetric(float64(b.N)/float64(after.Commits-before.Commits), "writes/commit")
+	if wrote, ok := processWriteBytes(); ok && wroteOK {
+		b.ReportMetric(float64(wrote-wroteBefore)/1e3/float64(b.N), "kB-written/write")
+	}
 	if folds := after.JournalFolds - before.JournalFolds; folds > 0 {
 		b.ReportMetric(float64((after.JournalFoldTime-before.JournalFoldTime).Milliseconds())/float64(folds), "ms/fold")
 	}
+}
+
+// processWriteBytes is what this process has sent to storage so far
+// (write_bytes of /proc/self/io: Linux only), for the bytes a write costs
+// the disk, pages and journal included.
+func processWriteBytes() (int64, bool) {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
