@@ -311,3 +311,57 @@ func TestBundleEntriesCheckedAgainstScopes(t *testing.T) {
 		t.Errorf("%d Observations and %d Patients stored, want 2 and 0", n, p)
 	}
 }
+
+// TestConditionalCriteriaNeedSearchScope: conditional criteria are a
+// search. A client that may create Observations but not search them gets
+// 403 for a conditional create, instead of learning whether a record
+// matches (and receiving it) or writing a duplicate; criteria on a type it
+// may search (a conditional reference to a Patient) still work.
+func TestConditionalCriteriaNeedSearchScope(t *testing.T) {
+	s, key := authClientServer(t)
+	tok, err := labToken(t, s, key, "system/Patient.rs system/Observation.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bearer := "Bearer " + tok
+	json := "application/fhir+json"
+	if r := do(t, http.MethodPut, s.base+"/Patient/cc-p1", []byte(`{"resourceType":"Patient","id":"cc-p1","identifier":[{"system":"urn:mrn","value":"cc-1"}]}`), "Content-Type", json); r.status != http.StatusCreated {
+		t.Fatalf("seed Patient: %d %s", r.status, r.body)
+	}
+	obs := `{"resourceType":"Observation","status":"final","code":{"text":"secret result"},"identifier":[{"system":"urn:lab","value":"cc-o1"}]}`
+	if r := do(t, http.MethodPost, s.base+"/Observation", []byte(obs), "Content-Type", json); r.status != http.StatusCreated {
+		t.Fatalf("seed Observation: %d %s", r.status, r.body)
+	}
+	count := func() int {
+		r := do(t, http.MethodGet, s.base+"/Observation?identifier=urn:lab|cc-o1&_summary=count", nil)
+		total, _ := r.json(t)["total"].(float64)
+		return int(total)
+	}
+
+	r := do(t, http.MethodPost, s.base+"/Observation", []byte(obs), "Authorization", bearer, "Content-Type", json,
+		"If-None-Exist", "identifier=urn:lab|cc-o1", "Prefer", "return=representation")
+	if r.status != http.StatusForbidden || !strings.Contains(string(r.body), "system/Observation.s") || strings.Contains(string(r.body), "secret result") {
+		t.Errorf("conditional create without the search scope: %d %s, want 403 naming system/Observation.s", r.status, r.body)
+	}
+	if n := count(); n != 1 {
+		t.Errorf("%d Observations with the identifier after the refused conditional create, want 1", n)
+	}
+
+	// The same in a transaction entry.
+	tx := `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + obs + `,"request":{"method":"POST","url":"Observation","ifNoneExist":"identifier=urn:lab|cc-o1"}}]}`
+	r = do(t, http.MethodPost, s.base, []byte(tx), "Authorization", bearer, "Content-Type", json)
+	if r.status != http.StatusForbidden || !strings.Contains(string(r.body), "system/Observation.s") {
+		t.Errorf("transaction with a conditional create: %d %s, want 403", r.status, r.body)
+	}
+	if n := count(); n != 1 {
+		t.Errorf("%d Observations with the identifier after the refused transaction, want 1", n)
+	}
+
+	// Criteria on Patient, which the client may search: resolved.
+	ref := `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient?identifier=urn:mrn|cc-1"}}`
+	tx = `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + ref + `,"request":{"method":"POST","url":"Observation"}}]}`
+	r = do(t, http.MethodPost, s.base, []byte(tx), "Authorization", bearer, "Content-Type", json)
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), "201") {
+		t.Errorf("transaction with a conditional reference to a Patient: %d %s, want 200 with a 201 entry", r.status, r.body)
+	}
+}

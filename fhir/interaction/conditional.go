@@ -60,6 +60,9 @@ func (s *Service) criteriaString(typ, raw, what string) (*search.Query, error) {
 // matchLive answers criteria inside tx: the ids of the current matches,
 // leaving out those the same transaction deletes.
 func (s *Service) matchLive(ctx context.Context, p auth.Principal, tx store.Tx, q *search.Query, deleting map[string]bool) ([]string, error) {
+	if err := criteriaAllowed(p, q.Type); err != nil {
+		return nil, err
+	}
 	ids, err := s.matchIDs(ctx, p, tx, q)
 	if err != nil {
 		return nil, err
@@ -83,4 +86,17 @@ func echo(s string) string {
 		return s[:200] + "..."
 	}
 	return s
+}
+
+// criteriaAllowed checks that p may search typ, as conditional criteria
+// (of a create, update, patch, delete or reference) do. Without the search
+// scope, a conditional create would tell a caller that may only create
+// whether a record matches, and hand back the one that does; or, where
+// matches are filtered by the caller's scopes, find none and write a
+// duplicate.
+func criteriaAllowed(p auth.Principal, typ string) error {
+	if p.Allows(typ, auth.PermSearch) {
+		return nil
+	}
+	return fhir.Errorf(fhir.Forbidden, "forbidden", "conditional criteria on %s are a search: they need scope %s", typ, auth.Needed(typ, auth.PermSearch))
 }

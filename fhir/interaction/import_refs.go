@@ -163,6 +163,9 @@ func (r *refResolver) resolveLine(ctx context.Context, tx store.Tx, l *importLin
 
 // lookup returns the ids of ref.typ the criteria match now.
 func (r *refResolver) lookup(ctx context.Context, tx store.Tx, ref *condRef) ([]string, error) {
+	if err := criteriaAllowed(r.p, ref.typ); err != nil {
+		return nil, err
+	}
 	vals, err := url.ParseQuery(ref.query)
 	if err != nil {
 		return nil, fhir.Errorf(fhir.Invalid, "invalid", "conditional reference %q: %v", ref.typ+"?"+ref.query, err)
