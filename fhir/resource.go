@@ -12,7 +12,11 @@ type Resource struct {
 	VersionID   uint64
 	LastUpdated time.Time // UTC, millisecond precision (what meta.lastUpdated says)
 	Deleted     bool      // a deletion marker in history: JSON is nil
-	JSON        []byte    // compact, stamped with id and meta; the record of truth
+	// CreatedByUpdate: version 1 was written by an update (PUT to an id the
+	// client chose), not by a create (POST, the server chose the id).
+	// History reports the interaction that made each version.
+	CreatedByUpdate bool
+	JSON            []byte // compact, stamped with id and meta; the record of truth
 }
 
 // ETag is the weak entity tag of this version, as FHIR requires: W/"n".

@@ -20,7 +20,8 @@ import (
 //	idx, rix, ixj        search indexes and their journal (index.go, journal.go)
 //	auth/clients, auth/keys, auth/jti   the auth package's records (auth.go)
 //
-// record: 1 byte flags (bit 0: deleted) | u64 version | u64 lastUpdated unix ms | JSON
+// record: 1 byte flags (bit 0: deleted; bit 1: version 1 written by an
+// update, not a create) | u64 version | u64 lastUpdated unix ms | JSON
 // logEntry: u64 version | Type 0x00 id
 var (
 	bucketMeta = []byte("meta")
@@ -45,8 +46,9 @@ const appendFill = 0.9
 const schemaVersion = 3
 
 const (
-	flagDeleted = 1 << 0
-	recordHead  = 1 + 8 + 8
+	flagDeleted         = 1 << 0
+	flagCreatedByUpdate = 1 << 1 // older binaries ignore it: no new layout
+	recordHead          = 1 + 8 + 8
 )
 
 func u64(v uint64) []byte {
@@ -55,13 +57,17 @@ func u64(v uint64) []byte {
 	return b[:]
 }
 
-func encodeRecord(deleted bool, version uint64, updated time.Time, json []byte) []byte {
+func encodeRecord(r *fhir.Resource) []byte {
+	json := r.JSON
 	b := make([]byte, recordHead, recordHead+len(json))
-	if deleted {
-		b[0] = flagDeleted
+	if r.Deleted {
+		b[0] |= flagDeleted
 	}
-	binary.BigEndian.PutUint64(b[1:9], version)
-	binary.BigEndian.PutUint64(b[9:17], uint64(updated.UnixMilli()))
+	if r.CreatedByUpdate {
+		b[0] |= flagCreatedByUpdate
+	}
+	binary.BigEndian.PutUint64(b[1:9], r.VersionID)
+	binary.BigEndian.PutUint64(b[9:17], uint64(r.LastUpdated.UnixMilli()))
 	return append(b, json...)
 }
 
@@ -73,11 +79,12 @@ func decodeRecord(typ, id string, v []byte) (*fhir.Resource, error) {
 		return nil, errCorrupt
 	}
 	r := &fhir.Resource{
-		Type:        typ,
-		ID:          id,
-		Deleted:     v[0]&flagDeleted != 0,
-		VersionID:   binary.BigEndian.Uint64(v[1:9]),
-		LastUpdated: time.UnixMilli(int64(binary.BigEndian.Uint64(v[9:17]))).UTC(),
+		Type:            typ,
+		ID:              id,
+		Deleted:         v[0]&flagDeleted != 0,
+		CreatedByUpdate: v[0]&flagCreatedByUpdate != 0,
+		VersionID:       binary.BigEndian.Uint64(v[1:9]),
+		LastUpdated:     time.UnixMilli(int64(binary.BigEndian.Uint64(v[9:17]))).UTC(),
 	}
 	if !r.Deleted {
 		r.JSON = bytes.Clone(v[recordHead:])

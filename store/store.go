@@ -45,9 +45,14 @@ type Tx interface {
 	// Version returns one version (a tombstone for a deletion); ErrNotFound
 	// when there is no such version.
 	Version(typ, id string, version uint64) (*fhir.Resource, error)
-	// Put writes the next version of Type/id: the store assigns the version
-	// (current + 1) and lastUpdated, and stamps them with id into body.
+	// Put writes the next version of Type/id, as an update: the store
+	// assigns the version (current + 1) and lastUpdated, and stamps them
+	// with id into body. A version 1 it writes is an update-as-create
+	// (Resource.CreatedByUpdate).
 	Put(typ, id string, body *fhir.Object) (*fhir.Resource, error)
+	// Create writes version 1 of Type/id, as a create (POST: the server
+	// chose id); it fails with a fhir.Conflict error when Type/id exists.
+	Create(typ, id string, body *fhir.Object) (*fhir.Resource, error)
 	// Delete records a deletion as the next version and returns the
 	// tombstone. Deleting what is absent or already deleted writes nothing
 	// and returns ErrNotFound or the existing tombstone.

@@ -266,6 +266,62 @@ func TestPutStamps(t *testing.T) {
 	}
 }
 
+// TestCreateAndPutRecordTheirInteraction: version 1 written by Put (an
+// update as create) says so, read back from the current record, the
+// version history and History; one written by Create does not, later
+// versions never do, and Create refuses an id that exists.
+func TestCreateAndPutRecordTheirInteraction(t *testing.T) {
+	s := openStore(t, store.Options{})
+	ctx := context.Background()
+	write := func(create bool, id string) (*fhir.Resource, error) {
+		var r *fhir.Resource
+		err := s.Update(ctx, func(tx store.Tx) (err error) {
+			if create {
+				r, err = tx.Create("Patient", id, object(t, body("Patient")))
+			} else {
+				r, err = tx.Put("Patient", id, object(t, body("Patient")))
+			}
+			return err
+		})
+		return r, err
+	}
+	for _, w := range []struct {
+		create bool
+		id     string
+		want   bool // CreatedByUpdate
+	}{{false, "by-put", true}, {true, "by-post", false}, {false, "by-post", false}, {false, "by-put", false}} {
+		r, err := write(w.create, w.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.CreatedByUpdate != w.want {
+			t.Errorf("%s version %d: CreatedByUpdate %v, want %v", w.id, r.VersionID, r.CreatedByUpdate, w.want)
+		}
+	}
+	var fe *fhir.Error
+	if _, err := write(true, "by-put"); !errors.As(err, &fe) || fe.Kind != fhir.Conflict {
+		t.Errorf("Create of an existing id: %v, want a conflict", err)
+	}
+	err := s.View(ctx, func(tx store.Tx) error {
+		for id, want := range map[string]bool{"by-put": true, "by-post": false} {
+			v1, err := tx.Version("Patient", id, 1)
+			if err != nil {
+				return err
+			}
+			if v1.CreatedByUpdate != want {
+				t.Errorf("%s version 1 read back: CreatedByUpdate %v, want %v", id, v1.CreatedByUpdate, want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestWriteInViewFails(t *testing.T) {
 	s := openStore(t, store.Options{})
 	err := s.View(context.Background(), func(tx store.Tx) error {

@@ -79,12 +79,25 @@ func (t *boltTx) stampTime() (time.Time, error) {
 }
 
 func (t *boltTx) Put(typ, id string, body *fhir.Object) (*fhir.Resource, error) {
+	return t.put(typ, id, body, true)
+}
+
+func (t *boltTx) Create(typ, id string, body *fhir.Object) (*fhir.Resource, error) {
+	return t.put(typ, id, body, false)
+}
+
+// put writes the next version of Type/id; byUpdate tells an update (Put)
+// from a create (Create).
+func (t *boltTx) put(typ, id string, body *fhir.Object, byUpdate bool) (*fhir.Resource, error) {
 	if t.now == nil {
 		return nil, bolt.ErrTxNotWritable
 	}
 	prev, err := t.Current(typ, id)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, err
+	}
+	if prev != nil && !byUpdate {
+		return nil, fhir.Errorf(fhir.Conflict, "duplicate", "%s/%s exists: a create needs a new id", typ, id)
 	}
 	version := uint64(1)
 	if prev != nil {
@@ -98,7 +111,7 @@ func (t *boltTx) Put(typ, id string, body *fhir.Object) (*fhir.Resource, error) 
 	if err != nil {
 		return nil, &fhir.Error{Kind: fhir.Invalid, Issues: []fhir.Issue{{Severity: "error", Code: "structure", Diagnostics: err.Error(), Expression: []string{typ + ".meta"}}}}
 	}
-	r := &fhir.Resource{Type: typ, ID: id, VersionID: version, LastUpdated: when, JSON: js}
+	r := &fhir.Resource{Type: typ, ID: id, VersionID: version, LastUpdated: when, JSON: js, CreatedByUpdate: version == 1 && byUpdate}
 	return r, t.write(r)
 }
 
@@ -124,7 +137,7 @@ func (t *boltTx) Delete(typ, id string) (*fhir.Resource, error) {
 // write stores r as the current version, in the version history, and in
 // the system and type change logs.
 func (t *boltTx) write(r *fhir.Resource) error {
-	rec := encodeRecord(r.Deleted, r.VersionID, r.LastUpdated, r.JSON)
+	rec := encodeRecord(r)
 	res, err := t.sub(bucketRes, r.Type, true)
 	if err != nil {
 		return err

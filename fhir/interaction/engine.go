@@ -225,7 +225,7 @@ func (s *Service) apply(ctx context.Context, p auth.Principal, tx store.Tx, o *o
 			return err
 		}
 	}
-	written, err := s.putIndexed(tx, p, o.typ, t.id, pr.obj, pr.entries)
+	written, err := s.putIndexed(tx, p, o.typ, t.id, pr.obj, pr.entries, o.method == methodPost)
 	if err != nil {
 		return err
 	}

@@ -342,7 +342,7 @@ func (im *Importer) commit(ctx context.Context, ok []*importLine) commitResult {
 			default:
 				updated++
 			}
-			if _, err := im.s.putIndexed(tx, im.p, l.typ, l.id, l.obj, l.entries); err != nil {
+			if _, err := im.s.putIndexed(tx, im.p, l.typ, l.id, l.obj, l.entries, false); err != nil {
 				return fmt.Errorf("%s:%d: %w", l.file, l.no, err)
 			}
 		}

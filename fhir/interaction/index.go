@@ -64,12 +64,17 @@ func lastUpdatedEntries(t time.Time) []store.IndexEntry {
 
 // putIndexed writes a version and its index entries in tx, for p: every
 // write of a resource goes through here, so here a principal confined to a
-// patient's compartment is held to it (mayWrite).
-func (s *Service) putIndexed(tx store.Tx, p auth.Principal, typ, id string, obj *fhir.Object, entries []store.IndexEntry) (*fhir.Resource, error) {
+// patient's compartment is held to it (mayWrite). create: the write is a
+// create (POST, a server-assigned id), not an update.
+func (s *Service) putIndexed(tx store.Tx, p auth.Principal, typ, id string, obj *fhir.Object, entries []store.IndexEntry, create bool) (*fhir.Resource, error) {
 	if err := s.mayWrite(tx, p, typ, id, obj); err != nil {
 		return nil, err
 	}
-	r, err := tx.Put(typ, id, obj)
+	put := tx.Put
+	if create {
+		put = tx.Create
+	}
+	r, err := put(typ, id, obj)
 	if err != nil {
 		return nil, err
 	}

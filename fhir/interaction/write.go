@@ -88,7 +88,7 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, typ string, body
 	}
 	var r *fhir.Resource
 	err = s.store.Update(ctx, func(tx store.Tx) (err error) {
-		r, err = s.putIndexed(tx, p, typ, id, obj, entries)
+		r, err = s.putIndexed(tx, p, typ, id, obj, entries, true)
 		return err
 	})
 	return r, err
@@ -142,7 +142,7 @@ func (s *Service) Update(ctx context.Context, p auth.Principal, typ, id string, 
 			return err
 		}
 		created = cur == nil || cur.Deleted
-		r, err = s.putIndexed(tx, p, typ, id, obj, entries)
+		r, err = s.putIndexed(tx, p, typ, id, obj, entries, false)
 		return err
 	})
 	return r, created, err

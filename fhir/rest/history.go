@@ -105,6 +105,10 @@ func (h *Handlers) historyEntry(r *fhir.Resource) entry {
 	case r.Deleted:
 		e.Request = &entryRequest{Method: "DELETE", URL: r.Path()}
 		e.Response.Status = "204 No Content"
+	case r.VersionID == 1 && r.CreatedByUpdate: // update as create
+		e.Request = &entryRequest{Method: "PUT", URL: r.Path()}
+		e.Response.Status = "201 Created"
+		e.Resource = r.JSON
 	case r.VersionID == 1:
 		e.Request = &entryRequest{Method: "POST", URL: r.Type}
 		e.Response.Status = "201 Created"
