@@ -357,6 +357,15 @@ func TestConditionalCriteriaNeedSearchScope(t *testing.T) {
 		t.Errorf("%d Observations with the identifier after the refused transaction, want 1", n)
 	}
 
+	// A conditional reference to a type it may not search: 403, naming the
+	// entry.
+	orgRef := `{"resourceType":"Observation","status":"final","code":{"text":"x"},"performer":[{"reference":"Organization?identifier=urn:org|1"}]}`
+	tx = `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + orgRef + `,"request":{"method":"POST","url":"Observation"}}]}`
+	r = do(t, http.MethodPost, s.base, []byte(tx), "Authorization", bearer, "Content-Type", json)
+	if r.status != http.StatusForbidden || !strings.Contains(string(r.body), "system/Organization.s") || !strings.Contains(string(r.body), "Bundle.entry[0]") {
+		t.Errorf("transaction with a conditional reference to Organization: %d %s, want 403 naming Bundle.entry[0] and system/Organization.s", r.status, r.body)
+	}
+
 	// Criteria on Patient, which the client may search: resolved.
 	ref := `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient?identifier=urn:mrn|cc-1"}}`
 	tx = `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + ref + `,"request":{"method":"POST","url":"Observation"}}]}`

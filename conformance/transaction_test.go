@@ -160,6 +160,41 @@ func TestTransactionReferences(t *testing.T) {
 	}
 }
 
+// TestTransactionLinksInURIElements: a document submission as IHE MHD
+// sends it, a DocumentReference whose attachment.url names the Binary
+// beside it by urn:uuid:. R4's transaction rules replace the link in
+// elements of type uri and url and in the narrative's href too, not only in
+// references; an Identifier.value that spells the same urn:uuid: is a
+// business identifier and keeps it.
+func TestTransactionLinksInURIElements(t *testing.T) {
+	s := startServer(t, app.Config{})
+	doc := `{"resourceType":"DocumentReference","status":"current",
+		"masterIdentifier":{"system":"urn:ietf:rfc:3986","value":"` + uuidB + `"},
+		"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"` + uuidB + `\">discharge summary</a></div>"},
+		"subject":{"reference":"` + uuidC + `"},
+		"content":[{"attachment":{"contentType":"text/plain","url":"` + uuidB + `"}}]}`
+	tr := mustTransaction(t, s,
+		txEntry{method: "POST", url: "DocumentReference", fullURL: uuidA, resource: doc},
+		txEntry{method: "POST", url: "Binary", fullURL: uuidB, resource: `{"resourceType":"Binary","contentType":"text/plain","data":"ZGlzY2hhcmdlZA=="}`},
+		txEntry{method: "POST", url: "Patient", fullURL: uuidC, resource: `{"resourceType":"Patient","active":true}`},
+	)
+	a, b, c := idFrom(t, tr, 0), idFrom(t, tr, 1), idFrom(t, tr, 2)
+	stored := string(do(t, "GET", s.base+"/DocumentReference/"+a, nil).body)
+	for _, want := range []string{
+		`"url":"Binary/` + b + `"`,
+		`<a href=\"Binary/` + b + `\">discharge summary</a>`,
+		`"subject":{"reference":"Patient/` + c + `"}`,
+		`"masterIdentifier":{"system":"urn:ietf:rfc:3986","value":"` + uuidB + `"}`,
+	} {
+		if !strings.Contains(stored, want) {
+			t.Errorf("DocumentReference lacks %s:\n%s", want, stored)
+		}
+	}
+	if r := do(t, "GET", s.base+"/Binary/"+b, nil); r.status != 200 {
+		t.Errorf("GET Binary/%s: %d", b, r.status)
+	}
+}
+
 func TestTransactionConditionalReferences(t *testing.T) {
 	s := startServer(t, app.Config{})
 	one, _ := seedConditional(t, s)

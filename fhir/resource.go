@@ -12,8 +12,9 @@ type Resource struct {
 	VersionID   uint64
 	LastUpdated time.Time // UTC, millisecond precision (what meta.lastUpdated says)
 	Deleted     bool      // a deletion marker in history: JSON is nil
-	// CreatedByUpdate: version 1 was written by an update (PUT to an id the
-	// client chose), not by a create (POST, the server chose the id).
+	// CreatedByUpdate: version 1 was written by an update (PUT: update as
+	// create, to the id the client chose, or to one the server assigned
+	// when a conditional update matched nothing), not by a create (POST).
 	// History reports the interaction that made each version.
 	CreatedByUpdate bool
 	JSON            []byte // compact, stamped with id and meta; the record of truth

@@ -297,7 +297,7 @@ func (s *Service) readEntry(o *op, e *bundleEntry, validated bool) (*op, error) 
 		}
 		o.bodyID = bodyID
 	}
-	o.refs = references(e.Resource)
+	o.refs = append(references(e.Resource), linkTargets(s.validator, o.typ, e.Resource)...)
 	return o, nil
 }
 
@@ -326,6 +326,8 @@ func (s *Service) entryPatch(o *op, raw json.RawMessage, at string) error {
 	if o.patch, err = decodePatch(patch); err != nil {
 		return err
 	}
-	o.refs = references(patch)
+	// A patch may set a URI element to a temporary link as well, which
+	// prepare rewrites in the patched resource.
+	o.refs = append(references(patch), temporaryStrings(patch)...)
 	return nil
 }

@@ -56,7 +56,7 @@ type op struct {
 	patch    jsonpatch.Patch
 	fullURL  string   // Bundle.entry.fullUrl
 	newID    string   // the id a created resource gets, made before any transaction
-	refs     []string // urn: and conditional references in the resource or patch
+	refs     []string // urn: and conditional references in the resource or patch, and urn: links (links.go)
 }
 
 func (o *op) writes() bool {
@@ -357,7 +357,7 @@ func (s *Service) resolve(ctx context.Context, p auth.Principal, tx store.Tx, op
 			}
 			ids, err := s.matchLive(ctx, p, tx, q, deleting)
 			if err != nil {
-				return nil, err
+				return nil, opError(o, err)
 			}
 			switch {
 			case len(ids) == 0:
@@ -515,6 +515,12 @@ func (s *Service) prepare(o *op, t *target, res *resolution) (*prepared, error) 
 		v, _ := obj.Get(k)
 		if nv, changed := rewriteReferences(v, resolve); changed {
 			obj.Set(k, nv)
+		}
+	}
+	if raw, changed := rewriteLinks(s.validator, o.typ, obj.Bytes(), resolve); changed {
+		var err error
+		if obj, err = fhir.ParseObject(raw); err != nil {
+			return nil, err
 		}
 	}
 	obj.Set("id", quoteJSON(t.id))

@@ -1,0 +1,203 @@
+package interaction
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+
+	"healthhub/fhir/validate"
+)
+
+// A transaction replaces an entry's temporary fullUrl (urn:uuid:,
+// urn:oid:) with Type/id wherever the Bundle links to it: in
+// Reference.reference (rewriteReferences), and, as R4's transaction rules
+// also require, in elements of type uri, url, canonical, oid and uuid (a
+// DocumentReference's attachment.url naming the Binary sent beside it) and
+// in the narrative's a/@href and img/@src. Elements of other types keep
+// such a value: an Identifier.value may be a urn:uuid: that is a business
+// identifier, not a link.
+
+// temporaryLink reports whether s is a fullUrl that a transaction
+// replaces.
+func temporaryLink(s string) bool {
+	return strings.HasPrefix(s, "urn:uuid:") || strings.HasPrefix(s, "urn:oid:")
+}
+
+// linkTargets lists the temporary links in the URI-typed elements and
+// narratives of raw, a resource of type typ that passed validation.
+func linkTargets(v *validate.Validator, typ string, raw []byte) []string {
+	var out []string
+	visitLinks(v, typ, raw, func(link string) (string, bool) {
+		out = append(out, link)
+		return "", false
+	})
+	return out
+}
+
+// rewriteLinks replaces the temporary links in the URI-typed elements and
+// narratives of raw that resolve names, leaving every other byte as it is.
+func rewriteLinks(v *validate.Validator, typ string, raw []byte, resolve func(string) (string, bool)) (out []byte, changed bool) {
+	return visitLinks(v, typ, raw, resolve)
+}
+
+func visitLinks(v *validate.Validator, typ string, raw []byte, resolve func(string) (string, bool)) (out []byte, changed bool) {
+	if v == nil || !bytes.Contains(raw, []byte("urn:")) {
+		return raw, false
+	}
+	type splice struct {
+		start, end int
+		with       []byte
+	}
+	var splices []splice
+	err := v.Links(typ, raw, func(start, end int, kind validate.LinkKind) {
+		s, ok := decodeString(raw[start:end])
+		if !ok || !strings.Contains(s, "urn:") {
+			return
+		}
+		switch kind {
+		case validate.LinkURI:
+			if to, ok := resolveLink(s, resolve); ok {
+				q, _ := json.Marshal(to)
+				splices = append(splices, splice{start, end, q})
+			}
+		case validate.LinkNarrative:
+			if div, ok := rewriteNarrativeLinks(s, resolve); ok {
+				splices = append(splices, splice{start, end, quoteNoEscape(div)})
+			}
+		}
+	})
+	if err != nil || len(splices) == 0 {
+		return raw, false
+	}
+	out = make([]byte, 0, len(raw)+32*len(splices))
+	prev := 0
+	for _, s := range splices {
+		out = append(append(out, raw[prev:s.start]...), s.with...)
+		prev = s.end
+	}
+	return append(out, raw[prev:]...), true
+}
+
+func resolveLink(s string, resolve func(string) (string, bool)) (string, bool) {
+	if !temporaryLink(s) {
+		return "", false
+	}
+	to, ok := resolve(s)
+	return to, ok && to != s
+}
+
+// rewriteNarrativeLinks replaces temporary links in the href and src
+// attributes of the tags of an XHTML div.
+func rewriteNarrativeLinks(div string, resolve func(string) (string, bool)) (string, bool) {
+	var b strings.Builder
+	changed := false
+	done := 0 // div[:done] is in b
+	for i := 0; i < len(div); i++ {
+		if div[i] != '<' {
+			continue
+		}
+		end := tagEnd(div, i)
+		for _, a := range linkAttributes(div[i:end]) {
+			value := div[i+a.start : i+a.end]
+			if to, ok := resolveLink(value, resolve); ok {
+				b.WriteString(div[done : i+a.start])
+				b.WriteString(to) // Type/id: nothing in it needs escaping in XHTML
+				done, changed = i+a.end, true
+			}
+		}
+		i = end - 1
+	}
+	if !changed {
+		return div, false
+	}
+	b.WriteString(div[done:])
+	return b.String(), true
+}
+
+// tagEnd returns the index after the tag that starts at i ('<'), skipping
+// quoted attribute values.
+func tagEnd(s string, i int) int {
+	var quote byte
+	for i++; i < len(s); i++ {
+		switch c := s[i]; {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '>':
+			return i + 1
+		}
+	}
+	return len(s)
+}
+
+type span struct{ start, end int }
+
+// linkAttributes finds the values of the href and src attributes of one
+// tag, in order.
+func linkAttributes(tag string) []span {
+	var out []span
+	var quote byte
+	for i := 1; i < len(tag); i++ {
+		c := tag[i]
+		if quote != 0 {
+			if c == quote {
+				quote = 0
+			}
+			continue
+		}
+		if c == '"' || c == '\'' {
+			quote = c
+			continue
+		}
+		if i > 0 && strings.IndexByte(" \t\n\r", tag[i-1]) < 0 {
+			continue // an attribute name starts after white space
+		}
+		for _, name := range []string{"href=", "src="} {
+			v := i + len(name)
+			if strings.HasPrefix(tag[i:], name) && v < len(tag) && (tag[v] == '"' || tag[v] == '\'') {
+				if end := strings.IndexByte(tag[v+1:], tag[v]); end >= 0 {
+					out = append(out, span{v + 1, v + 1 + end})
+					i = v + 1 + end // at the closing quote
+				}
+				break
+			}
+		}
+	}
+	return out
+}
+
+// quoteNoEscape encodes s as a JSON string without HTML escaping, so the
+// narrative's markup keeps its bytes.
+func quoteNoEscape(s string) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+// temporaryStrings lists the JSON strings in raw that are temporary links,
+// wherever they sit (a JSON Patch's values).
+func temporaryStrings(raw []byte) []string {
+	var out []string
+	for _, prefix := range []string{`"urn:uuid:`, `"urn:oid:`} {
+		for rest := raw; ; {
+			i := bytes.Index(rest, []byte(prefix))
+			if i < 0 {
+				break
+			}
+			end := bytes.IndexByte(rest[i+1:], '"')
+			if end < 0 {
+				break
+			}
+			if s, ok := decodeString(rest[i : i+end+2]); ok {
+				out = append(out, s)
+			}
+			rest = rest[i+end+2:]
+		}
+	}
+	return out
+}

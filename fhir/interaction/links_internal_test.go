@@ -1,0 +1,58 @@
+package interaction
+
+import (
+	"testing"
+
+	"healthhub/fhir/validate"
+)
+
+func TestRewriteNarrativeLinks(t *testing.T) {
+	refs := map[string]string{"urn:uuid:a": "Binary/1", "urn:oid:1.2": "Patient/p"}
+	resolve := func(s string) (string, bool) { to, ok := refs[s]; return to, ok }
+	cases := []struct{ in, want string }{
+		{`<div><a href="urn:uuid:a">x</a></div>`, `<div><a href="Binary/1">x</a></div>`},
+		{`<div><img src='urn:uuid:a'/><a  href="urn:oid:1.2">p</a></div>`, `<div><img src='Binary/1'/><a  href="Patient/p">p</a></div>`},
+		{`<div><a data-href="urn:uuid:a" href="urn:uuid:other">x</a> href="urn:uuid:a"</div>`, ``}, // not attributes of ours, or not in the Bundle
+		{`<div><a href="http://example.org/urn:uuid:a">x</a></div>`, ``},
+	}
+	for _, c := range cases {
+		got, changed := rewriteNarrativeLinks(c.in, resolve)
+		if c.want == "" {
+			if changed {
+				t.Errorf("%s: rewritten to %s, want unchanged", c.in, got)
+			}
+			continue
+		}
+		if !changed || got != c.want {
+			t.Errorf("%s:\n got %s (changed %v)\nwant %s", c.in, got, changed, c.want)
+		}
+	}
+}
+
+// TestRewriteLinksKeepsOtherStrings: a URI element and the narrative take
+// the entry's id; an Identifier.value with the same urn:uuid:, and every
+// other byte, stay as they were.
+func TestRewriteLinksKeepsOtherStrings(t *testing.T) {
+	v := validate.New()
+	in := `{"resourceType":"DocumentReference", "status":"current",` +
+		`"masterIdentifier":{"system":"urn:ietf:rfc:3986","value":"urn:uuid:0b1e2f3a-0000-4000-8000-00000000000a"},` +
+		`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"urn:uuid:0b1e2f3a-0000-4000-8000-00000000000a\">the document</a> &amp; more</div>"},` +
+		`"content":[{"attachment":{"contentType":"text/plain","url":"urn:uuid:0b1e2f3a-0000-4000-8000-00000000000a"}}]}`
+	if err := v.Validate("DocumentReference", []byte(in)); err != nil {
+		t.Fatal(err)
+	}
+	resolve := func(s string) (string, bool) {
+		return "Binary/b1", s == "urn:uuid:0b1e2f3a-0000-4000-8000-00000000000a"
+	}
+	want := `{"resourceType":"DocumentReference", "status":"current",` +
+		`"masterIdentifier":{"system":"urn:ietf:rfc:3986","value":"urn:uuid:0b1e2f3a-0000-4000-8000-00000000000a"},` +
+		`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"Binary/b1\">the document</a> &amp; more</div>"},` +
+		`"content":[{"attachment":{"contentType":"text/plain","url":"Binary/b1"}}]}`
+	got, changed := rewriteLinks(v, "DocumentReference", []byte(in), resolve)
+	if !changed || string(got) != want {
+		t.Errorf("rewriteLinks:\n got %s\nwant %s", got, want)
+	}
+	if targets := linkTargets(v, "DocumentReference", []byte(in)); len(targets) != 2 {
+		t.Errorf("linkTargets = %q, want the attachment's url and the narrative's link", targets)
+	}
+}

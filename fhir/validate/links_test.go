@@ -1,0 +1,69 @@
+package validate_test
+
+import (
+	"encoding/json"
+	"reflect"
+	"slices"
+	"testing"
+
+	"healthhub/fhir/validate"
+)
+
+// TestLinks: the walk reports the strings of URI types and narrative divs,
+// wherever they sit (datatypes, extensions, primitive extensions,
+// contained resources, Bundle entries), and no other string that looks the
+// same (an Identifier.value, a Reference.reference, an id, a code).
+func TestLinks(t *testing.T) {
+	cases := []struct {
+		name, typ, body string
+		want            []string // kind:value, sorted
+	}{
+		{"DocumentReference", "DocumentReference", `{"resourceType":"DocumentReference","status":"current",
+			"masterIdentifier":{"system":"urn:ietf:rfc:3986","value":"urn:uuid:0b1e2f3a-0000-4000-8000-00000000000a"},
+			"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"urn:uuid:0b1e2f3a-0000-4000-8000-00000000000a\">doc</a></div>"},
+			"subject":{"reference":"urn:uuid:0b1e2f3a-0000-4000-8000-00000000000b"},
+			"content":[{"attachment":{"contentType":"text/plain","url":"urn:uuid:0b1e2f3a-0000-4000-8000-00000000000a"}}]}`,
+			[]string{"narrative:<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"urn:uuid:0b1e2f3a-0000-4000-8000-00000000000a\">doc</a></div>",
+				"uri:urn:ietf:rfc:3986", "uri:urn:uuid:0b1e2f3a-0000-4000-8000-00000000000a"}},
+		{"extensions and contained", "Patient", `{"resourceType":"Patient","id":"p1",
+			"extension":[{"url":"http://example.org/ext","valueUri":"urn:oid:1.2.3"}],
+			"_birthDate":{"extension":[{"url":"http://example.org/e2","valueCanonical":"http://example.org/c"}]},
+			"birthDate":"1970-01-01",
+			"contained":[{"id":"o1","resourceType":"Organization","telecom":[{"system":"url","value":"urn:uuid:x"}],"extension":[{"url":"http://example.org/e3","valueUrl":"urn:uuid:0b1e2f3a-0000-4000-8000-00000000000c"}]}],
+			"managingOrganization":{"reference":"#o1"}}`,
+			[]string{"uri:http://example.org/c", "uri:http://example.org/e2", "uri:http://example.org/e3", "uri:http://example.org/ext",
+				"uri:urn:oid:1.2.3", "uri:urn:uuid:0b1e2f3a-0000-4000-8000-00000000000c"}},
+		{"Bundle entries", "Bundle", `{"resourceType":"Bundle","type":"collection","entry":[
+			{"fullUrl":"urn:uuid:0b1e2f3a-0000-4000-8000-00000000000d","resource":{"resourceType":"Binary","contentType":"text/plain","data":"aGk="}},
+			{"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"1-8"}]}}}]}`,
+			[]string{"uri:http://loinc.org", "uri:urn:uuid:0b1e2f3a-0000-4000-8000-00000000000d"}},
+	}
+	v := validate.New()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			body := []byte(c.body)
+			if err := v.Validate(c.typ, body); err != nil {
+				t.Fatalf("the fixture is not valid: %v", err)
+			}
+			var got []string
+			err := v.Links(c.typ, body, func(start, end int, kind validate.LinkKind) {
+				var s string
+				if err := json.Unmarshal(body[start:end], &s); err != nil {
+					t.Fatalf("range [%d, %d) is not a JSON string: %q", start, end, body[start:end])
+				}
+				prefix := "uri:"
+				if kind == validate.LinkNarrative {
+					prefix = "narrative:"
+				}
+				got = append(got, prefix+s)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(got)
+			if !reflect.DeepEqual(got, c.want) {
+				t.Errorf("links:\n got %q\nwant %q", got, c.want)
+			}
+		})
+	}
+}
