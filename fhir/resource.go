@@ -12,10 +12,12 @@ type Resource struct {
 	VersionID   uint64
 	LastUpdated time.Time // UTC, millisecond precision (what meta.lastUpdated says)
 	Deleted     bool      // a deletion marker in history: JSON is nil
-	// CreatedByUpdate: version 1 was written by an update (PUT: update as
-	// create, to the id the client chose, or to one the server assigned
-	// when a conditional update matched nothing), not by a create (POST).
-	// History reports the interaction that made each version.
+	// CreatedByUpdate: this version brought the resource into being by an
+	// update (PUT): version 1 of an update as create (to the id the client
+	// chose, or to one the server assigned when a conditional update
+	// matched nothing), or the version after a deletion. A version 1
+	// without it was a create (POST). History reports the interaction that
+	// made each version, and its status: 201 for these.
 	CreatedByUpdate bool
 	JSON            []byte // compact, stamped with id and meta; the record of truth
 }

@@ -20,8 +20,9 @@ import (
 //	idx, rix, ixj        search indexes and their journal (index.go, journal.go)
 //	auth/clients, auth/keys, auth/jti   the auth package's records (auth.go)
 //
-// record: 1 byte flags (bit 0: deleted; bit 1: version 1 written by an
-// update, not a create) | u64 version | u64 lastUpdated unix ms | JSON
+// record: 1 byte flags (bit 0: deleted; bit 1: the version an update
+// created the resource with, Resource.CreatedByUpdate) | u64 version |
+// u64 lastUpdated unix ms | JSON
 // logEntry: u64 version | Type 0x00 id
 var (
 	bucketMeta = []byte("meta")

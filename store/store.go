@@ -47,8 +47,8 @@ type Tx interface {
 	Version(typ, id string, version uint64) (*fhir.Resource, error)
 	// Put writes the next version of Type/id, as an update: the store
 	// assigns the version (current + 1) and lastUpdated, and stamps them
-	// with id into body. A version 1 it writes is an update-as-create
-	// (Resource.CreatedByUpdate).
+	// with id into body. A version that creates the resource (the first,
+	// or the one after a deletion) is marked Resource.CreatedByUpdate.
 	Put(typ, id string, body *fhir.Object) (*fhir.Resource, error)
 	// Create writes version 1 of Type/id, as a create (POST: the server
 	// chose id); it fails with a fhir.Conflict error when Type/id exists.

@@ -267,9 +267,10 @@ func TestPutStamps(t *testing.T) {
 }
 
 // TestCreateAndPutRecordTheirInteraction: version 1 written by Put (an
-// update as create) says so, read back from the current record, the
-// version history and History; one written by Create does not, later
-// versions never do, and Create refuses an id that exists.
+// update as create) says so, read back from the current record and the
+// version history; one written by Create does not, nor do later versions,
+// except the one a Put writes after a deletion; and Create refuses an id
+// that exists.
 func TestCreateAndPutRecordTheirInteraction(t *testing.T) {
 	s := openStore(t, store.Options{})
 	ctx := context.Background()
@@ -301,6 +302,13 @@ func TestCreateAndPutRecordTheirInteraction(t *testing.T) {
 	var fe *fhir.Error
 	if _, err := write(true, "by-put"); !errors.As(err, &fe) || fe.Kind != fhir.Conflict {
 		t.Errorf("Create of an existing id: %v, want a conflict", err)
+	}
+	// Put after a deletion creates the resource again.
+	if _, err := del(t, s, "Patient", "by-post"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := write(false, "by-post"); err != nil || !r.CreatedByUpdate || r.VersionID != 4 {
+		t.Errorf("Put after a deletion: %+v, %v; want version 4 marked CreatedByUpdate", r, err)
 	}
 	err := s.View(ctx, func(tx store.Tx) error {
 		for id, want := range map[string]bool{"by-put": true, "by-post": false} {

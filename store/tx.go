@@ -111,7 +111,7 @@ func (t *boltTx) put(typ, id string, body *fhir.Object, byUpdate bool) (*fhir.Re
 	if err != nil {
 		return nil, &fhir.Error{Kind: fhir.Invalid, Issues: []fhir.Issue{{Severity: "error", Code: "structure", Diagnostics: err.Error(), Expression: []string{typ + ".meta"}}}}
 	}
-	r := &fhir.Resource{Type: typ, ID: id, VersionID: version, LastUpdated: when, JSON: js, CreatedByUpdate: version == 1 && byUpdate}
+	r := &fhir.Resource{Type: typ, ID: id, VersionID: version, LastUpdated: when, JSON: js, CreatedByUpdate: byUpdate && (prev == nil || prev.Deleted)}
 	return r, t.write(r)
 }
 

@@ -105,7 +105,7 @@ func (h *Handlers) historyEntry(r *fhir.Resource) entry {
 	case r.Deleted:
 		e.Request = &entryRequest{Method: "DELETE", URL: r.Path()}
 		e.Response.Status = "204 No Content"
-	case r.VersionID == 1 && r.CreatedByUpdate: // update as create
+	case r.CreatedByUpdate: // update as create, or re-created after a deletion
 		e.Request = &entryRequest{Method: "PUT", URL: r.Path()}
 		e.Response.Status = "201 Created"
 		e.Resource = r.JSON
