@@ -105,7 +105,17 @@ type Options struct {
 	// touched: a bulk import's large transactions paid ~8% of their CPU
 	// for that. Zero: bbolt's default.
 	InitialMmapSize int
+	// RebuildIndexes makes Open drop every search index (idx, rix, ixj), for
+	// a reindex from scratch when they are damaged: nothing of them is read
+	// back. The file stays marked incomplete, and other Opens refuse it, until
+	// IndexesRebuilt is called, so that no server answers searches from a
+	// half-built index.
+	RebuildIndexes bool
 }
+
+// ErrIndexesIncomplete is returned by Open for a file whose search indexes
+// a rebuild left incomplete (Options.RebuildIndexes).
+var ErrIndexesIncomplete = errors.New("store: the search indexes are incomplete: a reindex from scratch did not finish (run healthhub reindex --from-scratch)")
 
 // DefaultMaxBatchSize caps a group commit (bbolt's own default).
 const DefaultMaxBatchSize = 1000
@@ -162,14 +172,21 @@ func Open(dir string, opt Options) (*Bolt, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := db.Update(func(tx *bolt.Tx) error { return prepareIndexes(tx, opt.RebuildIndexes) }); err != nil {
+		db.Close()
+		return nil, err
+	}
 	err = db.View(func(btx *bolt.Tx) error {
 		state, err := loadJournal(btx)
+		if err != nil {
+			return err // a journal that does not load is reported, not half-built
+		}
 		s.journal = newJournal(opt.IndexJournalMax, uint64(btx.ID()), state)
-		return err
+		return nil
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("store: read the index journal: %w", err)
+		return nil, fmt.Errorf("store: read the index journal: %w (healthhub reindex --from-scratch rebuilds the search indexes from the stored resources)", err)
 	}
 	return s, nil
 }
@@ -349,4 +366,38 @@ func (s *Bolt) Close() error {
 	s.foldMu.Unlock()
 	s.folds.Wait()
 	return s.db.Close()
+}
+
+// keyIndexesIncomplete in meta marks a file whose indexes are being
+// rebuilt from scratch (Options.RebuildIndexes).
+var keyIndexesIncomplete = []byte("indexes-incomplete")
+
+// prepareIndexes drops the search indexes when rebuild is set, marking the
+// file until IndexesRebuilt; without it, it refuses a file so marked.
+func prepareIndexes(tx *bolt.Tx, rebuild bool) error {
+	meta := tx.Bucket(bucketMeta)
+	if !rebuild {
+		if meta.Get(keyIndexesIncomplete) != nil {
+			return ErrIndexesIncomplete
+		}
+		return nil
+	}
+	for _, name := range [][]byte{bucketIdx, bucketRix, bucketIxj} {
+		if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+			return fmt.Errorf("store: drop bucket %s: %w", name, err)
+		}
+		if _, err := tx.CreateBucket(name); err != nil {
+			return fmt.Errorf("store: create bucket %s: %w", name, err)
+		}
+	}
+	return meta.Put(keyIndexesIncomplete, []byte{1})
+}
+
+// IndexesRebuilt clears the mark Options.RebuildIndexes left, once every
+// resource is indexed again.
+func (s *Bolt) IndexesRebuilt(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyIndexesIncomplete) })
 }

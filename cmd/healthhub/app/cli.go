@@ -181,6 +181,7 @@ func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("reindex", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data", DefaultDataDir, "directory of the database file")
+	fromScratch := fs.Bool("from-scratch", false, "drop every search index first and build them again from the stored resources alone\n(for damaged indexes; the server refuses the file until this finishes)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: healthhub reindex [flags]\n\nRebuilds the search indexes of every stored resource. Stop the server first.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -191,7 +192,7 @@ func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	st, err := store.Open(*dataDir, store.Options{})
+	st, err := store.Open(*dataDir, store.Options{RebuildIndexes: *fromScratch})
 	if err != nil {
 		fmt.Fprintf(stderr, "healthhub reindex: %v\n", err)
 		return 1
@@ -207,6 +208,9 @@ func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "\rreindexing %s: %d", typ, done)
 	})
 	fmt.Fprintln(stderr)
+	if err == nil && *fromScratch {
+		err = st.IndexesRebuilt(ctx)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "healthhub reindex: %v\n", err)
 		return 1
