@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"healthhub/cmd/healthhub/app"
 	"healthhub/store"
@@ -63,11 +65,18 @@ func TestReindexFromScratch(t *testing.T) {
 		}
 		t.Fatalf("open after an interrupted rebuild: %v, want ErrIndexesIncomplete", err)
 	}
-	var out bytes.Buffer
-	if code := app.Main([]string{"serve", "--data", dir, "--addr", "127.0.0.1:0"}, &out, &out); code == 0 || !strings.Contains(out.String(), "--from-scratch") {
-		t.Errorf("serve after an interrupted rebuild: exit %d, want a refusal naming reindex --from-scratch:\n%s", code, out.String())
+	// serve runs as a child: in this process it would retune the runtime
+	// under the parallel tests.
+	c := spawnChild(t, dir)
+	select {
+	case <-c.done:
+	case <-time.After(childStartTimeout):
+		t.Fatal("serve after an interrupted rebuild is still running")
 	}
-	out.Reset()
+	if log, _ := os.ReadFile(c.logPath); c.state.Success() || !strings.Contains(string(log), "--from-scratch") {
+		t.Errorf("serve after an interrupted rebuild: %v, want a refusal naming reindex --from-scratch:\n%s", c.state, log)
+	}
+	var out bytes.Buffer
 	if code := app.Main([]string{"reindex", "--data", dir}, &out, &out); code == 0 || !strings.Contains(out.String(), "--from-scratch") {
 		t.Errorf("plain reindex after an interrupted rebuild: exit %d, want a refusal:\n%s", code, out.String())
 	}

@@ -195,6 +195,45 @@ func TestTransactionLinksInURIElements(t *testing.T) {
 	}
 }
 
+// TestTransactionAbsoluteFullURLs: a hospital sends what its own server
+// holds, each entry with its own RESTful fullUrl, POSTed for new ids here.
+// A reference to such an entry, absolute or relative to the same base,
+// names the entry and takes its new id (R4 bundle.html, resolving
+// references in Bundles) — not this server's Patient/1, which is another
+// person. A PUT entry's fullUrl resolves to the id it writes.
+func TestTransactionAbsoluteFullURLs(t *testing.T) {
+	s := startServer(t, app.Config{})
+	do(t, http.MethodPut, s.base+"/Patient/1", []byte(`{"resourceType":"Patient","id":"1","name":[{"family":"Someone-Else"}]}`))
+	const hospital = "https://hospital-a.example/fhir"
+	obs := `{"resourceType":"Observation","status":"final","code":{"text":"x"},
+		"subject":{"reference":"Patient/1"},
+		"performer":[{"reference":"` + hospital + `/Patient/1"}],
+		"encounter":{"reference":"Encounter/e9"}}`
+	tr := mustTransaction(t, s,
+		txEntry{method: "POST", url: "Patient", fullURL: hospital + "/Patient/1", resource: `{"resourceType":"Patient","name":[{"family":"Sent"}]}`},
+		txEntry{method: "POST", url: "Observation", fullURL: hospital + "/Observation/2", resource: obs},
+		txEntry{method: "PUT", url: "Encounter/e9", fullURL: hospital + "/Encounter/e9", resource: `{"resourceType":"Encounter","id":"e9","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/1"}}`},
+	)
+	p, o := idFrom(t, tr, 0), idFrom(t, tr, 1)
+	if p == "1" {
+		t.Fatalf("the POSTed Patient took id 1")
+	}
+	stored := string(do(t, "GET", s.base+"/Observation/"+o, nil).body)
+	for _, want := range []string{
+		`"subject":{"reference":"Patient/` + p + `"}`,
+		`"performer":[{"reference":"Patient/` + p + `"}]`,
+		`"encounter":{"reference":"Encounter/e9"}`,
+	} {
+		if !strings.Contains(stored, want) {
+			t.Errorf("Observation lacks %s:\n%s", want, stored)
+		}
+	}
+	enc := string(do(t, "GET", s.base+"/Encounter/e9", nil).body)
+	if !strings.Contains(enc, `"subject":{"reference":"Patient/`+p+`"}`) {
+		t.Errorf("Encounter/e9's subject is not the sent Patient %s:\n%s", p, enc)
+	}
+}
+
 func TestTransactionConditionalReferences(t *testing.T) {
 	s := startServer(t, app.Config{})
 	one, _ := seedConditional(t, s)

@@ -76,6 +76,9 @@ func (t *target) live() bool { return t.cur != nil && !t.cur.Deleted }
 type resolution struct {
 	targets []target
 	refs    map[string]string // fullUrl or conditional reference -> Type/id
+	// restful lists the http(s) fullUrls in refs, sorted: relative
+	// references resolve against them too (restfulBase).
+	restful []string
 }
 
 // prepared is an op's resource ready to write, for one resolution (sig).
@@ -341,10 +344,20 @@ func (s *Service) resolve(ctx context.Context, p auth.Principal, tx store.Tx, op
 		for _, id := range t.deletes {
 			deleting[o.typ+"/"+id] = true
 		}
-		if o.fullURL != "" && o.writes() && (strings.HasPrefix(o.fullURL, "urn:uuid:") || strings.HasPrefix(o.fullURL, "urn:oid:")) {
-			res.refs[o.fullURL] = o.typ + "/" + t.id
+		if o.fullURL != "" && o.writes() {
+			switch {
+			case temporaryLink(o.fullURL):
+				res.refs[o.fullURL] = o.typ + "/" + t.id
+			case restfulBase(o.fullURL, o.typ) != "":
+				// A client's own URL for what it sends: references to it,
+				// absolute or relative to the same base, name this entry
+				// (R4 bundle.html, resolving references in Bundles).
+				res.refs[o.fullURL] = o.typ + "/" + t.id
+				res.restful = append(res.restful, o.fullURL)
+			}
 		}
 	}
+	slices.Sort(res.restful)
 	for _, o := range ops {
 		for _, ref := range o.refs {
 			if _, done := res.refs[ref]; done || !isConditionalReference(ref) {
@@ -491,6 +504,9 @@ func signature(o *op, t *target, res *resolution) string {
 	for _, ref := range o.refs {
 		b.WriteString("\x00" + res.refs[ref])
 	}
+	for _, u := range res.restful {
+		b.WriteString("\x00" + res.refs[u])
+	}
 	return b.String()
 }
 
@@ -507,7 +523,17 @@ func (s *Service) prepare(o *op, t *target, res *resolution) (*prepared, error) 
 	} else {
 		obj = copyObject(o.obj) // o.obj is shared by every run
 	}
-	resolve := func(ref string) (string, bool) { to, ok := res.refs[ref]; return to, ok }
+	base := restfulBase(o.fullURL, o.typ)
+	resolve := func(ref string) (string, bool) {
+		if to, ok := res.refs[ref]; ok {
+			return to, true
+		}
+		if base != "" && relativeTypeID(ref) {
+			to, ok := res.refs[base+"/"+ref]
+			return to, ok
+		}
+		return "", false
+	}
 	for _, k := range obj.Keys() {
 		if k == "resourceType" || k == "id" || k == "meta" {
 			continue

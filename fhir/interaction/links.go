@@ -3,6 +3,7 @@ package interaction
 import (
 	"bytes"
 	"encoding/json"
+	"path"
 	"strings"
 
 	"healthhub/fhir/validate"
@@ -79,7 +80,7 @@ func visitLinks(v *validate.Validator, typ string, raw []byte, resolve func(stri
 }
 
 func resolveLink(s string, resolve func(string) (string, bool)) (string, bool) {
-	if !temporaryLink(s) {
+	if !temporaryLink(s) && !strings.HasPrefix(s, "http://") && !strings.HasPrefix(s, "https://") {
 		return "", false
 	}
 	to, ok := resolve(s)
@@ -200,4 +201,27 @@ func temporaryStrings(raw []byte) []string {
 		}
 	}
 	return out
+}
+
+// restfulBase returns the base of fullUrl when it is an http(s) RESTful
+// URL of a resource of typ, base/typ/id; "" otherwise.
+func restfulBase(fullURL, typ string) string {
+	if !strings.HasPrefix(fullURL, "http://") && !strings.HasPrefix(fullURL, "https://") {
+		return ""
+	}
+	rest, id := path.Split(fullURL)
+	if id == "" || !strings.HasSuffix(rest, "/"+typ+"/") {
+		return ""
+	}
+	base := strings.TrimSuffix(rest, "/"+typ+"/")
+	if strings.Count(base, "/") < 2 || strings.ContainsAny(fullURL, "?#") {
+		return ""
+	}
+	return base
+}
+
+// relativeTypeID reports whether ref is a relative reference Type/id.
+func relativeTypeID(ref string) bool {
+	typ, id, ok := strings.Cut(ref, "/")
+	return ok && typ != "" && id != "" && !strings.ContainsAny(ref, ":?#") && !strings.Contains(id, "/")
 }

@@ -56,3 +56,29 @@ func TestRewriteLinksKeepsOtherStrings(t *testing.T) {
 		t.Errorf("linkTargets = %q, want the attachment's url and the narrative's link", targets)
 	}
 }
+
+func TestRestfulBase(t *testing.T) {
+	cases := []struct{ fullURL, typ, want string }{
+		{"https://a.example/fhir/Patient/1", "Patient", "https://a.example/fhir"},
+		{"http://a.example/Patient/p-1", "Patient", "http://a.example"},
+		{"https://a.example/fhir/Patient/1", "Observation", ""}, // not the entry's type
+		{"https://a.example/fhir/Patient/", "Patient", ""},
+		{"https://a.example/fhir/Patient/1?x=y", "Patient", ""},
+		{"urn:uuid:0b1e2f3a-0000-4000-8000-000000000001", "Patient", ""},
+		{"Patient/1", "Patient", ""},
+		{"", "Patient", ""},
+	}
+	for _, c := range cases {
+		if got := restfulBase(c.fullURL, c.typ); got != c.want {
+			t.Errorf("restfulBase(%q, %q) = %q, want %q", c.fullURL, c.typ, got, c.want)
+		}
+	}
+	for ref, want := range map[string]bool{
+		"Patient/1": true, "Patient/1/_history/2": false, "Patient?identifier=x": false, "#c1": false,
+		"http://a/Patient/1": false, "urn:uuid:x": false, "Patient": false, "/1": false,
+	} {
+		if got := relativeTypeID(ref); got != want {
+			t.Errorf("relativeTypeID(%q) = %v, want %v", ref, got, want)
+		}
+	}
+}

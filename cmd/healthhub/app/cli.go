@@ -132,7 +132,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "healthhub serve: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	TuneRuntime()
+	defer TuneRuntime()() // restored when serve returns: it may run inside another program (tests)
 	lw := newLogWriter(stderr, logFlushInterval, logBufferSize)
 	defer lw.Close() // every return below flushes the log
 	var lh slog.Handler
