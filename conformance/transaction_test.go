@@ -213,8 +213,14 @@ func TestTransactionAbsoluteFullURLs(t *testing.T) {
 		txEntry{method: "POST", url: "Patient", fullURL: hospital + "/Patient/1", resource: `{"resourceType":"Patient","name":[{"family":"Sent"}]}`},
 		txEntry{method: "POST", url: "Observation", fullURL: hospital + "/Observation/2", resource: obs},
 		txEntry{method: "PUT", url: "Encounter/e9", fullURL: hospital + "/Encounter/e9", resource: `{"resourceType":"Encounter","id":"e9","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/1"}}`},
+		txEntry{method: "POST", url: "Binary", fullURL: hospital + "/Binary/7", resource: `{"resourceType":"Binary","contentType":"text/plain","data":"aGk="}`},
+		txEntry{method: "POST", url: "DocumentReference", fullURL: hospital + "/DocumentReference/8", resource: `{"resourceType":"DocumentReference","status":"current","content":[{"attachment":{"url":"` + hospital + `/Binary/7"}}]}`},
 	)
 	p, o := idFrom(t, tr, 0), idFrom(t, tr, 1)
+	bin, dr := idFrom(t, tr, 3), idFrom(t, tr, 4)
+	if got := string(do(t, "GET", s.base+"/DocumentReference/"+dr, nil).body); !strings.Contains(got, `"url":"Binary/`+bin+`"`) {
+		t.Errorf("DocumentReference's attachment.url does not name the sent Binary %s:\n%s", bin, got)
+	}
 	if p == "1" {
 		t.Fatalf("the POSTed Patient took id 1")
 	}

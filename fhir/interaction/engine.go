@@ -543,10 +543,12 @@ func (s *Service) prepare(o *op, t *target, res *resolution) (*prepared, error) 
 			obj.Set(k, nv)
 		}
 	}
-	if raw, changed := rewriteLinks(s.validator, o.typ, obj.Bytes(), resolve); changed {
-		var err error
-		if obj, err = fhir.ParseObject(raw); err != nil {
-			return nil, err
+	if len(res.refs) > 0 { // something in the Bundle to link to
+		if raw, changed := rewriteLinks(s.validator, o.typ, obj.Bytes(), resolve); changed {
+			var err error
+			if obj, err = fhir.ParseObject(raw); err != nil {
+				return nil, err
+			}
 		}
 	}
 	obj.Set("id", quoteJSON(t.id))

@@ -27,9 +27,14 @@ func temporaryLink(s string) bool {
 // linkTargets lists the temporary links in the URI-typed elements and
 // narratives of raw, a resource of type typ that passed validation.
 func linkTargets(v *validate.Validator, typ string, raw []byte) []string {
+	if !bytes.Contains(raw, []byte("urn:")) {
+		return nil
+	}
 	var out []string
 	visitLinks(v, typ, raw, func(link string) (string, bool) {
-		out = append(out, link)
+		if temporaryLink(link) {
+			out = append(out, link)
+		}
 		return "", false
 	})
 	return out
@@ -42,17 +47,13 @@ func rewriteLinks(v *validate.Validator, typ string, raw []byte, resolve func(st
 }
 
 func visitLinks(v *validate.Validator, typ string, raw []byte, resolve func(string) (string, bool)) (out []byte, changed bool) {
-	if v == nil || !bytes.Contains(raw, []byte("urn:")) {
+	if v == nil {
 		return raw, false
-	}
-	type splice struct {
-		start, end int
-		with       []byte
 	}
 	var splices []splice
 	err := v.Links(typ, raw, func(start, end int, kind validate.LinkKind) {
 		s, ok := decodeString(raw[start:end])
-		if !ok || !strings.Contains(s, "urn:") {
+		if !ok || !strings.Contains(s, "urn:") && !strings.Contains(s, "http") {
 			return
 		}
 		switch kind {
@@ -67,16 +68,10 @@ func visitLinks(v *validate.Validator, typ string, raw []byte, resolve func(stri
 			}
 		}
 	})
-	if err != nil || len(splices) == 0 {
+	if err != nil {
 		return raw, false
 	}
-	out = make([]byte, 0, len(raw)+32*len(splices))
-	prev := 0
-	for _, s := range splices {
-		out = append(append(out, raw[prev:s.start]...), s.with...)
-		prev = s.end
-	}
-	return append(out, raw[prev:]...), true
+	return applySplices(raw, splices)
 }
 
 func resolveLink(s string, resolve func(string) (string, bool)) (string, bool) {

@@ -14,10 +14,6 @@ import (
 // kept as it was: the resource is the record of truth, so it is not
 // decoded into Go values and re-encoded. changed reports a replacement.
 func rewriteReferences(raw []byte, resolve func(ref string) (string, bool)) (out []byte, changed bool) {
-	type splice struct {
-		start, end int
-		with       []byte
-	}
 	var splices []splice
 	w := refWalker{data: raw, visit: func(start, end int, ref string) {
 		if to, ok := resolve(ref); ok && to != ref {
@@ -26,6 +22,18 @@ func rewriteReferences(raw []byte, resolve func(ref string) (string, bool)) (out
 		}
 	}}
 	w.value(0)
+	return applySplices(raw, splices)
+}
+
+// splice replaces raw[start:end] with with.
+type splice struct {
+	start, end int
+	with       []byte
+}
+
+// applySplices returns raw with splices (in order, not overlapping)
+// applied; changed is false, and raw returned, when there are none.
+func applySplices(raw []byte, splices []splice) (out []byte, changed bool) {
 	if len(splices) == 0 {
 		return raw, false
 	}
