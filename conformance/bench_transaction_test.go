@@ -55,3 +55,43 @@ func BenchmarkHTTPTransaction(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N*benchBundleEntries)/b.Elapsed().Seconds(), "resources/s")
 }
+
+// BenchmarkHTTPBatch posts batch Bundles of 100 Observations of one
+// existing Patient from benchConns connections, and reports resources
+// written per second. A batch's entries are independent, each its own
+// transaction.
+//
+//	go test -run '^$' -bench HTTPBatch -benchtime 20x ./conformance/
+func BenchmarkHTTPBatch(b *testing.B) {
+	tg := startBenchTarget(b, false)
+	obs, err := os.ReadFile("../testdata/resources/Observation.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	type entry struct {
+		Resource json.RawMessage `json:"resource"`
+		Request  struct {
+			Method string `json:"method"`
+			URL    string `json:"url"`
+		} `json:"request"`
+	}
+	entries := make([]entry, benchBundleEntries)
+	for i := range entries {
+		var m map[string]any
+		if err := json.Unmarshal(obs, &m); err != nil {
+			b.Fatal(err)
+		}
+		m["subject"] = map[string]any{"reference": "Patient/bench-0"}
+		m["effectiveDateTime"] = fmt.Sprintf("2024-03-01T09:%02d:00Z", i%60)
+		entries[i].Resource, _ = json.Marshal(m)
+		entries[i].Request.Method, entries[i].Request.URL = "POST", "Observation"
+	}
+	body, err := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "batch", "entry": entries})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchHTTP(b, tg, "batch", http.StatusOK, func(*rand.Rand) (string, string, []byte) {
+		return http.MethodPost, tg.base, body
+	})
+	b.ReportMetric(float64(b.N*benchBundleEntries)/b.Elapsed().Seconds(), "resources/s")
+}

@@ -458,6 +458,49 @@ func TestBatch(t *testing.T) {
 	}
 }
 
+// TestBatchEntriesRunTogether: a batch's independent entries run at once
+// (their writes share group commits), and its results stay in entry order.
+// Entries that name the same resource, and conditional ones, still run one
+// after another in entry order: two PUTs of one id give versions 1 and 2,
+// the second's content current; of two identical conditional creates the
+// first creates and the second finds it.
+func TestBatchEntriesRunTogether(t *testing.T) {
+	s := startServer(t, app.Config{})
+	var entries []txEntry
+	const posts = 40
+	for i := range posts {
+		entries = append(entries, txEntry{method: "POST", url: "Patient", resource: string(patientWith("urn:together", fmt.Sprint(i), fmt.Sprint("P", i)))})
+	}
+	entries = append(entries,
+		txEntry{method: "PUT", url: "Patient/twice", resource: `{"resourceType":"Patient","id":"twice","name":[{"family":"First"}]}`},
+		txEntry{method: "PUT", url: "Patient/twice", resource: `{"resourceType":"Patient","id":"twice","name":[{"family":"Second"}]}`},
+		txEntry{method: "POST", url: "Patient", ifNoneExist: "identifier=urn:once|1", resource: string(patientWith("urn:once", "1", "Once"))},
+		txEntry{method: "POST", url: "Patient", ifNoneExist: "identifier=urn:once|1", resource: string(patientWith("urn:once", "1", "Once"))},
+	)
+	_, tr := postBundle(t, s, txBundle("batch", entries...))
+	if tr == nil || len(tr.Entry) != len(entries) {
+		t.Fatalf("batch response: %+v", tr)
+	}
+	for i := range posts {
+		e := tr.Entry[i]
+		if e.Response.Status != "201 Created" || !strings.Contains(string(e.Resource), `"value":"`+fmt.Sprint(i)+`"`) {
+			t.Errorf("entry %d: %s %s, want 201 with identifier %d", i, e.Response.Status, e.Resource, i)
+		}
+	}
+	if got := []string{tr.Entry[posts].Response.Status, tr.Entry[posts+1].Response.Status}; got[0] != "201 Created" || got[1] != "200 OK" {
+		t.Errorf("the two PUTs of Patient/twice: %q, want 201 then 200", got)
+	}
+	if r := do(t, "GET", s.base+"/Patient/twice", nil); !strings.Contains(string(r.body), "Second") || r.header.Get("ETag") != `W/"2"` {
+		t.Errorf("Patient/twice after the batch: %s %s, want version 2 with the second PUT's content", r.header.Get("ETag"), r.body)
+	}
+	if got := []string{tr.Entry[posts+2].Response.Status, tr.Entry[posts+3].Response.Status}; got[0] != "201 Created" || got[1] != "200 OK" {
+		t.Errorf("the two conditional creates: %q, want 201 then 200", got)
+	}
+	if ids := idsOf(t, s, "Patient?identifier=urn:together|"); len(ids) != posts {
+		t.Errorf("%d Patients of the batch stored, want %d", len(ids), posts)
+	}
+}
+
 // TestTransactionPreferMinimal: return=minimal leaves the resources out,
 // not the status, location and etag.
 func TestTransactionPreferMinimal(t *testing.T) {

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"healthhub/auth"
@@ -116,7 +118,10 @@ func bundleValidation(err error) error {
 	return err
 }
 
-// batch runs each entry alone, in processing order.
+// batch runs each entry alone (its own transaction), in processing order:
+// the entries of one method (DELETE, POST, PUT and PATCH, GET) run at once,
+// up to batchWorkers of them, so that their writes share group commits,
+// except those that must not: see batchClass.
 func (s *Service) batch(ctx context.Context, p auth.Principal, entries []bundleEntry, opt BundleOptions) ([]Result, error) {
 	results := make([]Result, len(entries))
 	var ops []*op
@@ -131,18 +136,99 @@ func (s *Service) batch(ctx context.Context, p auth.Principal, entries []bundleE
 		}
 		ops = append(ops, o)
 	}
-	for _, k := range order(ops) {
-		o := ops[k]
+	idx := order(ops)
+	for start := 0; start < len(idx); {
+		end := start + 1
+		for end < len(idx) && methodRank[ops[idx[end]].method] == methodRank[ops[idx[start]].method] {
+			end++
+		}
+		s.batchClass(ctx, p, ops, idx[start:end], results, opt)
+		if err := ctx.Err(); err != nil {
+			return nil, err // the client left: no one reads the rest
+		}
+		start = end
+	}
+	return results, nil
+}
+
+// batchWorkers bounds the entries of one batch that run at once: enough to
+// fill group commits, few enough to leave the server to other clients.
+const batchWorkers = 16
+
+// batchClass runs the entries class (indexes into ops) of one method. Those
+// that name a target no other entry of the class names run at once; the
+// rest, conditional entries (whose targets their criteria decide) and
+// entries naming the same target, run one after another in entry order
+// afterwards, so that a batch that breaks the rule of independent entries
+// gets the result it got when every entry ran in order.
+func (s *Service) batchClass(ctx context.Context, p auth.Principal, ops []*op, class []int, results []Result, opt BundleOptions) {
+	named := map[string]int{}
+	for _, k := range class {
+		if key := batchTarget(ops[k]); key != "" {
+			named[key]++
+		}
+	}
+	var together, inOrder []int
+	for _, k := range class {
+		if key := batchTarget(ops[k]); key != "" && named[key] == 1 {
+			together = append(together, k)
+		} else {
+			inOrder = append(inOrder, k)
+		}
+	}
+	run := func(o *op) {
+		defer func() {
+			// This goroutine is not the request's: its panic would end the
+			// process. The entry fails instead, as a handler's would.
+			if v := recover(); v != nil {
+				results[o.index] = Result{Err: fhir.Errorf(fhir.Internal, "exception", "the entry failed: %v", v)}
+			}
+		}()
 		r, err := s.runOne(ctx, p, o, opt.MultipleDeletes)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err() // the client left: no one reads the rest
-			}
 			r = Result{Err: err}
 		}
 		results[o.index] = r
 	}
-	return results, nil
+	if len(together) == 1 {
+		inOrder = append(together, inOrder...)
+		together = nil
+	}
+	sem := make(chan struct{}, batchWorkers)
+	var wg sync.WaitGroup
+	for _, k := range together {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(o *op) {
+			defer func() { <-sem; wg.Done() }()
+			run(o)
+		}(ops[k])
+	}
+	wg.Wait()
+	slices.Sort(inOrder)
+	for _, k := range inOrder {
+		if ctx.Err() != nil {
+			return
+		}
+		run(ops[k])
+	}
+}
+
+// batchTarget names what an entry of a batch acts on, when its request
+// says: Type/id, or a new id for a create; "" for a conditional entry.
+func batchTarget(o *op) string {
+	switch {
+	case o.criteria != nil:
+		return ""
+	case o.method == methodPost:
+		return "new:" + o.newID
+	case o.method == methodGet && o.id == "":
+		return "" // a search: read-only, but its criteria are others'
+	}
+	return o.typ + "/" + o.id
 }
 
 // entryAllowed checks an entry against the caller's scopes, as the same

@@ -112,14 +112,17 @@ type Result struct {
 // order is the R4 processing order of a transaction: DELETE, POST,
 // PUT/PATCH, GET, each in Bundle order.
 func order(ops []*op) []int {
-	rank := map[string]int{methodDelete: 0, methodPost: 1, methodPut: 2, methodPatch: 2, methodGet: 3}
 	idx := make([]int, len(ops))
 	for i := range idx {
 		idx[i] = i
 	}
-	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(rank[ops[a].method], rank[ops[b].method]) })
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(methodRank[ops[a].method], methodRank[ops[b].method]) })
 	return idx
 }
+
+// methodRank is the processing order of Bundle entries by method (R4
+// http.html, transaction processing rules).
+var methodRank = map[string]int{methodDelete: 0, methodPost: 1, methodPut: 2, methodPatch: 2, methodGet: 3}
 
 // run carries out ops in one write transaction (all or nothing).
 // multipleDeletes allows a conditional delete to delete several matches.
