@@ -499,6 +499,29 @@ func TestBatchEntriesRunTogether(t *testing.T) {
 	if ids := idsOf(t, s, "Patient?identifier=urn:together|"); len(ids) != posts {
 		t.Errorf("%d Patients of the batch stored, want %d", len(ids), posts)
 	}
+
+	// A conditional entry sees only the entries before it, as in order:
+	// the conditional PUT matches nothing yet and creates; the POST with
+	// If-None-Exist finds nothing yet and creates too.
+	_, tr = postBundle(t, s, txBundle("batch",
+		txEntry{method: "PUT", url: "Patient?identifier=urn:cond|x", resource: string(patientWith("urn:cond", "x", "Cond"))},
+		txEntry{method: "PUT", url: "Patient/direct", resource: `{"resourceType":"Patient","id":"direct","identifier":[{"system":"urn:cond","value":"x"}],"name":[{"family":"Direct"}]}`},
+		txEntry{method: "POST", url: "Patient", ifNoneExist: "identifier=urn:cond|y", resource: string(patientWith("urn:cond", "y", "CondPost"))},
+		txEntry{method: "POST", url: "Patient", resource: string(patientWith("urn:cond", "y", "Post"))},
+		txEntry{method: "PUT", url: "Patient/other", resource: `{"resourceType":"Patient","id":"other"}`},
+		txEntry{method: "POST", url: "Patient", resource: `{"resourceType":"Patient"}`},
+	))
+	if tr == nil || len(tr.Entry) != 6 {
+		t.Fatalf("batch response: %+v", tr)
+	}
+	for i, e := range tr.Entry {
+		if e.Response.Status != "201 Created" {
+			t.Errorf("conditional batch, entry %d: %s, want 201 Created", i, e.Response.Status)
+		}
+	}
+	if r := do(t, "GET", s.base+"/Patient/direct", nil); !strings.Contains(string(r.body), "Direct") || r.header.Get("ETag") != `W/"1"` {
+		t.Errorf("Patient/direct: %s %s, want version 1 with its own content", r.header.Get("ETag"), r.body)
+	}
 }
 
 // TestTransactionPreferMinimal: return=minimal leaves the resources out,

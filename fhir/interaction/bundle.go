@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -121,7 +120,7 @@ func bundleValidation(err error) error {
 // batch runs each entry alone (its own transaction), in processing order:
 // the entries of one method (DELETE, POST, PUT and PATCH, GET) run at once,
 // up to batchWorkers of them, so that their writes share group commits,
-// except those that must not: see batchClass.
+// except where one could depend on another: see batchClass.
 func (s *Service) batch(ctx context.Context, p auth.Principal, entries []bundleEntry, opt BundleOptions) ([]Result, error) {
 	results := make([]Result, len(entries))
 	var ops []*op
@@ -155,31 +154,18 @@ func (s *Service) batch(ctx context.Context, p auth.Principal, entries []bundleE
 // fill group commits, few enough to leave the server to other clients.
 const batchWorkers = 16
 
-// batchClass runs the entries class (indexes into ops) of one method. Those
-// that name a target no other entry of the class names run at once; the
-// rest, conditional entries (whose targets their criteria decide) and
-// entries naming the same target, run one after another in entry order
-// afterwards, so that a batch that breaks the rule of independent entries
-// gets the result it got when every entry ran in order.
+// batchClass runs the entries class (indexes into ops, in entry order) of
+// one method. Entries run at once while each names a target no entry
+// running names; an entry whose criteria decide its target (a conditional
+// one), or that names a target an earlier entry names, waits for every
+// entry before it and runs alone. So each entry sees the effects of those
+// before it that it could depend on, as when every entry ran in order,
+// also in a batch that breaks R4's rule of independent entries.
 func (s *Service) batchClass(ctx context.Context, p auth.Principal, ops []*op, class []int, results []Result, opt BundleOptions) {
-	named := map[string]int{}
-	for _, k := range class {
-		if key := batchTarget(ops[k]); key != "" {
-			named[key]++
-		}
-	}
-	var together, inOrder []int
-	for _, k := range class {
-		if key := batchTarget(ops[k]); key != "" && named[key] == 1 {
-			together = append(together, k)
-		} else {
-			inOrder = append(inOrder, k)
-		}
-	}
 	run := func(o *op) {
 		defer func() {
-			// This goroutine is not the request's: its panic would end the
-			// process. The entry fails instead, as a handler's would.
+			// This goroutine may not be the request's: its panic would end
+			// the process. The entry fails instead, as a handler's would.
 			if v := recover(); v != nil {
 				results[o.index] = Result{Err: fhir.Errorf(fhir.Internal, "exception", "the entry failed: %v", v)}
 			}
@@ -190,31 +176,32 @@ func (s *Service) batchClass(ctx context.Context, p auth.Principal, ops []*op, c
 		}
 		results[o.index] = r
 	}
-	if len(together) == 1 {
-		inOrder = append(together, inOrder...)
-		together = nil
-	}
 	sem := make(chan struct{}, batchWorkers)
 	var wg sync.WaitGroup
-	for _, k := range together {
+	running := map[string]bool{} // targets of the entries started since the last wait
+	for _, k := range class {
 		if ctx.Err() != nil {
 			break
 		}
+		o := ops[k]
+		key := batchTarget(o)
+		if key == "" || running[key] {
+			wg.Wait()
+			clear(running)
+			if key == "" {
+				run(o)
+				continue
+			}
+		}
+		running[key] = true
 		sem <- struct{}{}
 		wg.Add(1)
-		go func(o *op) {
+		go func() {
 			defer func() { <-sem; wg.Done() }()
 			run(o)
-		}(ops[k])
+		}()
 	}
 	wg.Wait()
-	slices.Sort(inOrder)
-	for _, k := range inOrder {
-		if ctx.Err() != nil {
-			return
-		}
-		run(ops[k])
-	}
 }
 
 // batchTarget names what an entry of a batch acts on, when its request
