@@ -193,6 +193,39 @@ func TestTransactionLinksInURIElements(t *testing.T) {
 	if r := do(t, "GET", s.base+"/Binary/"+b, nil); r.status != 200 {
 		t.Errorf("GET Binary/%s: %d", b, r.status)
 	}
+
+	// Identities keep their value although it is an entry's fullUrl: a
+	// conformance resource's own canonical url, a profile, an identifier's
+	// system (found by the review of this change); so does a commented-out
+	// link in the narrative.
+	const vs, sd = "http://example.org/fhir/ValueSet/vs1", "http://example.org/fhir/StructureDefinition/p1"
+	pat := `{"resourceType":"Patient","meta":{"profile":["` + sd + `"]},
+		"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><!-- <a href=\"` + oidD + `\">x</a> -->p</div>"},
+		"identifier":[{"system":"` + oidD + `","value":"mrn1"}]}`
+	tr = mustTransaction(t, s,
+		txEntry{method: "POST", url: "ValueSet", fullURL: vs, resource: `{"resourceType":"ValueSet","url":"` + vs + `","status":"active"}`},
+		txEntry{method: "POST", url: "StructureDefinition", fullURL: sd, resource: `{"resourceType":"StructureDefinition","url":"` + sd + `","name":"P1","status":"draft","kind":"resource","abstract":false,"type":"Patient"}`},
+		txEntry{method: "POST", url: "Organization", fullURL: oidD, resource: `{"resourceType":"Organization","name":"D"}`},
+		txEntry{method: "POST", url: "Patient", resource: pat},
+	)
+	for i, want := range []string{`"url":"` + vs + `"`, `"url":"` + sd + `"`, "", `"profile":["` + sd + `"]`} {
+		got := string(do(t, "GET", s.base+"/"+[]string{"ValueSet", "StructureDefinition", "Organization", "Patient"}[i]+"/"+idFrom(t, tr, i), nil).body)
+		if want != "" && !strings.Contains(got, want) {
+			t.Errorf("entry %d lacks %s:\n%s", i, want, got)
+		}
+		if i == 3 {
+			var p struct {
+				Text       struct{ Div string }
+				Identifier []struct{ System string }
+			}
+			if err := json.Unmarshal([]byte(got), &p); err != nil || len(p.Identifier) != 1 || p.Identifier[0].System != oidD || !strings.Contains(p.Text.Div, `<!-- <a href="`+oidD+`">`) {
+				t.Errorf("the Patient's identifier system or commented link changed (%v):\n%s", err, got)
+			}
+		}
+	}
+	if ids := idsOf(t, s, "Patient?identifier="+oidD+"|mrn1"); len(ids) != 1 {
+		t.Errorf("Patient?identifier=%s|mrn1: %v", oidD, ids)
+	}
 }
 
 // TestTransactionAbsoluteFullURLs: a hospital sends what its own server

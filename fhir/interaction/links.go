@@ -9,14 +9,18 @@ import (
 	"healthhub/fhir/validate"
 )
 
-// A transaction replaces an entry's temporary fullUrl (urn:uuid:,
-// urn:oid:) with Type/id wherever the Bundle links to it: in
-// Reference.reference (rewriteReferences), and, as R4's transaction rules
-// also require, in elements of type uri, url, canonical, oid and uuid (a
-// DocumentReference's attachment.url naming the Binary sent beside it) and
-// in the narrative's a/@href and img/@src. Elements of other types keep
-// such a value: an Identifier.value may be a urn:uuid: that is a business
-// identifier, not a link.
+// A transaction replaces an entry's fullUrl with Type/id wherever the
+// Bundle links to it: in Reference.reference (rewriteReferences), and, as
+// R4's transaction rules also require, in elements of type url (a
+// DocumentReference's attachment.url naming the Binary sent beside it),
+// uri, oid and uuid, and in the narrative's a/@href and img/@src. What is
+// an identity keeps its value (validate.Links): a code system, an
+// identifier's system, a resource's own canonical url; and so does an
+// element of another type: an Identifier.value may be a urn:uuid: that is
+// a business identifier. In url elements and the narrative, which hold
+// locations, RESTful fullUrls and relative Type/id links resolve too; in
+// uri, oid and uuid elements only the temporary urn:uuid: and urn:oid:
+// ones do, whose only meaning is the entry.
 
 // temporaryLink reports whether s is a fullUrl that a transaction
 // replaces.
@@ -27,7 +31,7 @@ func temporaryLink(s string) bool {
 // linkTargets lists the temporary links in the URI-typed elements and
 // narratives of raw, a resource of type typ that passed validation.
 func linkTargets(v *validate.Validator, typ string, raw []byte) []string {
-	if !bytes.Contains(raw, []byte("urn:")) {
+	if !bytes.Contains(raw, []byte("urn")) { // "urn:", or with its colon escaped
 		return nil
 	}
 	var out []string
@@ -53,12 +57,12 @@ func visitLinks(v *validate.Validator, typ string, raw []byte, resolve func(stri
 	var splices []splice
 	err := v.Links(typ, raw, func(start, end int, kind validate.LinkKind) {
 		s, ok := decodeString(raw[start:end])
-		if !ok || !strings.Contains(s, "urn:") && !strings.Contains(s, "http") {
+		if !ok {
 			return
 		}
 		switch kind {
-		case validate.LinkURI:
-			if to, ok := resolveLink(s, resolve); ok {
+		case validate.LinkURI, validate.LinkURL:
+			if to, ok := resolveLink(s, resolve, kind == validate.LinkURL); ok {
 				q, _ := json.Marshal(to)
 				splices = append(splices, splice{start, end, q})
 			}
@@ -74,8 +78,11 @@ func visitLinks(v *validate.Validator, typ string, raw []byte, resolve func(stri
 	return applySplices(raw, splices)
 }
 
-func resolveLink(s string, resolve func(string) (string, bool)) (string, bool) {
-	if !temporaryLink(s) && !strings.HasPrefix(s, "http://") && !strings.HasPrefix(s, "https://") {
+// resolveLink resolves a temporary link, and when locator (a url element
+// or the narrative) also an http(s) or relative Type/id one.
+func resolveLink(s string, resolve func(string) (string, bool), locator bool) (string, bool) {
+	isLocator := strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") || relativeTypeID(s)
+	if !temporaryLink(s) && !(locator && isLocator) {
 		return "", false
 	}
 	to, ok := resolve(s)
@@ -92,10 +99,18 @@ func rewriteNarrativeLinks(div string, resolve func(string) (string, bool)) (str
 		if div[i] != '<' {
 			continue
 		}
+		if strings.HasPrefix(div[i:], "<!--") { // a comment links nothing
+			j := strings.Index(div[i:], "-->")
+			if j < 0 {
+				break
+			}
+			i += j + 2
+			continue
+		}
 		end := tagEnd(div, i)
 		for _, a := range linkAttributes(div[i:end]) {
 			value := div[i+a.start : i+a.end]
-			if to, ok := resolveLink(value, resolve); ok {
+			if to, ok := resolveLink(value, resolve, true); ok {
 				b.WriteString(div[done : i+a.start])
 				b.WriteString(to) // Type/id: nothing in it needs escaping in XHTML
 				done, changed = i+a.end, true
