@@ -249,8 +249,9 @@ type SeedResult struct{ Added, Updated, Unchanged int }
 
 // Seed registers the clients of a seed file (a JSON array of Client). A
 // client already registered with the same fields is left alone, so seeding
-// twice changes nothing; one whose fields differ is updated, except that
-// a client disabled by an operator stays disabled.
+// twice changes nothing; one whose fields differ is updated. The file can
+// disable a client ("disabled": true) but not re-enable one an operator
+// disabled: only the operator's command does that.
 func (r *Registry) Seed(ctx context.Context, raw []byte) (SeedResult, error) {
 	var res SeedResult
 	var list []Client
@@ -274,7 +275,7 @@ func (r *Registry) Seed(ctx context.Context, raw []byte) (SeedResult, error) {
 		old, err := r.Get(c.ID)
 		existed := err == nil
 		if existed {
-			c.Disabled = old.Disabled
+			c.Disabled = c.Disabled || old.Disabled
 			if sameClient(old, c) {
 				res.Unchanged++
 				continue

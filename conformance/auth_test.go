@@ -11,7 +11,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -372,5 +374,89 @@ func TestConditionalCriteriaNeedSearchScope(t *testing.T) {
 	r = do(t, http.MethodPost, s.base, []byte(tx), "Authorization", bearer, "Content-Type", json)
 	if r.status != http.StatusOK || !strings.Contains(string(r.body), "201") {
 		t.Errorf("transaction with a conditional reference to a Patient: %d %s, want 200 with a 201 entry", r.status, r.body)
+	}
+}
+
+// TestClientsReloadOnHangup: serve reloads its --clients file on SIGHUP.
+// A hospital system added to the file gets tokens without a restart; one
+// the file then disables loses them, and its token already issued stops
+// working; a file that does not validate changes nothing.
+func TestClientsReloadOnHangup(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGHUP on Windows")
+	}
+	t.Parallel()
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := auth.KeySet(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "clients.json")
+	writeClients := func(extra ...map[string]any) {
+		t.Helper()
+		list := append([]map[string]any{{"client_id": harnessClient, "jwks": json.RawMessage(mustKeySet(t)), "scope": harnessScope}}, extra...)
+		raw, _ := json.Marshal(list)
+		if err := os.WriteFile(file, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeClients()
+	c := startChild(t, childDataDir(t), "--clients", file)
+	token := func() (string, error) {
+		cfg := do(t, http.MethodGet, c.base+"/.well-known/smart-configuration", nil, noTokenHeader, "1").json(t)
+		tokenURL, _ := cfg["token_endpoint"].(string)
+		assertion, err := auth.SignAssertion(key, "", "clinic", tokenURL, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, _, err := auth.RequestToken(context.Background(), client, tokenURL, assertion, "system/Patient.rs", "")
+		return tok, err
+	}
+	hangup := func(wantLog string) {
+		t.Helper()
+		before := strings.Count(c.log(), wantLog)
+		if err := c.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); strings.Count(c.log(), wantLog) == before; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the log after SIGHUP:\n%s", wantLog, c.logTail(10))
+			}
+		}
+	}
+	if _, err := token(); err == nil {
+		t.Fatal("a token for a client the file does not have")
+	}
+
+	clinic := map[string]any{"client_id": "clinic", "jwks": json.RawMessage(jwks), "scope": "system/Patient.rs"}
+	writeClients(clinic)
+	hangup("clients reloaded")
+	tok, err := token()
+	if err != nil {
+		t.Fatalf("token after the reload added the client: %v", err)
+	}
+	if r := do(t, http.MethodGet, c.base+"/Patient?_count=1", nil, "Authorization", "Bearer "+tok); r.status != http.StatusOK {
+		t.Fatalf("search with the new client's token: %d %s", r.status, r.body)
+	}
+
+	if err := os.WriteFile(file, []byte(`[{"client_id": 7}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hangup("clients not reloaded")
+	if _, err := token(); err != nil {
+		t.Errorf("token after a reload of a bad file: %v; the registry should be unchanged", err)
+	}
+
+	clinic["disabled"] = true
+	writeClients(clinic)
+	hangup("clients reloaded")
+	if _, err := token(); err == nil {
+		t.Error("a token for the client the file disabled")
+	}
+	if r := do(t, http.MethodGet, c.base+"/Patient?_count=1", nil, "Authorization", "Bearer "+tok); r.status != http.StatusUnauthorized {
+		t.Errorf("search with the disabled client's earlier token: %d, want 401", r.status)
 	}
 }

@@ -161,22 +161,42 @@ func (a *App) openAuth() error {
 	if err != nil {
 		return err
 	}
+	a.auth = as
 	if a.cfg.ClientsFile != "" {
-		raw, err := os.ReadFile(a.cfg.ClientsFile)
+		res, err := a.seedClients(ctx)
 		if err != nil {
-			return fmt.Errorf("--clients: %w", err)
-		}
-		res, err := as.Clients().Seed(ctx, raw)
-		if err != nil {
-			return fmt.Errorf("--clients %s: %w", a.cfg.ClientsFile, err)
+			return err
 		}
 		log.Info("clients seeded", "file", a.cfg.ClientsFile, "added", res.Added, "updated", res.Updated, "unchanged", res.Unchanged)
 	}
 	if len(as.Clients().List()) == 0 {
 		log.Warn("no client is registered, so every FHIR request will get 401: stop the server and run `healthhub clients add --data " + a.cfg.DataDir + " --id my-client --scope 'system/*.cruds' --generate-key my-client.pem`, or start with --clients FILE (see README)")
 	}
-	a.auth = as
 	return nil
+}
+
+func (a *App) seedClients(ctx context.Context) (auth.SeedResult, error) {
+	raw, err := os.ReadFile(a.cfg.ClientsFile)
+	if err != nil {
+		return auth.SeedResult{}, fmt.Errorf("--clients: %w", err)
+	}
+	res, err := a.auth.Clients().Seed(ctx, raw)
+	if err != nil {
+		return res, fmt.Errorf("--clients %s: %w", a.cfg.ClientsFile, err)
+	}
+	return res, nil
+}
+
+// ReloadClients seeds the client registry from the --clients file again,
+// while serving (serve does it on SIGHUP): a new hospital system, a
+// rotated key, a changed scope or a client the file now disables takes
+// effect without a restart. A file that does not read or validate changes
+// nothing.
+func (a *App) ReloadClients(ctx context.Context) (auth.SeedResult, error) {
+	if a.auth == nil || a.cfg.ClientsFile == "" {
+		return auth.SeedResult{}, errors.New("no --clients file to reload (or auth is off)")
+	}
+	return a.seedClients(ctx)
 }
 
 // BaseURLFor derives the FHIR base from a listen address.

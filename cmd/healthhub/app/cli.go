@@ -168,6 +168,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		base = BaseURLFor(cfg.Addr)
 	}
 	log.Info("healthhub serving", "addr", cfg.Addr, "base_url", base, "data", cfg.DataDir, "version", Version)
+	if cfg.ClientsFile != "" {
+		stop := reloadClientsOnHangup(ctx, a, log)
+		defer stop()
+	}
 	start := time.Now()
 	if err := a.Serve(ctx, ln); err != nil {
 		log.Error("server stopped", "error", err)
@@ -217,4 +221,35 @@ func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "reindexed %d resources in %s\n", n, time.Since(start).Round(time.Millisecond))
 	return 0
+}
+
+// reloadClientsOnHangup reloads the --clients file whenever the process
+// gets SIGHUP, until ctx ends or stop is called: onboarding a hospital
+// system, rotating its key or disabling it needs no restart (the clients
+// commands need the server stopped, as they open its file).
+func reloadClientsOnHangup(ctx context.Context, a *App, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			case <-hup:
+				res, err := a.ReloadClients(ctx)
+				if err != nil {
+					log.Error("clients not reloaded: the registry is unchanged", "error", err)
+					continue
+				}
+				log.Info("clients reloaded", "added", res.Added, "updated", res.Updated, "unchanged", res.Unchanged)
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }
