@@ -172,7 +172,17 @@ func Open(dir string, opt Options) (*Bolt, error) {
 		db.Close()
 		return nil, err
 	}
-	if err := db.Update(func(tx *bolt.Tx) error { return prepareIndexes(tx, opt.RebuildIndexes) }); err != nil {
+	if opt.RebuildIndexes {
+		err = db.Update(dropIndexes)
+	} else {
+		err = db.View(func(tx *bolt.Tx) error {
+			if tx.Bucket(bucketMeta).Get(keyIndexesIncomplete) != nil {
+				return ErrIndexesIncomplete
+			}
+			return nil
+		})
+	}
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -372,16 +382,9 @@ func (s *Bolt) Close() error {
 // rebuilt from scratch (Options.RebuildIndexes).
 var keyIndexesIncomplete = []byte("indexes-incomplete")
 
-// prepareIndexes drops the search indexes when rebuild is set, marking the
-// file until IndexesRebuilt; without it, it refuses a file so marked.
-func prepareIndexes(tx *bolt.Tx, rebuild bool) error {
-	meta := tx.Bucket(bucketMeta)
-	if !rebuild {
-		if meta.Get(keyIndexesIncomplete) != nil {
-			return ErrIndexesIncomplete
-		}
-		return nil
-	}
+// dropIndexes drops the search indexes and marks the file, in the same
+// transaction, until IndexesRebuilt.
+func dropIndexes(tx *bolt.Tx) error {
 	for _, name := range [][]byte{bucketIdx, bucketRix, bucketIxj} {
 		if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 			return fmt.Errorf("store: drop bucket %s: %w", name, err)
@@ -390,7 +393,7 @@ func prepareIndexes(tx *bolt.Tx, rebuild bool) error {
 			return fmt.Errorf("store: create bucket %s: %w", name, err)
 		}
 	}
-	return meta.Put(keyIndexesIncomplete, []byte{1})
+	return tx.Bucket(bucketMeta).Put(keyIndexesIncomplete, []byte{1})
 }
 
 // IndexesRebuilt clears the mark Options.RebuildIndexes left, once every
