@@ -226,6 +226,21 @@ func TestTransactionLinksInURIElements(t *testing.T) {
 	if ids := idsOf(t, s, "Patient?identifier="+oidD+"|mrn1"); len(ids) != 1 {
 		t.Errorf("Patient?identifier=%s|mrn1: %v", oidD, ids)
 	}
+
+	// Elements of type uri are identities too (the second review): a
+	// ConceptMap's source code system, a Patient's implicitRules.
+	const cs = "urn:oid:1.2.3.4.5.6"
+	tr = mustTransaction(t, s,
+		txEntry{method: "POST", url: "CodeSystem", fullURL: cs, resource: `{"resourceType":"CodeSystem","url":"` + cs + `","status":"draft","content":"not-present"}`},
+		txEntry{method: "POST", url: "ConceptMap", resource: `{"resourceType":"ConceptMap","status":"draft","sourceUri":"` + cs + `","group":[{"source":"` + cs + `","element":[{"code":"a","target":[{"code":"b","equivalence":"equal"}]}]}]}`},
+		txEntry{method: "POST", url: "Patient", resource: `{"resourceType":"Patient","implicitRules":"` + cs + `"}`},
+	)
+	for i, typ := range []string{"CodeSystem", "ConceptMap", "Patient"} {
+		got := string(do(t, "GET", s.base+"/"+typ+"/"+idFrom(t, tr, i), nil).body)
+		if strings.Contains(got, "CodeSystem/") || !strings.Contains(got, cs) {
+			t.Errorf("%s: the code system's OID was rewritten:\n%s", typ, got)
+		}
+	}
 }
 
 // TestTransactionAbsoluteFullURLs: a hospital sends what its own server

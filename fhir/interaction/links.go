@@ -10,17 +10,16 @@ import (
 )
 
 // A transaction replaces an entry's fullUrl with Type/id wherever the
-// Bundle links to it: in Reference.reference (rewriteReferences), and, as
-// R4's transaction rules also require, in elements of type url (a
-// DocumentReference's attachment.url naming the Binary sent beside it),
-// uri, oid and uuid, and in the narrative's a/@href and img/@src. What is
-// an identity keeps its value (validate.Links): a code system, an
-// identifier's system, a resource's own canonical url; and so does an
-// element of another type: an Identifier.value may be a urn:uuid: that is
-// a business identifier. In url elements and the narrative, which hold
-// locations, RESTful fullUrls and relative Type/id links resolve too; in
-// uri, oid and uuid elements only the temporary urn:uuid: and urn:oid:
-// ones do, whose only meaning is the entry.
+// Bundle links to it: in Reference.reference (rewriteReferences), in
+// elements of type url (a DocumentReference's attachment.url naming the
+// Binary sent beside it) and in the narrative's a/@href and img/@src, for
+// temporary (urn:uuid:, urn:oid:), RESTful and relative Type/id links
+// alike. R4's transaction rules name elements of type uri, oid and uuid
+// too; they keep their value here, because most are identities (code and
+// identifier systems, canonical names, a ConceptMap's source,
+// implicitRules) that a review found rewritten when they spelled an
+// entry's fullUrl (validate.Links). So does a string of another type: an
+// Identifier.value may be a urn:uuid: that is a business identifier.
 
 // temporaryLink reports whether s is a fullUrl that a transaction
 // replaces.
@@ -28,7 +27,7 @@ func temporaryLink(s string) bool {
 	return strings.HasPrefix(s, "urn:uuid:") || strings.HasPrefix(s, "urn:oid:")
 }
 
-// linkTargets lists the temporary links in the URI-typed elements and
+// linkTargets lists the temporary links in the url elements and
 // narratives of raw, a resource of type typ that passed validation.
 func linkTargets(v *validate.Validator, typ string, raw []byte) []string {
 	if !bytes.Contains(raw, []byte("urn")) { // "urn:", or with its colon escaped
@@ -44,8 +43,8 @@ func linkTargets(v *validate.Validator, typ string, raw []byte) []string {
 	return out
 }
 
-// rewriteLinks replaces the temporary links in the URI-typed elements and
-// narratives of raw that resolve names, leaving every other byte as it is.
+// rewriteLinks replaces the links in the url elements and narratives of
+// raw that resolve names, leaving every other byte as it is.
 func rewriteLinks(v *validate.Validator, typ string, raw []byte, resolve func(string) (string, bool)) (out []byte, changed bool) {
 	return visitLinks(v, typ, raw, resolve)
 }
@@ -61,8 +60,8 @@ func visitLinks(v *validate.Validator, typ string, raw []byte, resolve func(stri
 			return
 		}
 		switch kind {
-		case validate.LinkURI, validate.LinkURL:
-			if to, ok := resolveLink(s, resolve, kind == validate.LinkURL); ok {
+		case validate.LinkURL:
+			if to, ok := resolveLink(s, resolve); ok {
 				q, _ := json.Marshal(to)
 				splices = append(splices, splice{start, end, q})
 			}
@@ -78,11 +77,9 @@ func visitLinks(v *validate.Validator, typ string, raw []byte, resolve func(stri
 	return applySplices(raw, splices)
 }
 
-// resolveLink resolves a temporary link, and when locator (a url element
-// or the narrative) also an http(s) or relative Type/id one.
-func resolveLink(s string, resolve func(string) (string, bool), locator bool) (string, bool) {
-	isLocator := strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") || relativeTypeID(s)
-	if !temporaryLink(s) && !(locator && isLocator) {
+// resolveLink resolves a temporary, http(s) or relative Type/id link.
+func resolveLink(s string, resolve func(string) (string, bool)) (string, bool) {
+	if !temporaryLink(s) && !strings.HasPrefix(s, "http://") && !strings.HasPrefix(s, "https://") && !relativeTypeID(s) {
 		return "", false
 	}
 	to, ok := resolve(s)
@@ -110,7 +107,7 @@ func rewriteNarrativeLinks(div string, resolve func(string) (string, bool)) (str
 		end := tagEnd(div, i)
 		for _, a := range linkAttributes(div[i:end]) {
 			value := div[i+a.start : i+a.end]
-			if to, ok := resolveLink(value, resolve, true); ok {
+			if to, ok := resolveLink(value, resolve); ok {
 				b.WriteString(div[done : i+a.start])
 				b.WriteString(to) // Type/id: nothing in it needs escaping in XHTML
 				done, changed = i+a.end, true

@@ -83,9 +83,8 @@ func TestRestfulBase(t *testing.T) {
 	}
 }
 
-// TestResolveLink: temporary links resolve in every link element; RESTful
-// and relative ones only where a location is meant (url elements and the
-// narrative).
+// TestResolveLink: temporary, RESTful and relative links resolve when the
+// Bundle has their target; others do not.
 func TestResolveLink(t *testing.T) {
 	refs := map[string]string{"urn:uuid:a": "Binary/1", "https://h.example/fhir/Binary/7": "Binary/2", "https://h.example/fhir/Binary/8": "Binary/3"}
 	base := "https://h.example/fhir"
@@ -99,26 +98,20 @@ func TestResolveLink(t *testing.T) {
 		}
 		return "", false
 	}
-	cases := []struct {
-		s       string
-		locator bool
-		want    string // "" unresolved
-	}{
-		{"urn:uuid:a", false, "Binary/1"},
-		{"urn:uuid:a", true, "Binary/1"},
-		{"https://h.example/fhir/Binary/7", false, ""},
-		{"https://h.example/fhir/Binary/7", true, "Binary/2"},
-		{"Binary/8", true, "Binary/3"},
-		{"Binary/8", false, ""},
-		{"urn:uuid:b", true, ""},
-	}
-	for _, c := range cases {
-		got, ok := resolveLink(c.s, resolve, c.locator)
+	for s, want := range map[string]string{
+		"urn:uuid:a":                      "Binary/1",
+		"https://h.example/fhir/Binary/7": "Binary/2",
+		"Binary/8":                        "Binary/3",
+		"urn:uuid:b":                      "",
+		"Binary/9":                        "",
+		"mailto:x@example.org":            "",
+	} {
+		got, ok := resolveLink(s, resolve)
 		if !ok {
 			got = ""
 		}
-		if got != c.want {
-			t.Errorf("resolveLink(%q, locator %v) = %q, want %q", c.s, c.locator, got, c.want)
+		if got != want {
+			t.Errorf("resolveLink(%q) = %q, want %q", s, got, want)
 		}
 	}
 }

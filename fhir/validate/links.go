@@ -9,47 +9,27 @@ import (
 type LinkKind uint8
 
 const (
-	// LinkURI is the value of an element of FHIR type uri, oid or uuid
-	// that is not an identity (see identityURI).
-	LinkURI LinkKind = iota + 1
 	// LinkURL is the value of an element of FHIR type url: a location
-	// (Attachment.url).
-	LinkURL
+	// (Attachment.url, Endpoint.address).
+	LinkURL LinkKind = iota + 1
 	// LinkNarrative is a Narrative's div, whose a/@href and img/@src may
 	// link to other resources.
 	LinkNarrative
 )
 
-// linkTypes are the primitive types whose values are links. canonical is
-// not one: a canonical URL names a definition whatever holds it.
-var linkTypes = map[string]LinkKind{"uri": LinkURI, "oid": LinkURI, "uuid": LinkURI, "url": LinkURL}
-
-// identityURI reports whether member name of definition def, of type uri,
-// oid or uuid, names what something is rather than where it is: a system of
-// codes, identifiers or units, an extension's definition, a resource's own
-// canonical url, a fullUrl, meta.source. Those keep their value even when
-// it equals an entry's fullUrl.
-func identityURI(def *definition, name string) bool {
-	switch name {
-	case "system", "url", "fullUrl":
-		return true
-	case "source":
-		return def.name == "Meta"
-	}
-	return false
-}
-
 // Links calls fn with the byte range, quotes included, of every string in
-// raw that can name another resource other than a Reference.reference
-// (which callers find by its name alone): values of elements of a URI type
-// that are not identities (identityURI), and Narrative divs, in the resource and in the resources it holds
+// raw that locates another resource other than a Reference.reference
+// (which callers find by its name alone): values of elements of type url,
+// and Narrative divs, in the resource and in the resources it holds
 // (contained, Bundle entries, Parameters). raw must be a resource of type
 // typ that passed Validate: the walk follows the schema's definitions and
 // does not check the JSON again. A transaction needs them to replace an
-// entry's temporary urn:uuid: fullUrl "whether found in resource
-// references, elements of type uri, url, oid, uuid, and <a href> and
-// <img src> in the narrative" (R4 http.html, transaction processing), while
-// a string such as Identifier.value, which may look the same, keeps it.
+// entry's fullUrl where the Bundle links to it (R4 http.html, transaction
+// processing). R4 names elements of type uri, oid and uuid too, but those
+// are mostly identities (code and identifier systems, canonical names,
+// ConceptMap sources, implicitRules), which keep their value even when it
+// spells an entry's fullUrl; so are canonicals. A string such as
+// Identifier.value, which may look the same, keeps it too.
 func (v *Validator) Links(typ string, raw []byte, fn func(start, end int, kind LinkKind)) error {
 	set, err := schemas()
 	if err != nil {
@@ -168,9 +148,6 @@ func (w *linkWalker) object(i int, def *definition) int {
 		if p == nil {
 			return w.skip(at)
 		}
-		if p.kind == kindPrimitive && linkTypes[p.prim] == LinkURI && identityURI(def, key) {
-			return w.skip(at)
-		}
 		if at < len(w.data) && w.data[at] == '[' {
 			return w.array(at, p)
 		}
@@ -200,10 +177,10 @@ func (w *linkWalker) value(i int, p *property) int {
 	}
 	c := w.data[i]
 	switch {
-	case c == '"' && p.kind == kindPrimitive && linkTypes[p.prim] != 0:
+	case c == '"' && p.kind == kindPrimitive && p.prim == "url":
 		end, closed := w.closedString(i)
 		if closed {
-			w.fn(i, end, linkTypes[p.prim])
+			w.fn(i, end, LinkURL)
 		}
 		return end
 	case c == '"' && p.kind == kindXHTML:
