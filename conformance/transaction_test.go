@@ -570,6 +570,23 @@ func TestBatchEntriesRunTogether(t *testing.T) {
 	if r := do(t, "GET", s.base+"/Patient/direct", nil); !strings.Contains(string(r.body), "Direct") || r.header.Get("ETag") != `W/"1"` {
 		t.Errorf("Patient/direct: %s %s, want version 1 with its own content", r.header.Get("ETag"), r.body)
 	}
+
+	// An entry whose resource holds a conditional reference sees the
+	// entries before it too (the second review): each Observation finds the
+	// Patient the POST before it created.
+	entries = nil
+	for i := range 8 {
+		v := fmt.Sprint("cr", i)
+		entries = append(entries,
+			txEntry{method: "POST", url: "Patient", resource: string(patientWith("urn:cr", v, v))},
+			txEntry{method: "POST", url: "Observation", resource: `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient?identifier=urn:cr|` + v + `"}}`})
+	}
+	_, tr = postBundle(t, s, txBundle("batch", entries...))
+	for i, e := range tr.Entry {
+		if e.Response.Status != "201 Created" {
+			t.Errorf("conditional reference batch, entry %d: %s %s, want 201", i, e.Response.Status, e.Response.Outcome)
+		}
+	}
 }
 
 // TestTransactionPreferMinimal: return=minimal leaves the resources out,

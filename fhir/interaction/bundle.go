@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -205,10 +206,13 @@ func (s *Service) batchClass(ctx context.Context, p auth.Principal, ops []*op, c
 }
 
 // batchTarget names what an entry of a batch acts on, when its request
-// says: Type/id, or a new id for a create; "" for a conditional entry.
+// says: Type/id, or a new id for a create; "" for an entry that depends on
+// what is stored: a conditional one, or one whose resource holds a
+// conditional reference (Patient?identifier=...), which a Patient an
+// earlier entry creates may answer.
 func batchTarget(o *op) string {
 	switch {
-	case o.criteria != nil:
+	case o.criteria != nil || slices.ContainsFunc(o.refs, isConditionalReference):
 		return ""
 	case o.method == methodPost:
 		return "new:" + o.newID
