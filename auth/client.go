@@ -30,7 +30,12 @@ type Client struct {
 	BreakGlass   bool            `json:"break_glass,omitempty"`
 	// PurposeOfUse is the default when a request names none.
 	PurposeOfUse string `json:"purpose_of_use,omitempty"`
-	Disabled     bool   `json:"disabled,omitempty"`
+	// Disabled: the client gets no token, and its tokens stop working.
+	Disabled bool `json:"disabled,omitempty"`
+	// DisabledByFile: the --clients file disabled it, and may enable it
+	// again; a client an operator disabled stays so until an operator
+	// enables it. Set by Seed only.
+	DisabledByFile bool `json:"disabled_by_file,omitempty"`
 }
 
 // DefaultPurposeOfUse is a client's purpose of use when it registered none.
@@ -142,6 +147,7 @@ type Registry struct {
 // fetched.
 type keyCache struct {
 	mu      sync.Mutex
+	source  string // the jwks_uri or inline set the keys came from
 	keys    []publicKey
 	fetched time.Time
 }
@@ -240,7 +246,7 @@ func (r *Registry) SetDisabled(ctx context.Context, id string, disabled bool) er
 	if err != nil {
 		return err
 	}
-	c.Disabled = disabled
+	c.Disabled, c.DisabledByFile = disabled, false
 	return r.Put(ctx, c)
 }
 
@@ -250,8 +256,9 @@ type SeedResult struct{ Added, Updated, Unchanged int }
 // Seed registers the clients of a seed file (a JSON array of Client). A
 // client already registered with the same fields is left alone, so seeding
 // twice changes nothing; one whose fields differ is updated. The file can
-// disable a client ("disabled": true) but not re-enable one an operator
-// disabled: only the operator's command does that.
+// disable a client ("disabled": true) and enable again one it disabled,
+// but not one an operator disabled (clients disable): only the operator's
+// command enables that one.
 func (r *Registry) Seed(ctx context.Context, raw []byte) (SeedResult, error) {
 	var res SeedResult
 	var list []Client
@@ -274,8 +281,11 @@ func (r *Registry) Seed(ctx context.Context, raw []byte) (SeedResult, error) {
 	for _, c := range list {
 		old, err := r.Get(c.ID)
 		existed := err == nil
+		c.DisabledByFile = c.Disabled // the file's word; what it says of this field is ignored
+		if existed && old.Disabled && !old.DisabledByFile {
+			c.Disabled, c.DisabledByFile = true, false // an operator's: it stays
+		}
 		if existed {
-			c.Disabled = c.Disabled || old.Disabled
 			if sameClient(old, c) {
 				res.Unchanged++
 				continue
@@ -314,6 +324,13 @@ func (r *Registry) clientKeys(ctx context.Context, c Client, refresh bool) ([]pu
 
 	kc.mu.Lock()
 	defer kc.mu.Unlock()
+	// A caller holding the record from before a Put (a reload of the
+	// clients file while it requests a token) must not leave the old keys
+	// cached under the new record: keys count only for the source they came
+	// from.
+	if source := c.JWKSURI + "\x00" + string(c.JWKS); kc.source != source {
+		kc.source, kc.keys, kc.fetched = source, nil, time.Time{}
+	}
 	if c.JWKSURI == "" {
 		if kc.keys == nil {
 			keys, err := parseJWKS(c.JWKS)

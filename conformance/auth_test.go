@@ -380,7 +380,8 @@ func TestConditionalCriteriaNeedSearchScope(t *testing.T) {
 // TestClientsReloadOnHangup: serve reloads its --clients file on SIGHUP.
 // A hospital system added to the file gets tokens without a restart; one
 // the file then disables loses them, and its token already issued stops
-// working; a file that does not validate changes nothing.
+// working, until the file enables it again; a file that does not validate
+// changes nothing.
 func TestClientsReloadOnHangup(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no SIGHUP on Windows")
@@ -458,5 +459,13 @@ func TestClientsReloadOnHangup(t *testing.T) {
 	}
 	if r := do(t, http.MethodGet, c.base+"/Patient?_count=1", nil, "Authorization", "Bearer "+tok); r.status != http.StatusUnauthorized {
 		t.Errorf("search with the disabled client's earlier token: %d, want 401", r.status)
+	}
+
+	// The file enables again the client it disabled.
+	delete(clinic, "disabled")
+	writeClients(clinic)
+	hangup("clients reloaded")
+	if _, err := token(); err != nil {
+		t.Errorf("token after the file enabled the client again: %v", err)
 	}
 }
