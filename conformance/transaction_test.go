@@ -598,3 +598,40 @@ func TestTransactionPreferMinimal(t *testing.T) {
 		t.Errorf("minimal: %+v", tr)
 	}
 }
+
+// TestPatchSetsAConditionalReference: a JSON Patch that sets a reference
+// string to a conditional reference gets it resolved, alone and in a
+// batch (found by review: only a whole Reference object in the patch was
+// resolved, and the search string was stored as the reference).
+func TestPatchSetsAConditionalReference(t *testing.T) {
+	s := startServer(t, app.Config{})
+	pid, _ := create(t, s, "Patient", patientWith("urn:pr", "1", "Patched"))
+	obs := func() string {
+		id, _ := create(t, s, "Observation", []byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/someone"}}`))
+		return id
+	}
+	patch := []byte(`[{"op":"replace","path":"/subject/reference","value":"Patient?identifier=urn:pr|1"}]`)
+	want := `"subject":{"reference":"Patient/` + pid + `"}`
+
+	alone := obs()
+	r := do(t, http.MethodPatch, s.base+"/Observation/"+alone, patch, "Content-Type", "application/json-patch+json")
+	if r.status != http.StatusOK || !strings.Contains(string(do(t, "GET", s.base+"/Observation/"+alone, nil).body), want) {
+		t.Errorf("PATCH alone: %d %s; want the subject resolved to Patient/%s", r.status, r.body, pid)
+	}
+	inBatch := obs()
+	bin := `{"resourceType":"Binary","contentType":"application/json-patch+json","data":"` + base64.StdEncoding.EncodeToString(patch) + `"}`
+	_, tr := postBundle(t, s, txBundle("batch", txEntry{method: "PATCH", url: "Observation/" + inBatch, resource: bin}))
+	if tr == nil || tr.Entry[0].Response.Status != "200 OK" || !strings.Contains(string(do(t, "GET", s.base+"/Observation/"+inBatch, nil).body), want) {
+		t.Errorf("PATCH in a batch: %+v; want the subject resolved to Patient/%s", tr, pid)
+	}
+
+	// A patch that makes a conditional reference some other way (copied
+	// from a note) is refused: a search string is never stored as a
+	// reference.
+	copied := obs()
+	do(t, http.MethodPatch, s.base+"/Observation/"+copied, []byte(`[{"op":"add","path":"/note","value":[{"text":"Patient?identifier=urn:pr|1"}]}]`), "Content-Type", "application/json-patch+json")
+	r = do(t, http.MethodPatch, s.base+"/Observation/"+copied, []byte(`[{"op":"copy","from":"/note/0/text","path":"/subject/reference"}]`), "Content-Type", "application/json-patch+json")
+	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "was not resolved") {
+		t.Errorf("PATCH copying a search string into a reference: %d %s, want 400", r.status, r.body)
+	}
+}

@@ -403,8 +403,6 @@ func (s *Service) entryPatch(o *op, raw json.RawMessage, at string) error {
 	if o.patch, err = decodePatch(patch); err != nil {
 		return err
 	}
-	// A patch may set a URI element to a temporary link as well, which
-	// prepare rewrites in the patched resource.
-	o.refs = append(references(patch), temporaryStrings(patch)...)
+	o.refs = patchReferences(patch)
 	return nil
 }

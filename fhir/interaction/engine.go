@@ -554,6 +554,13 @@ func (s *Service) prepare(o *op, t *target, res *resolution) (*prepared, error) 
 			}
 		}
 	}
+	// What names a stored resource by a search must not be stored: a
+	// conditional reference the op did not list (and so nothing resolved).
+	for _, ref := range references(obj.Bytes()) {
+		if isConditionalReference(ref) {
+			return nil, fhir.Errorf(fhir.Invalid, "processing", "the conditional reference %q was not resolved", echo(ref))
+		}
+	}
 	obj.Set("id", quoteJSON(t.id))
 	entries, err := s.indexEntries(o.typ, obj)
 	if err != nil {

@@ -2,8 +2,10 @@ package interaction
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/url"
+	"strings"
 	"unicode/utf8"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -30,8 +32,29 @@ func (s *Service) Patch(ctx context.Context, p auth.Principal, typ, id string, c
 	if o.patch, err = decodePatch(patch); err != nil {
 		return Result{}, err
 	}
-	o.refs = references(patch)
+	o.refs = patchReferences(patch)
 	return s.runOne(ctx, p, o, false)
+}
+
+// patchReferences lists what a transaction may have to resolve in a JSON
+// Patch (a valid one): Reference.reference members in its values, a value
+// set at a path ending in /reference, and temporary links anywhere.
+func patchReferences(patch []byte) []string {
+	refs := append(references(patch), temporaryStrings(patch)...)
+	var ops []struct {
+		Op, Path string
+		Value    json.RawMessage
+	}
+	if json.Unmarshal(patch, &ops) != nil {
+		return refs
+	}
+	for _, op := range ops {
+		var s string
+		if (op.Op == "add" || op.Op == "replace") && strings.HasSuffix(op.Path, "/reference") && json.Unmarshal(op.Value, &s) == nil && resolvable(s) {
+			refs = append(refs, s)
+		}
+	}
+	return refs
 }
 
 // decodePatch reads a JSON Patch document: malformed JSON, an unknown op
