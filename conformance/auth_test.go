@@ -26,14 +26,7 @@ import (
 // EC P-384 key made here.
 func authClientServer(t *testing.T) (*server, *ecdsa.PrivateKey) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks, err := auth.KeySet(&key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, jwks := newClientKey(t)
 	clients, _ := json.Marshal([]map[string]any{
 		{"client_id": "lab", "name": "City Lab", "organization": "Organization/city-lab", "jwks": json.RawMessage(jwks), "scope": "system/Patient.rs system/Observation.c"},
 		{"client_id": harnessClient, "jwks": json.RawMessage(mustKeySet(t)), "scope": harnessScope},
@@ -43,6 +36,20 @@ func authClientServer(t *testing.T) (*server, *ecdsa.PrivateKey) {
 		t.Fatal(err)
 	}
 	return startServer(t, app.Config{ClientsFile: file}), key
+}
+
+// newClientKey makes a client's EC P-384 key and its public JWK Set.
+func newClientKey(t *testing.T) (*ecdsa.PrivateKey, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := auth.KeySet(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, jwks
 }
 
 func mustKeySet(t *testing.T) []byte {
@@ -387,14 +394,7 @@ func TestClientsReloadOnHangup(t *testing.T) {
 		t.Skip("no SIGHUP on Windows")
 	}
 	t.Parallel()
-	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks, err := auth.KeySet(&key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, jwks := newClientKey(t)
 	file := filepath.Join(t.TempDir(), "clients.json")
 	writeClients := func(extra ...map[string]any) {
 		t.Helper()

@@ -20,10 +20,6 @@ const benchBundleEntries = 100
 //	go test -run '^$' -bench HTTPTransaction -benchtime 20x ./conformance/
 func BenchmarkHTTPTransaction(b *testing.B) {
 	tg := startBenchTarget(b, false)
-	obs, err := os.ReadFile("../testdata/resources/Observation.json")
-	if err != nil {
-		b.Fatal(err)
-	}
 	const patientURL = "urn:uuid:0d6f4a3e-0000-4000-8000-000000000001"
 	type entry struct {
 		FullURL  string          `json:"fullUrl,omitempty"`
@@ -36,15 +32,9 @@ func BenchmarkHTTPTransaction(b *testing.B) {
 	entries := make([]entry, benchBundleEntries)
 	entries[0].FullURL, entries[0].Resource = patientURL, tg.body
 	entries[0].Request.Method, entries[0].Request.URL = "POST", "Patient"
-	for i := 1; i < len(entries); i++ {
-		var m map[string]any
-		if err := json.Unmarshal(obs, &m); err != nil {
-			b.Fatal(err)
-		}
-		m["subject"] = map[string]any{"reference": patientURL}
-		m["effectiveDateTime"] = fmt.Sprintf("2024-03-01T09:%02d:00Z", i%60)
-		entries[i].Resource, _ = json.Marshal(m)
-		entries[i].Request.Method, entries[i].Request.URL = "POST", "Observation"
+	for i, o := range benchObservations(b, patientURL, len(entries)-1) {
+		entries[i+1].Resource = o
+		entries[i+1].Request.Method, entries[i+1].Request.URL = "POST", "Observation"
 	}
 	body, err := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": entries})
 	if err != nil {
@@ -64,10 +54,6 @@ func BenchmarkHTTPTransaction(b *testing.B) {
 //	go test -run '^$' -bench HTTPBatch -benchtime 20x ./conformance/
 func BenchmarkHTTPBatch(b *testing.B) {
 	tg := startBenchTarget(b, false)
-	obs, err := os.ReadFile("../testdata/resources/Observation.json")
-	if err != nil {
-		b.Fatal(err)
-	}
 	type entry struct {
 		Resource json.RawMessage `json:"resource"`
 		Request  struct {
@@ -76,14 +62,8 @@ func BenchmarkHTTPBatch(b *testing.B) {
 		} `json:"request"`
 	}
 	entries := make([]entry, benchBundleEntries)
-	for i := range entries {
-		var m map[string]any
-		if err := json.Unmarshal(obs, &m); err != nil {
-			b.Fatal(err)
-		}
-		m["subject"] = map[string]any{"reference": "Patient/bench-0"}
-		m["effectiveDateTime"] = fmt.Sprintf("2024-03-01T09:%02d:00Z", i%60)
-		entries[i].Resource, _ = json.Marshal(m)
+	for i, o := range benchObservations(b, "Patient/bench-0", len(entries)) {
+		entries[i].Resource = o
 		entries[i].Request.Method, entries[i].Request.URL = "POST", "Observation"
 	}
 	body, err := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "batch", "entry": entries})
@@ -94,4 +74,24 @@ func BenchmarkHTTPBatch(b *testing.B) {
 		return http.MethodPost, tg.base, body
 	})
 	b.ReportMetric(float64(b.N*benchBundleEntries)/b.Elapsed().Seconds(), "resources/s")
+}
+
+// benchObservations makes n copies of the Observation fixture about
+// subject, each at its own minute.
+func benchObservations(b *testing.B, subject string, n int) []json.RawMessage {
+	obs, err := os.ReadFile("../testdata/resources/Observation.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := make([]json.RawMessage, n)
+	for i := range out {
+		var m map[string]any
+		if err := json.Unmarshal(obs, &m); err != nil {
+			b.Fatal(err)
+		}
+		m["subject"] = map[string]any{"reference": subject}
+		m["effectiveDateTime"] = fmt.Sprintf("2024-03-01T09:%02d:00Z", (i+1)%60)
+		out[i], _ = json.Marshal(m)
+	}
+	return out
 }
