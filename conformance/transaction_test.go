@@ -634,4 +634,24 @@ func TestPatchSetsAConditionalReference(t *testing.T) {
 	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "was not resolved") {
 		t.Errorf("PATCH copying a search string into a reference: %d %s, want 400", r.status, r.body)
 	}
+
+	// What a resource already holds is not the patch's doing (the fifth
+	// review): a search string a plain create stored as a reference, or a
+	// stored Bundle's entries, do not stop a patch of something else.
+	held, _ := create(t, s, "Observation", []byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient?identifier=urn:pr|1"}}`))
+	r = do(t, http.MethodPatch, s.base+"/Observation/"+held, []byte(`[{"op":"replace","path":"/status","value":"amended"}]`), "Content-Type", "application/json-patch+json")
+	if r.status != http.StatusOK {
+		t.Errorf("PATCH of an Observation that holds a search string: %d %s, want 200", r.status, r.body)
+	}
+	bundle, _ := create(t, s, "Bundle", []byte(`{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:0b1e2f3a-0000-4000-8000-0000000000f1","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient?identifier=urn:pr|1"}}}]}`))
+	r = do(t, http.MethodPatch, s.base+"/Bundle/"+bundle, []byte(`[{"op":"add","path":"/timestamp","value":"2024-01-01T00:00:00Z"}]`), "Content-Type", "application/json-patch+json")
+	if r.status != http.StatusOK {
+		t.Errorf("PATCH of a stored Bundle: %d %s, want 200", r.status, r.body)
+	}
+
+	// A conditional reference in meta is resolved and rewritten like any.
+	tr2 := mustTransaction(t, s, txEntry{method: "POST", url: "Observation", resource: `{"resourceType":"Observation","meta":{"extension":[{"url":"http://example.org/about","valueReference":{"reference":"Patient?identifier=urn:pr|1"}}]},"status":"final","code":{"text":"x"}}`})
+	if got := string(do(t, "GET", s.base+"/Observation/"+idFrom(t, tr2, 0), nil).body); !strings.Contains(got, `"valueReference":{"reference":"Patient/`+pid+`"}`) {
+		t.Errorf("a conditional reference in meta was not rewritten:\n%s", got)
+	}
 }

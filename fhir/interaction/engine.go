@@ -538,8 +538,8 @@ func (s *Service) prepare(o *op, t *target, res *resolution) (*prepared, error) 
 		return "", false
 	}
 	for _, k := range obj.Keys() {
-		if k == "resourceType" || k == "id" || k == "meta" {
-			continue
+		if k == "resourceType" || k == "id" {
+			continue // meta too may hold references, in its extensions
 		}
 		v, _ := obj.Get(k)
 		if nv, changed := rewriteReferences(v, resolve); changed {
@@ -554,12 +554,8 @@ func (s *Service) prepare(o *op, t *target, res *resolution) (*prepared, error) 
 			}
 		}
 	}
-	// What names a stored resource by a search must not be stored: a
-	// conditional reference the op did not list (and so nothing resolved).
-	for _, ref := range references(obj.Bytes()) {
-		if isConditionalReference(ref) {
-			return nil, fhir.Errorf(fhir.Invalid, "processing", "the conditional reference %q was not resolved", echo(ref))
-		}
+	if ref := unresolvedConditional(obj, t.cur); ref != "" {
+		return nil, fhir.Errorf(fhir.Invalid, "processing", "the conditional reference %q was not resolved", echo(ref))
 	}
 	obj.Set("id", quoteJSON(t.id))
 	entries, err := s.indexEntries(o.typ, obj)
@@ -615,4 +611,30 @@ func opError(o *op, err error) error {
 		out.Issues = append(out.Issues, is)
 	}
 	return out
+}
+
+// unresolvedConditional returns a conditional reference that obj holds and
+// the current version cur did not: one the op brought in without listing
+// it (a patch copying a search string into a reference), so nothing
+// resolved it. What the current version held already (a resource stored
+// by a plain create, a stored Bundle's entries) is the client's as it was.
+func unresolvedConditional(obj *fhir.Object, cur *fhir.Resource) string {
+	var had map[string]bool
+	for _, ref := range references(obj.Bytes()) {
+		if !isConditionalReference(ref) {
+			continue
+		}
+		if had == nil {
+			had = map[string]bool{}
+			if cur != nil && !cur.Deleted {
+				for _, r := range references(cur.JSON) {
+					had[r] = true
+				}
+			}
+		}
+		if !had[ref] {
+			return ref
+		}
+	}
+	return ""
 }
