@@ -21,29 +21,10 @@ const benchBundleEntries = 100
 func BenchmarkHTTPTransaction(b *testing.B) {
 	tg := startBenchTarget(b, false)
 	const patientURL = "urn:uuid:0d6f4a3e-0000-4000-8000-000000000001"
-	type entry struct {
-		FullURL  string          `json:"fullUrl,omitempty"`
-		Resource json.RawMessage `json:"resource"`
-		Request  struct {
-			Method string `json:"method"`
-			URL    string `json:"url"`
-		} `json:"request"`
-	}
-	entries := make([]entry, benchBundleEntries)
-	entries[0].FullURL, entries[0].Resource = patientURL, tg.body
+	entries := []benchEntry{{FullURL: patientURL, Resource: tg.body}}
 	entries[0].Request.Method, entries[0].Request.URL = "POST", "Patient"
-	for i, o := range benchObservations(b, patientURL, len(entries)-1) {
-		entries[i+1].Resource = o
-		entries[i+1].Request.Method, entries[i+1].Request.URL = "POST", "Observation"
-	}
-	body, err := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": entries})
-	if err != nil {
-		b.Fatal(err)
-	}
-	benchHTTP(b, tg, "transaction", http.StatusOK, func(*rand.Rand) (string, string, []byte) {
-		return http.MethodPost, tg.base, body
-	})
-	b.ReportMetric(float64(b.N*benchBundleEntries)/b.Elapsed().Seconds(), "resources/s")
+	entries = append(entries, benchPosts("Observation", benchObservations(b, patientURL, benchBundleEntries-1))...)
+	benchPostBundles(b, tg, "transaction", entries)
 }
 
 // BenchmarkHTTPBatch posts batch Bundles of 100 Observations of one
@@ -54,26 +35,40 @@ func BenchmarkHTTPTransaction(b *testing.B) {
 //	go test -run '^$' -bench HTTPBatch -benchtime 20x ./conformance/
 func BenchmarkHTTPBatch(b *testing.B) {
 	tg := startBenchTarget(b, false)
-	type entry struct {
-		Resource json.RawMessage `json:"resource"`
-		Request  struct {
-			Method string `json:"method"`
-			URL    string `json:"url"`
-		} `json:"request"`
+	benchPostBundles(b, tg, "batch", benchPosts("Observation", benchObservations(b, "Patient/bench-0", benchBundleEntries)))
+}
+
+// benchEntry is a Bundle entry as the Bundle benchmarks send it.
+type benchEntry struct {
+	FullURL  string          `json:"fullUrl,omitempty"`
+	Resource json.RawMessage `json:"resource"`
+	Request  struct {
+		Method string `json:"method"`
+		URL    string `json:"url"`
+	} `json:"request"`
+}
+
+// benchPosts makes a POST entry to typ of each resource.
+func benchPosts(typ string, resources []json.RawMessage) []benchEntry {
+	out := make([]benchEntry, len(resources))
+	for i, r := range resources {
+		out[i].Resource = r
+		out[i].Request.Method, out[i].Request.URL = "POST", typ
 	}
-	entries := make([]entry, benchBundleEntries)
-	for i, o := range benchObservations(b, "Patient/bench-0", len(entries)) {
-		entries[i].Resource = o
-		entries[i].Request.Method, entries[i].Request.URL = "POST", "Observation"
-	}
-	body, err := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "batch", "entry": entries})
+	return out
+}
+
+// benchPostBundles posts a Bundle of kind with entries from benchConns
+// connections and reports the resources written per second.
+func benchPostBundles(b *testing.B, tg *benchTarget, kind string, entries []benchEntry) {
+	body, err := json.Marshal(map[string]any{"resourceType": "Bundle", "type": kind, "entry": entries})
 	if err != nil {
 		b.Fatal(err)
 	}
-	benchHTTP(b, tg, "batch", http.StatusOK, func(*rand.Rand) (string, string, []byte) {
+	benchHTTP(b, tg, kind, http.StatusOK, func(*rand.Rand) (string, string, []byte) {
 		return http.MethodPost, tg.base, body
 	})
-	b.ReportMetric(float64(b.N*benchBundleEntries)/b.Elapsed().Seconds(), "resources/s")
+	b.ReportMetric(float64(b.N*len(entries))/b.Elapsed().Seconds(), "resources/s")
 }
 
 // benchObservations makes n copies of the Observation fixture about
