@@ -306,7 +306,7 @@ func (c *checker) indexHas(pb *bolt.Bucket, typ, param string, ik []byte) bool {
 	if e, ok := c.journal.get(journalKey(typ, param, ik)); ok {
 		return e.present
 	}
-	return pb != nil && pb.Get(ik) != nil
+	return pb != nil && blockHas(pb, ik)
 }
 
 // checkIndexes compares idx (value -> id) with rix (id -> entries), and
@@ -374,22 +374,19 @@ func (c *checker) checkIndexes() {
 	_ = idx.ForEachBucket(func(typ []byte) error {
 		ib := idx.Bucket(typ)
 		return ib.ForEachBucket(func(param []byte) error {
-			return ib.Bucket(param).ForEach(func(k, _ []byte) error {
-				if !c.tick() {
-					return c.err
-				}
+			pb := ib.Bucket(param)
+			return c.checkBlocks(pb, string(typ), string(param), func(k []byte) {
 				vk, id, ok := splitIndexKey(k)
 				if !ok {
 					c.fail("idx/%s/%s: malformed key %x", typ, param, k)
-					return nil
+					return
 				}
-				if !c.indexHas(ib.Bucket(param), string(typ), string(param), k) {
-					return nil // removed by the journal
+				if !c.indexHas(pb, string(typ), string(param), k) {
+					return // removed by the journal
 				}
 				if !listed(string(typ), id, string(param), vk) {
 					c.fail("idx/%s/%s %x -> %s is a stale entry: rix does not list it", typ, param, vk, id)
 				}
-				return nil
 			})
 		})
 	})
@@ -411,4 +408,41 @@ func (c *checker) checkIndexes() {
 		}
 		return true
 	})
+}
+
+// checkBlocks checks the blocks of a parameter's bucket (idxblock.go):
+// each decodes, is keyed by its first key, holds keys in increasing order
+// below the next block's; fn gets every key.
+func (c *checker) checkBlocks(pb *bolt.Bucket, typ, param string, fn func(k []byte)) error {
+	var (
+		it   blockIter
+		prev []byte
+	)
+	bc := pb.Cursor()
+	for bk, bv := bc.First(); bk != nil; bk, bv = bc.Next() {
+		if bv == nil {
+			c.fail("idx/%s/%s: a nested bucket %x among the blocks", typ, param, bk)
+			continue
+		}
+		it.reset(bv)
+		first := true
+		for it.next() {
+			if !c.tick() {
+				return c.err
+			}
+			if first && !bytes.Equal(it.key, bk) {
+				c.fail("idx/%s/%s: block %x starts with %x", typ, param, bk, it.key)
+			}
+			if prev != nil && bytes.Compare(it.key, prev) <= 0 {
+				c.fail("idx/%s/%s: key %x after %x, out of order", typ, param, it.key, prev)
+			}
+			first = false
+			prev = append(prev[:0], it.key...)
+			fn(it.key)
+		}
+		if it.bad || first {
+			c.fail("idx/%s/%s: block %x is malformed or empty", typ, param, bk)
+		}
+	}
+	return nil
 }

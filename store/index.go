@@ -21,12 +21,14 @@ type IndexEntry struct {
 
 // Index layout:
 //
-//	idx/<Type>/<param>   valueKey | id | u8(len(id)) -> empty
+//	idx/<Type>/<param>   index keys, valueKey | id | u8(len(id)), in
+//	                     blocks: first key -> the block (idxblock.go)
 //	rix/<Type>           id -> the entries written for it: repeated
 //	                     uvarint(len(param)) param uvarint(len(key)) key
 //
-// The id rides at the end of the key with its length last, so a value's
-// keys are contiguous (range scans) and the id is read back from the end.
+// The id rides at the end of the index key with its length last, so a
+// value's keys are contiguous (range scans) and the id is read back from
+// the end.
 // rix lets an update or delete remove exactly the stale entries, and
 // stands in for a create's entries in the index journal's record. Changes
 // reach idx through the index journal (journal.go); scans read both.
@@ -196,17 +198,17 @@ func (t *boltTx) ScanIndexAfter(ctx context.Context, typ, param string, valueKey
 }
 
 // scanIndex visits the entries from the key from on, skipping the key
-// after itself, up to the value key to: the idx B+tree merged with the
-// journal, whose entries win over the tree's (journal.go).
+// after itself, up to the value key to: the idx blocks merged with the
+// journal, whose entries win over the blocks' (journal.go).
 func (t *boltTx) scanIndex(ctx context.Context, typ, param string, from, after, to []byte, fn func(valueKey []byte, id string) bool) error {
 	idx, err := t.sub(bucketIdx, typ, false)
 	if err != nil {
 		return err
 	}
-	var c *bolt.Cursor
+	var c *blockCursor
 	if idx != nil {
 		if b := idx.Bucket([]byte(param)); b != nil {
-			c = b.Cursor()
+			c = &blockCursor{c: b.Cursor()}
 		}
 	}
 	var (
@@ -237,7 +239,7 @@ func (t *boltTx) scanIndex(ctx context.Context, typ, param string, from, after, 
 	}
 	var tk []byte // the tree's next key; nil: none left
 	if c != nil {
-		tk, _ = c.Seek(from)
+		tk = c.seek(from)
 	}
 	// treeUpTo emits the tree's keys before limit (nil: all of them).
 	treeUpTo := func(limit []byte) bool {
@@ -245,7 +247,7 @@ func (t *boltTx) scanIndex(ctx context.Context, typ, param string, from, after, 
 			if !emit(tk) {
 				return false
 			}
-			tk, _ = c.Next()
+			tk = c.next()
 		}
 		return true
 	}
@@ -264,7 +266,7 @@ func (t *boltTx) scanIndex(ctx context.Context, typ, param string, from, after, 
 				break
 			}
 			if tk != nil && bytes.Equal(tk, k) {
-				tk, _ = c.Next() // the journal's state of this key wins
+				tk = c.next() // the journal's state of this key wins
 			}
 			if e.present && !emit(k) {
 				stop = true
@@ -274,6 +276,9 @@ func (t *boltTx) scanIndex(ctx context.Context, typ, param string, from, after, 
 	}
 	if !stop {
 		treeUpTo(nil)
+	}
+	if err == nil && c != nil {
+		err = c.err
 	}
 	return err
 }

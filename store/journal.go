@@ -938,8 +938,9 @@ func (s *jstate) without(lo, hi []byte) *jstate {
 }
 
 // foldJournal applies the next chunk of at most chunk journaled keys to the
-// B+trees, in key order so that each leaf page is visited once (see
-// "Folding"). It reports whether the chunk ended a pass.
+// idx blocks, in key order so that each block and leaf page is rewritten
+// once (see "Folding"; applyBlocks). It reports whether the chunk ended a
+// pass.
 func (t *boltTx) foldJournal(chunk int) (passEnded bool, err error) {
 	if t.now == nil {
 		return false, bolt.ErrTxNotWritable
@@ -961,11 +962,29 @@ func (t *boltTx) foldJournal(chunk int) (passEnded bool, err error) {
 	}
 	state := st.state()
 	var (
-		hi                []byte
-		n                 int
-		curTyp, curParam  string
-		typBucket, bucket *bolt.Bucket
+		hi               []byte
+		n                int
+		curTyp, curParam string
+		typBucket        *bolt.Bucket
+		pending          []jentry // the current parameter's changes, index keys
+		scratch          jrun
 	)
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		bucket, err := typBucket.CreateBucketIfNotExists([]byte(curParam))
+		if err != nil {
+			return err
+		}
+		// A fold rewrites every leaf it touches, whatever its fill:
+		// fuller pages are fewer pages to write (values mostly gain ids
+		// at the end of their range, as ids are time-ordered).
+		bucket.FillPercent = appendFill
+		err = applyBlocks(bucket, pending, &scratch)
+		pending = pending[:0]
+		return err
+	}
 	it := state.iter(fs.next, nil)
 	for e, ok := it.next(); ok; e, ok = it.next() {
 		if n == chunk {
@@ -977,30 +996,21 @@ func (t *boltTx) foldJournal(chunk int) (passEnded bool, err error) {
 		if !ok {
 			return false, errCorrupt
 		}
-		if typBucket == nil || typ != curTyp {
-			if typBucket, err = t.sub(bucketIdx, typ, true); err != nil {
+		if typBucket == nil || typ != curTyp || param != curParam {
+			if err := flush(); err != nil {
 				return false, err
 			}
-			curTyp, bucket = typ, nil
-		}
-		if bucket == nil || param != curParam {
-			if bucket, err = typBucket.CreateBucketIfNotExists([]byte(param)); err != nil {
-				return false, err
+			if typBucket == nil || typ != curTyp {
+				if typBucket, err = t.sub(bucketIdx, typ, true); err != nil {
+					return false, err
+				}
 			}
-			// A fold rewrites every leaf it touches, whatever its fill:
-			// fuller pages are fewer pages to write (values mostly gain
-			// ids at the end of their range, as ids are time-ordered).
-			bucket.FillPercent = appendFill
-			curParam = param
+			curTyp, curParam = typ, param
 		}
-		if e.present {
-			err = bucket.Put(ik, nil)
-		} else {
-			err = bucket.Delete(ik)
-		}
-		if err != nil {
-			return false, err
-		}
+		pending = append(pending, jentry{key: ik, present: e.present})
+	}
+	if err := flush(); err != nil {
+		return false, err
 	}
 	lo := fs.next
 	st.start = newLazyState(state.size()-n, func() *jstate { return state.without(lo, hi) })

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -10,6 +11,8 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+
+	"healthhub/fhir"
 )
 
 // TestJournalStateModel applies random changes, commit by commit, to a
@@ -349,21 +352,68 @@ func FuzzDecodeJournalRecord(f *testing.F) {
 }
 
 // TestOpenUpgradesSchema: a store written before the index journal
-// (layout 1, no ixj) or before its "indexed" records (layout 2) opens and
-// is marked layout 3, so that an older binary refuses it rather than miss
-// journaled entries.
+// (layout 1, no ixj), before its "indexed" records (layout 2) or before
+// index blocks (layout 3, idx with a bbolt key per index key) opens, its
+// idx rewritten as blocks, and is marked layout 4, so that an older binary
+// refuses it rather than miss journaled entries or misread blocks.
 func TestOpenUpgradesSchema(t *testing.T) {
-	for _, from := range []uint64{1, 2} {
+	ctx := context.Background()
+	for _, from := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprint(from), func(t *testing.T) {
 			dir := t.TempDir()
 			s, err := Open(dir, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
+			o, err := fhir.ParseObject([]byte(`{"resourceType":"Observation","status":"final"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			for i := range 300 {
+				id := fmt.Sprintf("o%04d", i)
+				err := s.Update(ctx, func(tx Tx) error {
+					if _, err := tx.Put("Observation", id, o); err != nil {
+						return err
+					}
+					return tx.SetIndex("Observation", id, []IndexEntry{{Param: "code", Key: fmt.Appendf(nil, "c%d\x00", i%3)}})
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i%3 == 1 {
+					want = append(want, id)
+				}
+			}
+			if err := s.FoldIndexJournal(ctx); err != nil {
+				t.Fatal(err)
+			}
 			db := s.db
 			err = db.Update(func(tx *bolt.Tx) error {
 				if from == 1 {
 					if err := tx.DeleteBucket(bucketIxj); err != nil {
+						return err
+					}
+				}
+				// idx as layouts 1-3 kept it: a bbolt key per index key.
+				tb := tx.Bucket(bucketIdx).Bucket([]byte("Observation"))
+				var keys [][]byte
+				bc := blockCursor{c: tb.Bucket([]byte("code")).Cursor()}
+				for k := bc.seek(nil); k != nil; k = bc.next() {
+					keys = append(keys, bytes.Clone(k))
+				}
+				if len(keys) != 300 || bc.err != nil {
+					t.Fatalf("%d keys in the blocks (%v), want 300", len(keys), bc.err)
+				}
+				if err := tb.DeleteBucket([]byte("code")); err != nil {
+					return err
+				}
+				pb, err := tb.CreateBucket([]byte("code"))
+				if err != nil {
+					return err
+				}
+				for _, k := range keys {
+					if err := pb.Put(k, nil); err != nil {
 						return err
 					}
 				}
@@ -384,13 +434,30 @@ func TestOpenUpgradesSchema(t *testing.T) {
 				if tx.Bucket(bucketIxj) == nil {
 					t.Error("no ixj bucket after the upgrade")
 				}
-				if v := tx.Bucket(bucketMeta).Get(keySchema); beUint64(v) != 3 {
-					t.Errorf("schema %d after the upgrade, want 3", beUint64(v))
+				meta := tx.Bucket(bucketMeta)
+				if v := meta.Get(keySchema); beUint64(v) != 4 {
+					t.Errorf("schema %d after the upgrade, want 4", beUint64(v))
+				}
+				if meta.Get(keyIndexBlocksPending) != nil {
+					t.Error("the upgrade left its mark")
 				}
 				return nil
 			})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if err := s.Check(ctx); err != nil {
+				t.Errorf("Check after the upgrade: %v", err)
+			}
+			var got []string
+			err = s.View(ctx, func(tx Tx) error {
+				return tx.ScanIndex(ctx, "Observation", "code", []byte("c1\x00"), []byte("c1\x01"), func(_ []byte, id string) bool {
+					got = append(got, id)
+					return true
+				})
+			})
+			if err != nil || !slices.Equal(got, want) {
+				t.Errorf("code=c1 after the upgrade: %v (%v), want %d ids", len(got), err, len(want))
 			}
 		})
 	}

@@ -44,7 +44,7 @@ const appendFill = 0.9
 
 // schemaVersion is the layout version written on first open. A store with a
 // different one is refused, unless initSchema knows how to upgrade it.
-const schemaVersion = 3
+const schemaVersion = 4
 
 const (
 	flagDeleted         = 1 << 0

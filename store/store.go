@@ -172,6 +172,10 @@ func Open(dir string, opt Options) (*Bolt, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := upgradeIndexBlocks(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: rewrite the search indexes as blocks: %w", err)
+	}
 	if opt.RebuildIndexes {
 		err = db.Update(dropIndexes)
 	} else {
@@ -212,11 +216,16 @@ func (s *Bolt) initSchema(tx *bolt.Tx) error {
 	if v == nil {
 		return meta.Put(keySchema, u64(schemaVersion))
 	}
-	if len(v) == 8 && (beUint64(v) == 1 || beUint64(v) == 2) {
+	if len(v) == 8 && beUint64(v) >= 1 && beUint64(v) <= 3 {
 		// Version 2 added the index journal (ixj, created above), version 3
-		// its "indexed" records (journalRecord); older binaries would not
-		// read them. What the older versions wrote, this one reads: mark
-		// the file as the current version.
+		// its "indexed" records (journalRecord), version 4 index blocks
+		// (idxblock.go); older binaries would not read them. What the
+		// older versions wrote, this one reads, once their idx keys are
+		// blocks (upgradeIndexBlocks): mark the file as the current
+		// version, so that no older binary opens it meanwhile.
+		if err := meta.Put(keyIndexBlocksPending, []byte{1}); err != nil {
+			return err
+		}
 		return meta.Put(keySchema, u64(schemaVersion))
 	}
 	if len(v) != 8 || beUint64(v) != schemaVersion {

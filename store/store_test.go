@@ -1004,8 +1004,24 @@ func TestCheckFindsDamage(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			return pb.Put([]byte("smith\x00a\x01"), nil) // value key | id | len(id)
+			k := []byte("smith\x00a\x01")                           // value key | id | len(id)
+			return pb.Put(k, append([]byte{0, byte(len(k))}, k...)) // a block of one key
 		}, "stale entry"},
+		{"malformed index block", func(tx *bolt.Tx) error {
+			idx := tx.Bucket([]byte("idx"))
+			if idx == nil {
+				return nil
+			}
+			b, err := idx.CreateBucketIfNotExists([]byte("Patient"))
+			if err != nil {
+				return err
+			}
+			pb, err := b.CreateBucketIfNotExists([]byte("name"))
+			if err != nil {
+				return err
+			}
+			return pb.Put([]byte("jones\x00b\x01"), []byte{0, 40, 'j'}) // a key longer than the block
+		}, "malformed"},
 		{"half-written JSON", func(tx *bolt.Tx) error {
 			for _, name := range []string{"res", "ver"} {
 				b := tx.Bucket([]byte(name)).Bucket([]byte("Observation"))
