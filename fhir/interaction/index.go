@@ -25,13 +25,13 @@ func (s *Service) indexEntries(typ string, obj *fhir.Object) ([]store.IndexEntry
 	if s.registry == nil || !s.registry.Searchable(typ) {
 		return nil, nil
 	}
-	entries, err := s.registry.Extract(typ, obj.Bytes())
+	entries, err := s.registry.ExtractStored(typ, obj.Bytes())
 	if err != nil {
 		return nil, fhir.Errorf(fhir.Internal, "exception", "search index extraction failed").Wrap(err)
 	}
 	out := make([]store.IndexEntry, 0, 2*len(entries))
 	for _, e := range entries {
-		if e.Param == lastUpdatedParam || !s.stored(typ, e.Param) {
+		if e.Param == lastUpdatedParam {
 			continue
 		}
 		for _, k := range e.Value.Keys() {
@@ -86,11 +86,4 @@ func (s *Service) putIndexed(tx store.Tx, p auth.Principal, typ, id string, obj 
 	all := make([]store.IndexEntry, 0, len(entries)+2)
 	all = append(append(all, lastUpdatedEntries(r.LastUpdated)...), entries...)
 	return r, tx.SetIndex(typ, id, all)
-}
-
-// stored reports whether the index keeps keys of typ's parameter code
-// (search.Param.Stored).
-func (s *Service) stored(typ, code string) bool {
-	p, ok := s.registry.Lookup(typ, code)
-	return ok && p.Stored()
 }

@@ -18,6 +18,9 @@ type Entry struct {
 // plan is a registry's compiled expressions.
 type plan struct {
 	byType map[string][]compiledParam
+	// stored is byType less the parameters whose keys the index does not
+	// keep (Param.Stored): what ExtractStored evaluates.
+	stored map[string][]compiledParam
 	// members are the element names any expression or value conversion
 	// reads; Extract decodes nothing else.
 	members map[string]bool
@@ -90,7 +93,7 @@ func (r *Registry) plan() (*plan, error) {
 	if p, ok := plans.Load(r); ok && p.(*plan).current(r) {
 		return p.(*plan), nil
 	}
-	p := &plan{byType: map[string][]compiledParam{}, members: map[string]bool{}, sizes: map[string]int{}}
+	p := &plan{byType: map[string][]compiledParam{}, stored: map[string][]compiledParam{}, members: map[string]bool{}, sizes: map[string]int{}}
 	for _, m := range stringParts {
 		p.members[m] = true
 	}
@@ -118,6 +121,9 @@ func (r *Registry) plan() (*plan, error) {
 				return nil, fmt.Errorf("search: %s?%s: composite without components", typ, param.Code)
 			}
 			p.byType[typ] = append(p.byType[typ], cp)
+			if param.Stored() {
+				p.stored[typ] = append(p.stored[typ], cp)
+			}
 		}
 	}
 	plans.Store(r, p)
@@ -140,16 +146,35 @@ func (r *Registry) Extract(typ string, resource []byte) ([]Entry, error) {
 	return r.ExtractDocument(typ, doc)
 }
 
-// ExtractDocument is Extract over an already decoded resource.
-func (r *Registry) ExtractDocument(typ string, doc *Document) ([]Entry, error) {
-	if rt := doc.ResourceType(); rt != typ {
-		return nil, fmt.Errorf("search: resourceType %q is not %q", rt, typ)
-	}
+// ExtractStored is Extract less the parameters the index does not keep
+// (Param.Stored): what a write indexes. Unions such as Observation's
+// combo-code-value-quantity are composites, the dearest to evaluate, and
+// their values are their members' anyway.
+func (r *Registry) ExtractStored(typ string, resource []byte) ([]Entry, error) {
 	p, err := r.plan()
 	if err != nil {
 		return nil, err
 	}
-	params := p.byType[typ]
+	doc, err := parseDocument(resource, p.want)
+	if err != nil {
+		return nil, err
+	}
+	return r.extract(typ, doc, p.stored[typ])
+}
+
+// ExtractDocument is Extract over an already decoded resource.
+func (r *Registry) ExtractDocument(typ string, doc *Document) ([]Entry, error) {
+	p, err := r.plan()
+	if err != nil {
+		return nil, err
+	}
+	return r.extract(typ, doc, p.byType[typ])
+}
+
+func (r *Registry) extract(typ string, doc *Document, params []compiledParam) ([]Entry, error) {
+	if rt := doc.ResourceType(); rt != typ {
+		return nil, fmt.Errorf("search: resourceType %q is not %q", rt, typ)
+	}
 	entries := make([]Entry, 0, 4*len(params))
 	c := ctxPool.Get().(*evalCtx)
 	defer func() {

@@ -300,6 +300,26 @@ func checkPruning(t *testing.T, r *search.Registry, typ string, raw []byte, entr
 	if !reflect.DeepEqual(entries, full) {
 		t.Errorf("%s %.80s: Extract found %d entries, ExtractDocument %d", typ, raw, len(entries), len(full))
 	}
+	checkStored(t, r, typ, raw, entries)
+}
+
+// checkStored: ExtractStored finds exactly Extract's entries of the
+// parameters the index keeps.
+func checkStored(t *testing.T, r *search.Registry, typ string, raw []byte, entries []search.Entry) {
+	t.Helper()
+	var want []search.Entry
+	for _, e := range entries {
+		if p, ok := r.Lookup(typ, e.Param); ok && p.Stored() {
+			want = append(want, e)
+		}
+	}
+	got, err := r.ExtractStored(typ, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if (len(got) > 0 || len(want) > 0) && !reflect.DeepEqual(got, want) {
+		t.Errorf("%s %.80s: ExtractStored found %d entries, Extract %d of stored parameters", typ, raw, len(got), len(want))
+	}
 }
 
 // FuzzExtract: Extract never panics, whatever the JSON, every value it
