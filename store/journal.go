@@ -63,25 +63,30 @@ type jentry struct {
 // the keys end to end in one byte slice, and per entry its end offset with
 // the present flag in the top bit. Merging runs is then copying bytes, with
 // no write barriers, and the collector never scans the journal, which
-// holds hundreds of thousands of keys.
+// holds hundreds of thousands of keys. A run cut from another (without)
+// shares its bytes: its offsets still count from the start of the run it
+// was cut from, base bytes before its own first key.
 type jrun struct {
 	keys []byte
 	ends []uint32
+	base uint32
 }
 
 const presentBit = 1 << 31
 
 func (r *jrun) len() int { return len(r.ends) }
 
+func (r *jrun) end(i int) int { return int(r.ends[i]&^presentBit - r.base) }
+
 func (r *jrun) start(i int) int {
 	if i == 0 {
 		return 0
 	}
-	return int(r.ends[i-1] &^ presentBit)
+	return r.end(i - 1)
 }
 
 func (r *jrun) key(i int) []byte {
-	end := int(r.ends[i] &^ presentBit)
+	end := r.end(i)
 	return r.keys[r.start(i):end:end]
 }
 
@@ -95,27 +100,41 @@ func (r *jrun) search(key []byte) int {
 	return sort.Search(r.len(), func(i int) bool { return bytes.Compare(r.key(i), key) >= 0 })
 }
 
-// add appends an entry; keys must come in order.
+// add appends an entry to a run being built; keys must come in order.
 func (r *jrun) add(e jentry) {
 	r.keys = append(r.keys, e.key...)
-	end := uint32(len(r.keys))
+	end := uint32(len(r.keys)) + r.base
 	if e.present {
 		end |= presentBit
 	}
 	r.ends = append(r.ends, end)
 }
 
-// addRange appends the entries [i, j) of src.
+// addRange appends the entries [i, j) of src to a run being built.
 func (r *jrun) addRange(src *jrun, i, j int) {
 	if i >= j {
 		return
 	}
 	from := src.start(i)
-	shift := uint32(len(r.keys)) - uint32(from)
-	r.keys = append(r.keys, src.keys[from:int(src.ends[j-1]&^presentBit)]...)
+	// src's offsets count from src.base, r's from r.base: shift them by
+	// the difference (modulo 2³², which leaves the flag bit untouched,
+	// since the offsets stay below it).
+	shift := uint32(len(r.keys)) + r.base - uint32(from) - src.base
+	r.keys = append(r.keys, src.keys[from:src.end(j-1)]...)
 	for _, end := range src.ends[i:j] {
-		r.ends = append(r.ends, end+shift) // the flag bit is untouched: offsets stay below it
+		r.ends = append(r.ends, end+shift)
 	}
+}
+
+// prefix is the run's first i entries, sharing its bytes.
+func (r *jrun) prefix(i int) jrun {
+	return jrun{keys: r.keys[:r.start(i):r.start(i)], ends: r.ends[:i:i], base: r.base}
+}
+
+// suffix is the run from entry i on, sharing its bytes.
+func (r *jrun) suffix(i int) jrun {
+	from := r.start(i)
+	return jrun{keys: r.keys[from:], ends: r.ends[i:], base: r.base + uint32(from)}
 }
 
 // runCapacity makes an empty run with room for n entries of keys bytes.
@@ -919,19 +938,35 @@ func decodeFoldState(b []byte) (*foldState, error) {
 	return fs, nil
 }
 
-// without is s less its entries in [lo, hi) (hi nil: to the end).
+// without is s less its entries in [lo, hi) (hi nil: to the end). A run
+// that holds a quarter of the journal or more keeps what lies before lo
+// and from hi on as two runs that share its bytes, so a fold, which takes
+// a chunk of keys out of every run, copies little: it copied the whole
+// journal at each chunk, an eighth of it at a time. The pieces hold
+// disjoint keys, so their order among the runs does not matter. Smaller
+// runs are copied whole less the range: cutting those too would leave the
+// merges many small runs to copy back together.
 func (s *jstate) without(lo, hi []byte) *jstate {
 	out := &jstate{}
+	big := s.size() / 4
 	for _, r := range s.runs {
 		i, j := r.search(lo), r.len()
 		if hi != nil {
 			j = r.search(hi)
 		}
-		kept := runCapacity(r.len()-(j-i), len(r.keys)-(r.start(j)-r.start(i)))
-		kept.addRange(&r, 0, i)
-		kept.addRange(&r, j, r.len())
-		if kept.len() > 0 {
+		switch {
+		case r.len() < big && i > 0 && j < r.len():
+			kept := runCapacity(r.len()-(j-i), len(r.keys)-(r.start(j)-r.start(i)))
+			kept.addRange(&r, 0, i)
+			kept.addRange(&r, j, r.len())
 			out.runs = append(out.runs, kept)
+		default:
+			if i > 0 {
+				out.runs = append(out.runs, r.prefix(i))
+			}
+			if j < r.len() {
+				out.runs = append(out.runs, r.suffix(j))
+			}
 		}
 	}
 	return out
