@@ -381,7 +381,7 @@ func (c *checker) checkIndexes() {
 					c.fail("idx/%s/%s: malformed key %x", typ, param, k)
 					return
 				}
-				if !c.indexHas(pb, string(typ), string(param), k) {
+				if e, ok := c.journal.get(journalKey(string(typ), string(param), k)); ok && !e.present {
 					return // removed by the journal
 				}
 				if !listed(string(typ), id, string(param), vk) {
@@ -411,38 +411,44 @@ func (c *checker) checkIndexes() {
 }
 
 // checkBlocks checks the blocks of a parameter's bucket (idxblock.go):
-// each decodes, is keyed by its first key, holds keys in increasing order
-// below the next block's; fn gets every key.
+// each decodes; its keys ascend, lie above the previous block's bound and
+// not above its own; every block but the last holds a key; the last is
+// bound by blockEnd. fn gets every key.
 func (c *checker) checkBlocks(pb *bolt.Bucket, typ, param string, fn func(k []byte)) error {
 	var (
-		it   blockIter
-		prev []byte
+		it        blockIter
+		prev      []byte // the previous key
+		lastBound []byte
 	)
 	bc := pb.Cursor()
-	for bk, bv := bc.First(); bk != nil; bk, bv = bc.Next() {
+	for bound, bv := bc.First(); bound != nil; bound, bv = bc.Next() {
 		if bv == nil {
-			c.fail("idx/%s/%s: a nested bucket %x among the blocks", typ, param, bk)
+			c.fail("idx/%s/%s: a nested bucket %x among the blocks", typ, param, bound)
 			continue
 		}
+		lastBound = append(lastBound[:0], bound...)
 		it.reset(bv)
-		first := true
+		n := 0
 		for it.next() {
 			if !c.tick() {
 				return c.err
 			}
-			if first && !bytes.Equal(it.key, bk) {
-				c.fail("idx/%s/%s: block %x starts with %x", typ, param, bk, it.key)
-			}
 			if prev != nil && bytes.Compare(it.key, prev) <= 0 {
 				c.fail("idx/%s/%s: key %x after %x, out of order", typ, param, it.key, prev)
 			}
-			first = false
+			if bytes.Compare(it.key, bound) > 0 {
+				c.fail("idx/%s/%s: key %x in the block bound by %x", typ, param, it.key, bound)
+			}
+			n++
 			prev = append(prev[:0], it.key...)
 			fn(it.key)
 		}
-		if it.bad || first {
-			c.fail("idx/%s/%s: block %x is malformed or empty", typ, param, bk)
+		if it.bad || n == 0 && !bytes.Equal(bound, blockEnd) {
+			c.fail("idx/%s/%s: block %x is malformed or empty", typ, param, bound)
 		}
+	}
+	if lastBound != nil && !bytes.Equal(lastBound, blockEnd) {
+		c.fail("idx/%s/%s: the last block is bound by %x, not %x", typ, param, lastBound, blockEnd)
 	}
 	return nil
 }

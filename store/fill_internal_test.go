@@ -98,8 +98,9 @@ func checkFill(t *testing.T, s *Bolt, paths [][]string) {
 	}
 }
 
-// checkBlockFill fails unless every index block but the last of each
-// bucket at paths is at least 90% of blockSize (idxblock.go).
+// checkBlockFill fails unless every index block but the last two of each
+// bucket at paths is at least 90% of blockSize, and those two at least
+// half (idxblock.go: splitBlocks).
 func checkBlockFill(t *testing.T, s *Bolt, paths [][]string) {
 	t.Helper()
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -114,8 +115,12 @@ func checkBlockFill(t *testing.T, s *Bolt, paths [][]string) {
 				t.Errorf("%v: %d blocks, want several", path, len(sizes))
 			}
 			for i, n := range sizes[:max(0, len(sizes)-1)] {
-				if n < blockSize*9/10 {
-					t.Errorf("%v: block %d of %d holds %d bytes, want at least %d", path, i, len(sizes), n, blockSize*9/10)
+				want := blockSize * 9 / 10
+				if i >= len(sizes)-2 {
+					want = blockSize / 2
+				}
+				if n < want {
+					t.Errorf("%v: block %d of %d holds %d bytes, want at least %d", path, i, len(sizes), n, want)
 				}
 			}
 		}

@@ -7,18 +7,25 @@ import (
 	"sort"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Index blocks (layout 4).
 //
 // idx/<Type>/<param> keeps its index keys (indexKey: value key | id |
-// u8(len(id))) in blocks of about a kilobyte: the bbolt key is the block's
-// first index key, the value every key of the block in order, front-coded:
+// u8(len(id))) in blocks of at most blockSize bytes. The value is a format
+// byte, then every key of the block in order, front-coded:
 //
-//	repeated: uvarint(bytes shared with the previous key) uvarint(len(rest)) rest
+//	1 repeated: uvarint(bytes shared with the previous key) uvarint(len(rest)) rest
 //
-// A block holds the keys from its first up to the next block's first; the
-// first block also takes any key before its own.
+// The bbolt key is the block's upper bound: no key of the block is above
+// it, and every key of the block is above the previous block's bound. The
+// last block's bound is blockEnd, above every index key, so the block that
+// holds or would hold a key k is the first whose bound is not below k:
+// one forward Seek. (bbolt's Prev and Last can stop on, or loop over, a
+// leaf emptied earlier in the same write transaction; Seek and Next skip
+// such leaves, so the blocks are only ever walked forward.) Every block
+// but the last holds a key; the last may be empty.
 //
 // One B+tree entry per index key cost a fold a bbolt Put per key (a seek
 // from the root and an insert, ~0.9 µs of the serial commit path), and
@@ -26,10 +33,19 @@ import (
 // block once for all the keys it brings to it, and a page holds about
 // twice the keys (keys of one value share all but the id, and time-ordered
 // ids share their first bytes).
+
 // blockSize bounds a block's bytes: four blocks and their keys fill a
 // 4 kB page to bbolt's split point (appendFill) without passing it, so
 // leaves hold four blocks, not three and a gap.
 const blockSize = 820
+
+// blockFormat is a block's first byte. Layouts 1-3 stored an empty value
+// per index key, so a block is never mistaken for one (unconvertedIndex).
+const blockFormat = 1
+
+// blockEnd is the bound of a parameter's last block. SetIndex refuses
+// keys from 0xff on, so it is above every index key.
+var blockEnd = []byte{0xff}
 
 // blockIter decodes a block's keys in order.
 type blockIter struct {
@@ -39,7 +55,12 @@ type blockIter struct {
 }
 
 func (it *blockIter) reset(block []byte) {
-	it.b, it.key, it.bad = block, it.key[:0], false
+	it.key, it.bad = it.key[:0], false
+	if len(block) == 0 || block[0] != blockFormat {
+		it.b, it.bad = nil, true
+		return
+	}
+	it.b = block[1:]
 }
 
 // next decodes the next key; false at the end or on a malformed block
@@ -68,7 +89,7 @@ func appendBlockKey(block, prev, key []byte) []byte {
 	for shared < len(prev) && shared < len(key) && prev[shared] == key[shared] {
 		shared++
 	}
-	if shared == len(key) { // keys are distinct, so only a prefix of prev; keep rest > 0
+	if shared == len(key) && shared > 0 { // keys are distinct: keep rest > 0
 		shared--
 	}
 	block = binary.AppendUvarint(block, uint64(shared))
@@ -86,24 +107,16 @@ type blockCursor struct {
 // seek returns the first key not less than k (nil: none), valid until the
 // next call.
 func (bc *blockCursor) seek(k []byte) []byte {
-	if !bc.seekBlock(k) {
+	_, v := bc.c.Seek(k)
+	if v == nil {
 		return nil
 	}
+	bc.it.reset(v)
 	for key := bc.next(); ; key = bc.next() {
 		if key == nil || bytes.Compare(key, k) >= 0 {
 			return key
 		}
 	}
-}
-
-// seekBlock positions the cursor on the block whose range holds k.
-func (bc *blockCursor) seekBlock(k []byte) bool {
-	_, v := coveringBlock(bc.c, k)
-	if v == nil {
-		return false
-	}
-	bc.it.reset(v)
-	return true
 }
 
 // next returns the key after the current one (nil: none).
@@ -122,24 +135,6 @@ func (bc *blockCursor) next() []byte {
 	return bc.it.key
 }
 
-// coveringBlock moves c to the block whose range holds k and returns it
-// (nil: the bucket is empty).
-func coveringBlock(c *bolt.Cursor, k []byte) (bk, bv []byte) {
-	bk, bv = c.Seek(k)
-	if bk != nil && bytes.Equal(bk, k) {
-		return bk, bv
-	}
-	if bk == nil {
-		bk, bv = c.Last()
-	} else {
-		bk, bv = c.Prev()
-	}
-	if bk == nil { // k is before every block, or there are none
-		bk, bv = c.First()
-	}
-	return bk, bv
-}
-
 // blockHas reports whether the parameter's bucket b holds index key k.
 func blockHas(b *bolt.Bucket, k []byte) bool {
 	bc := blockCursor{c: b.Cursor()}
@@ -152,43 +147,51 @@ func blockHas(b *bolt.Bucket, k []byte) bool {
 // reach is rewritten once, split when it outgrows blockSize, deleted when
 // emptied.
 func applyBlocks(b *bolt.Bucket, changes []jentry, scratch *jrun) error {
-	c := b.Cursor()
 	for len(changes) > 0 {
-		bk, bv := coveringBlock(c, changes[0].key)
+		// A fresh cursor each time: the writes below invalidate one.
+		bound, block := b.Cursor().Seek(changes[0].key)
 		n := len(changes)
-		if bk != nil {
-			if next, _ := c.Next(); next != nil {
-				n = sort.Search(len(changes), func(i int) bool { return bytes.Compare(changes[i].key, next) >= 0 })
-			}
+		if bound == nil { // an empty bucket: its first block is its last
+			bound = blockEnd
+		} else {
+			n = sort.Search(len(changes), func(i int) bool { return bytes.Compare(changes[i].key, bound) > 0 })
+			bound = bytes.Clone(bound) // bbolt's bytes do not outlive the writes below
 		}
 		*scratch = jrun{keys: scratch.keys[:0], ends: scratch.ends[:0]}
-		if err := mergeBlock(scratch, bv, changes[:n]); err != nil {
+		if err := mergeBlock(scratch, block, changes[:n]); err != nil {
 			return err
 		}
 		changes = changes[n:]
-		old := bytes.Clone(bk) // bbolt's bytes do not outlive the writes below
+		last := bytes.Equal(bound, blockEnd)
 		blocks := splitBlocks(scratch)
-		if old != nil && (len(blocks) == 0 || !bytes.Equal(blocks[0].first, old)) {
-			if err := b.Delete(old); err != nil {
+		switch {
+		case len(blocks) > 0:
+			blocks[len(blocks)-1].bound = bound // the last piece keeps the block's place
+		case last && block != nil:
+			blocks = []encodedBlock{{bound: bound, b: []byte{blockFormat}}} // the last block stays, empty
+		case block != nil:
+			if err := b.Delete(bound); err != nil {
 				return err
 			}
 		}
 		for _, blk := range blocks {
-			if err := b.Put(blk.first, blk.b); err != nil {
+			if err := b.Put(blk.bound, blk.b); err != nil {
 				return err
 			}
 		}
-		c = b.Cursor() // the writes invalidate the cursor's position
 	}
 	return nil
 }
 
-// mergeBlock writes into out (present flags unused) the keys of block with
-// changes applied.
+// mergeBlock writes into out (present flags unused) the keys of block
+// (nil: none) with changes applied.
 func mergeBlock(out *jrun, block []byte, changes []jentry) error {
 	var it blockIter
-	it.reset(block)
-	have := it.next()
+	have := false
+	if block != nil {
+		it.reset(block)
+		have = it.next()
+	}
 	for _, ch := range changes {
 		for have && bytes.Compare(it.key, ch.key) < 0 {
 			out.add(jentry{key: it.key})
@@ -211,50 +214,88 @@ func mergeBlock(out *jrun, block []byte, changes []jentry) error {
 }
 
 type encodedBlock struct {
-	first []byte
+	bound []byte // the bbolt key
 	b     []byte
 }
 
-// splitBlocks encodes keys into blocks, each filled up to blockSize
-// before the next starts. Keys mostly arrive at the end of their value's
-// range (ids are time-ordered), so the blocks a split leaves behind stay
-// full, like the leaves of buckets written in order (appendFill), not half
-// full as an even split would leave them.
+// splitBlocks encodes keys into blocks, each bound by its last key, each
+// filled up to blockSize before the next starts; if that leaves the last
+// under half full, the last two share their keys evenly. Keys mostly
+// arrive at the end of their value's range (ids are time-ordered), so the
+// full blocks a split leaves behind stay full, like the leaves of buckets
+// written in order (appendFill); keys that arrive anywhere still leave
+// every block at least about half full, as a B+tree's leaves are, rather
+// than a full block and a sliver.
 func splitBlocks(keys *jrun) []encodedBlock {
+	out := fillBlocks(keys, 0, keys.len(), blockSize, false)
+	if n := len(out); n >= 2 && len(out[n-1].b) < blockSize/2 {
+		from := keys.len() - countKeys(out[n-2].b) - countKeys(out[n-1].b)
+		out = append(out[:n-2], fillBlocks(keys, from, keys.len(), (len(out[n-2].b)+len(out[n-1].b))/2, true)...)
+	}
+	return out
+}
+
+// fillBlocks encodes keys [from, to) into blocks of at most size bytes
+// each (a key longer than that alone in its own), bound by their last key;
+// with two, into two: the first filled up to size, the second with the
+// rest, however many bytes that takes.
+func fillBlocks(keys *jrun, from, to, size int, two bool) []encodedBlock {
 	var (
 		out  []encodedBlock
 		cur  []byte
 		prev []byte
 	)
-	for i := range keys.len() {
+	for i := from; i < to; i++ {
 		k := keys.key(i)
 		if cur != nil {
 			n := len(cur)
-			if cur = appendBlockKey(cur, prev, k); len(cur) <= blockSize {
+			if cur = appendBlockKey(cur, prev, k); len(cur) <= size || two && len(out) == 1 {
 				prev = k
 				continue
 			}
-			out[len(out)-1].b, cur = cur[:n:n], nil // k starts the next block
+			out = append(out, encodedBlock{bound: prev, b: cur[:n:n]}) // k starts the next block
 		}
-		cur = appendBlockKey(make([]byte, 0, blockSize), nil, k)
-		out = append(out, encodedBlock{first: k})
+		cur = appendBlockKey(append(make([]byte, 0, blockSize), blockFormat), nil, k)
 		prev = k
 	}
 	if cur != nil {
-		out[len(out)-1].b = cur
+		out = append(out, encodedBlock{bound: prev, b: cur})
 	}
 	return out
+}
+
+// countKeys is the number of keys a well-formed block holds.
+func countKeys(block []byte) int {
+	var it blockIter
+	it.reset(block)
+	n := 0
+	for it.next() {
+		n++
+	}
+	return n
 }
 
 // keyIndexBlocksPending in meta marks a file whose idx buckets may still
 // hold one bbolt key per index key, with an empty value (layouts 1-3).
 var keyIndexBlocksPending = []byte("idx-blocks-pending")
 
+// bucketIdxUpgrade holds, while Open upgrades a file to index blocks, the
+// blocks of the parameter being converted: idxup/<Type>/<param>.
+var bucketIdxUpgrade = []byte("idxup")
+
+// upgradeChunk is how many index keys one upgrade transaction moves: a
+// region's largest parameter holds tens of millions, and a transaction
+// holds what it writes in memory until it commits.
+var upgradeChunk = 500_000
+
 // upgradeIndexBlocks rewrites, for a file so marked, each parameter's
-// bucket as blocks, one parameter per transaction (a region's largest
-// holds millions of keys: memory for one, not for all), and clears the
-// mark when none is left. A crash part way leaves the mark, and the next
-// Open goes on: a bucket is converted or not, never half.
+// bucket as blocks, upgradeChunk keys per transaction: the keys move from
+// idx/<Type>/<param> to the blocks of idxup/<Type>/<param>, and once the
+// first is empty a transaction of its own puts the second in its place
+// (bbolt's MoveBucket moves what a bucket held when the transaction began,
+// not what it wrote since). Each step commits whole, so a crash part way
+// leaves the mark, and the next Open goes on from where it stopped. The
+// mark goes when no bucket is left.
 func upgradeIndexBlocks(db *bolt.DB) error {
 	for {
 		done := false
@@ -264,12 +305,19 @@ func upgradeIndexBlocks(db *bolt.DB) error {
 				done = true
 				return nil
 			}
-			typ, param := unconvertedIndex(tx.Bucket(bucketIdx))
+			idx := tx.Bucket(bucketIdx)
+			if moved, err := moveConverted(tx, idx); moved || err != nil {
+				return err
+			}
+			typ, param := unconvertedIndex(idx)
 			if param == nil {
 				done = true
+				if err := tx.DeleteBucket(bucketIdxUpgrade); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+					return err
+				}
 				return meta.Delete(keyIndexBlocksPending)
 			}
-			return convertToBlocks(tx.Bucket(bucketIdx).Bucket(typ), param)
+			return convertChunk(tx, idx.Bucket(typ), typ, param)
 		})
 		if err != nil || done {
 			return err
@@ -277,8 +325,43 @@ func upgradeIndexBlocks(db *bolt.DB) error {
 	}
 }
 
-// unconvertedIndex finds a parameter bucket of idx whose first key has an
-// empty value: a key per index key. A block is never empty.
+// moveConverted puts one parameter whose keys have all moved to
+// idxup/<Type>/<param> in the place of its emptied idx bucket, if there is
+// one.
+func moveConverted(tx *bolt.Tx, idx *bolt.Bucket) (moved bool, err error) {
+	up := tx.Bucket(bucketIdxUpgrade)
+	if up == nil {
+		return false, nil
+	}
+	var typ, param []byte
+	_ = up.ForEachBucket(func(t []byte) error {
+		return up.Bucket(t).ForEachBucket(func(p []byte) error {
+			var ob *bolt.Bucket
+			if tb := idx.Bucket(t); tb != nil {
+				ob = tb.Bucket(p)
+			}
+			if ob == nil || func() bool { k, _ := ob.Cursor().First(); return k == nil }() {
+				typ, param = bytes.Clone(t), bytes.Clone(p)
+				return errStopIteration
+			}
+			return nil
+		})
+	})
+	if param == nil {
+		return false, nil
+	}
+	tb, err := idx.CreateBucketIfNotExists(typ)
+	if err != nil {
+		return false, err
+	}
+	if err := tb.DeleteBucket(param); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+		return false, err
+	}
+	return true, up.Bucket(typ).MoveBucket(param, tb)
+}
+
+// unconvertedIndex finds a parameter bucket of idx whose first value is
+// empty: a key per index key. A block never is (blockFormat).
 func unconvertedIndex(idx *bolt.Bucket) (typ, param []byte) {
 	if idx == nil {
 		return nil, nil
@@ -298,29 +381,33 @@ func unconvertedIndex(idx *bolt.Bucket) (typ, param []byte) {
 
 var errStopIteration = errors.New("store: stop")
 
-// convertToBlocks rewrites the bucket param of tb, a key per index key, as
-// blocks.
-func convertToBlocks(tb *bolt.Bucket, param []byte) error {
-	var keys jrun
-	err := tb.Bucket(param).ForEach(func(k, _ []byte) error {
-		keys.add(jentry{key: k})
-		return nil
-	})
+// convertChunk moves the first upgradeChunk keys of tb's bucket param, a
+// key per index key, to the blocks of idxup/<Type>/<param>.
+func convertChunk(tx *bolt.Tx, tb *bolt.Bucket, typ, param []byte) error {
+	up, err := tx.CreateBucketIfNotExists(bucketIdxUpgrade)
 	if err != nil {
 		return err
 	}
-	if err := tb.DeleteBucket(param); err != nil {
-		return err
-	}
-	b, err := tb.CreateBucket(param)
+	upTyp, err := up.CreateBucketIfNotExists(typ)
 	if err != nil {
 		return err
 	}
-	b.FillPercent = appendFill
-	for _, blk := range splitBlocks(&keys) {
-		if err := b.Put(blk.first, blk.b); err != nil {
+	blocks, err := upTyp.CreateBucketIfNotExists(param)
+	if err != nil {
+		return err
+	}
+	blocks.FillPercent = appendFill
+	old := tb.Bucket(param)
+	var moved []jentry
+	c := old.Cursor()
+	for k, _ := c.First(); k != nil && len(moved) < upgradeChunk; k, _ = c.Next() {
+		moved = append(moved, jentry{key: bytes.Clone(k), present: true})
+	}
+	for _, e := range moved {
+		if err := old.Delete(e.key); err != nil {
 			return err
 		}
 	}
-	return nil
+	var scratch jrun
+	return applyBlocks(blocks, moved, &scratch)
 }

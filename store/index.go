@@ -13,7 +13,8 @@ import (
 
 // IndexEntry is one search-index key of one resource: the value key of a
 // search parameter as fhir/search encodes it. The store keeps keys as
-// opaque, byte-ordered values; what they mean is the search package's.
+// opaque, byte-ordered values; what they mean is the search package's. A
+// key may not begin with 0xff (blockEnd, idxblock.go).
 type IndexEntry struct {
 	Param string
 	Key   []byte
@@ -37,7 +38,7 @@ var (
 	bucketRix = []byte("rix")
 )
 
-var errIndexKey = errors.New("store: index key too long or id too long")
+var errIndexKey = errors.New("store: index key too long, beginning with 0xff, or id too long")
 
 func indexKey(valueKey []byte, id string) []byte {
 	k := make([]byte, 0, len(valueKey)+len(id)+1)
@@ -103,6 +104,11 @@ func (t *boltTx) SetIndex(typ, id string, entries []IndexEntry) error {
 	}
 	if len(id) > 255 {
 		return errIndexKey
+	}
+	for _, e := range entries {
+		if len(e.Key) > 0 && e.Key[0] == 0xff {
+			return errIndexKey
+		}
 	}
 	rix, err := t.sub(bucketRix, typ, true)
 	if err != nil {

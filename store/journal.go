@@ -945,7 +945,9 @@ func decodeFoldState(b []byte) (*foldState, error) {
 // journal at each chunk, an eighth of it at a time. The pieces hold
 // disjoint keys, so their order among the runs does not matter. Smaller
 // runs are copied whole less the range: cutting those too would leave the
-// merges many small runs to copy back together.
+// merges many small runs to copy back together. The pieces keep the whole
+// run's bytes in memory until a merge copies them (or they are folded
+// too): at most about the journal's size again, during one pass.
 func (s *jstate) without(lo, hi []byte) *jstate {
 	out := &jstate{}
 	big := s.size() / 4

@@ -364,8 +364,14 @@ func FuzzDecodeJournalRecord(f *testing.F) {
 // refuses it rather than miss journaled entries or misread blocks.
 func TestOpenUpgradesSchema(t *testing.T) {
 	ctx := context.Background()
-	for _, from := range []uint64{1, 2, 3} {
-		t.Run(fmt.Sprint(from), func(t *testing.T) {
+	defer func(n int) { upgradeChunk = n }(upgradeChunk)
+	upgradeChunk = 7 // many transactions per parameter
+	for _, c := range []struct {
+		from        uint64
+		interrupted bool // a crash after the first step of the rewrite
+	}{{1, false}, {2, false}, {3, false}, {3, true}} {
+		from := c.from
+		t.Run(fmt.Sprint(from, c.interrupted), func(t *testing.T) {
 			dir := t.TempDir()
 			s, err := Open(dir, Options{})
 			if err != nil {
@@ -428,6 +434,18 @@ func TestOpenUpgradesSchema(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if c.interrupted {
+				// What Open did before the crash: the mark, and one step.
+				err = db.Update(func(tx *bolt.Tx) error {
+					if err := s.initSchema(tx); err != nil {
+						return err
+					}
+					return convertChunk(tx, tx.Bucket(bucketIdx).Bucket([]byte("Observation")), []byte("Observation"), []byte("code"))
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
 			if err := db.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -444,8 +462,8 @@ func TestOpenUpgradesSchema(t *testing.T) {
 				if v := meta.Get(keySchema); beUint64(v) != 4 {
 					t.Errorf("schema %d after the upgrade, want 4", beUint64(v))
 				}
-				if meta.Get(keyIndexBlocksPending) != nil {
-					t.Error("the upgrade left its mark")
+				if meta.Get(keyIndexBlocksPending) != nil || tx.Bucket(bucketIdxUpgrade) != nil {
+					t.Error("the upgrade left its mark or its work bucket")
 				}
 				return nil
 			})

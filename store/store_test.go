@@ -1004,8 +1004,8 @@ func TestCheckFindsDamage(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			k := []byte("smith\x00a\x01")                           // value key | id | len(id)
-			return pb.Put(k, append([]byte{0, byte(len(k))}, k...)) // a block of one key
+			k := []byte("smith\x00a\x01")                              // value key | id | len(id)
+			return pb.Put(k, append([]byte{1, 0, byte(len(k))}, k...)) // a block of one key, bound by it
 		}, "stale entry"},
 		{"malformed index block", func(tx *bolt.Tx) error {
 			idx := tx.Bucket([]byte("idx"))
@@ -1020,7 +1020,7 @@ func TestCheckFindsDamage(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			return pb.Put([]byte("jones\x00b\x01"), []byte{0, 40, 'j'}) // a key longer than the block
+			return pb.Put([]byte("jones\x00b\x01"), []byte{1, 0, 40, 'j'}) // a key longer than the block
 		}, "malformed"},
 		{"half-written JSON", func(tx *bolt.Tx) error {
 			for _, name := range []string{"res", "ver"} {
