@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -93,4 +94,64 @@ func TestRebuildIndexesAfterDamage(t *testing.T) {
 	if err := s.Check(ctx); err != nil {
 		t.Error(err)
 	}
+}
+
+// TestRebuildSkipsABrokenUpgrade: an index whose upgrade to blocks fails
+// (here a nested bucket among a parameter's keys) makes Open fail, saying
+// how to recover; Open with RebuildIndexes drops it, the upgrade's mark
+// and work bucket with it, without reading it.
+func TestRebuildSkipsABrokenUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		tb, err := tx.Bucket(bucketIdx).CreateBucketIfNotExists([]byte("Patient"))
+		if err != nil {
+			return err
+		}
+		pb, err := tb.CreateBucket([]byte("gender"))
+		if err != nil {
+			return err
+		}
+		if _, err := pb.CreateBucket([]byte("a")); err != nil { // sorts first: a nil value
+			return err
+		}
+		if err := pb.Put([]byte("female\x00d1\x02"), nil); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, u64(3))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "reindex --from-scratch") {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("open with an index that does not upgrade: %v, want an error naming reindex --from-scratch", err)
+	}
+	s, err = Open(dir, Options{RebuildIndexes: true})
+	if err != nil {
+		t.Fatalf("open to rebuild: %v", err)
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketMeta).Get(keyIndexBlocksPending) != nil || tx.Bucket(bucketIdxUpgrade) != nil {
+			t.Error("the rebuild left the upgrade's mark or work bucket")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.IndexesRebuilt(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(dir, Options{}); err != nil {
+		t.Fatalf("open after the rebuild: %v", err)
+	}
+	s.Close()
 }

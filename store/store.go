@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -172,12 +173,12 @@ func Open(dir string, opt Options) (*Bolt, error) {
 		db.Close()
 		return nil, err
 	}
-	if err := upgradeIndexBlocks(db); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: rewrite the search indexes as blocks: %w", err)
-	}
 	if opt.RebuildIndexes {
+		// Before any upgrade of the indexes: they are about to go, and
+		// a rebuild must not depend on reading them.
 		err = db.Update(dropIndexes)
+	} else if err = upgradeIndexBlocks(db); err != nil {
+		err = fmt.Errorf("store: rewrite the search indexes as blocks: %w (healthhub reindex --from-scratch rebuilds them from the stored resources)", err)
 	} else {
 		err = db.View(func(tx *bolt.Tx) error {
 			if tx.Bucket(bucketMeta).Get(keyIndexesIncomplete) != nil {
@@ -394,15 +395,22 @@ var keyIndexesIncomplete = []byte("indexes-incomplete")
 // dropIndexes drops the search indexes and marks the file, in the same
 // transaction, until IndexesRebuilt.
 func dropIndexes(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketIdx, bucketRix, bucketIxj} {
+	for _, name := range [][]byte{bucketIdx, bucketRix, bucketIxj, bucketIdxUpgrade} {
 		if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 			return fmt.Errorf("store: drop bucket %s: %w", name, err)
+		}
+		if bytes.Equal(name, bucketIdxUpgrade) {
+			continue // only while an upgrade runs
 		}
 		if _, err := tx.CreateBucket(name); err != nil {
 			return fmt.Errorf("store: create bucket %s: %w", name, err)
 		}
 	}
-	return tx.Bucket(bucketMeta).Put(keyIndexesIncomplete, []byte{1})
+	meta := tx.Bucket(bucketMeta)
+	if err := meta.Delete(keyIndexBlocksPending); err != nil { // nothing left to upgrade
+		return err
+	}
+	return meta.Put(keyIndexesIncomplete, []byte{1})
 }
 
 // IndexesRebuilt clears the mark Options.RebuildIndexes left, once every
