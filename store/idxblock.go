@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math"
 	"sort"
 
 	bolt "go.etcd.io/bbolt"
@@ -227,19 +228,38 @@ type encodedBlock struct {
 // every block at least about half full, as a B+tree's leaves are, rather
 // than a full block and a sliver.
 func splitBlocks(keys *jrun) []encodedBlock {
-	out := fillBlocks(keys, 0, keys.len(), blockSize, false)
+	out := fillBlocks(keys, 0, keys.len(), blockSize)
 	if n := len(out); n >= 2 && len(out[n-1].b) < blockSize/2 {
 		from := keys.len() - countKeys(out[n-2].b) - countKeys(out[n-1].b)
-		out = append(out[:n-2], fillBlocks(keys, from, keys.len(), (len(out[n-2].b)+len(out[n-1].b))/2, true)...)
+		at := evenSplit(keys, from, keys.len())
+		out = append(out[:n-2], fillBlocks(keys, from, at, math.MaxInt)[0], fillBlocks(keys, at, keys.len(), math.MaxInt)[0])
 	}
 	return out
 }
 
+// evenSplit returns where to cut keys [from, to) (at least two) in two
+// blocks so that the larger is as small as can be. A block's size is its
+// first key whole, then each key front-coded against the one before it.
+func evenSplit(keys *jrun, from, to int) int {
+	coded := make([]int, to-from+1) // coded[i]: keys from+1 .. from+i-1 front-coded
+	for i := from + 1; i < to; i++ {
+		coded[i-from+1] = coded[i-from] + len(appendBlockKey(nil, keys.key(i-1), keys.key(i)))
+	}
+	whole := func(i int) int { return len(appendBlockKey(nil, nil, keys.key(i))) }
+	best, bestSize := from+1, math.MaxInt
+	for at := from + 1; at < to; at++ {
+		left := whole(from) + coded[at-from] - coded[1]
+		right := whole(at) + coded[to-from] - coded[at-from+1]
+		if size := max(left, right); size < bestSize {
+			best, bestSize = at, size
+		}
+	}
+	return best
+}
+
 // fillBlocks encodes keys [from, to) into blocks of at most size bytes
-// each (a key longer than that alone in its own), bound by their last key;
-// with two, into two: the first filled up to size, the second with the
-// rest, however many bytes that takes.
-func fillBlocks(keys *jrun, from, to, size int, two bool) []encodedBlock {
+// each (a key longer than that alone in its own), bound by their last key.
+func fillBlocks(keys *jrun, from, to, size int) []encodedBlock {
 	var (
 		out  []encodedBlock
 		cur  []byte
@@ -249,7 +269,7 @@ func fillBlocks(keys *jrun, from, to, size int, two bool) []encodedBlock {
 		k := keys.key(i)
 		if cur != nil {
 			n := len(cur)
-			if cur = appendBlockKey(cur, prev, k); len(cur) <= size || two && len(out) == 1 {
+			if cur = appendBlockKey(cur, prev, k); len(cur) <= size {
 				prev = k
 				continue
 			}

@@ -13,8 +13,9 @@ import (
 
 // IndexEntry is one search-index key of one resource: the value key of a
 // search parameter as fhir/search encodes it. The store keeps keys as
-// opaque, byte-ordered values; what they mean is the search package's. A
-// key may not begin with 0xff (blockEnd, idxblock.go).
+// opaque, byte-ordered values; what they mean is the search package's. An
+// index key (indexKey: the key, then the id) may not begin with 0xff
+// (blockEnd, idxblock.go).
 type IndexEntry struct {
 	Param string
 	Key   []byte
@@ -102,11 +103,17 @@ func (t *boltTx) SetIndex(typ, id string, entries []IndexEntry) error {
 	if t.now == nil {
 		return bolt.ErrTxNotWritable
 	}
-	if len(id) > 255 {
+	if len(id) == 0 || len(id) > 255 {
 		return errIndexKey
 	}
 	for _, e := range entries {
-		if len(e.Key) > 0 && e.Key[0] == 0xff {
+		// The index key (indexKey) begins with the value key, or with the
+		// id when the value key is empty.
+		first := id[0]
+		if len(e.Key) > 0 {
+			first = e.Key[0]
+		}
+		if first == 0xff {
 			return errIndexKey
 		}
 	}
