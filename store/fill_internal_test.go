@@ -81,10 +81,7 @@ func checkFill(t *testing.T, s *Bolt, paths [][]string) {
 	t.Helper()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		for _, path := range paths {
-			b := tx.Bucket([]byte(path[0]))
-			for _, name := range path[1:] {
-				b = b.Bucket([]byte(name))
-			}
+			b := bucketAt(tx, path)
 			st := b.Stats()
 			fill := float64(st.LeafInuse) / float64((st.LeafPageN+st.LeafOverflowN)*tx.DB().Info().PageSize)
 			if fill < 0.7 {
@@ -105,10 +102,7 @@ func checkBlockFill(t *testing.T, s *Bolt, paths [][]string) {
 	t.Helper()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		for _, path := range paths {
-			b := tx.Bucket([]byte(path[0]))
-			for _, name := range path[1:] {
-				b = b.Bucket([]byte(name))
-			}
+			b := bucketAt(tx, path)
 			var sizes []int
 			_ = b.ForEach(func(_, v []byte) error { sizes = append(sizes, len(v)); return nil })
 			if len(sizes) < 2 {
@@ -129,4 +123,13 @@ func checkBlockFill(t *testing.T, s *Bolt, paths [][]string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// bucketAt is the bucket at path: a top-level bucket, then nested ones.
+func bucketAt(tx *bolt.Tx, path []string) *bolt.Bucket {
+	b := tx.Bucket([]byte(path[0]))
+	for _, name := range path[1:] {
+		b = b.Bucket([]byte(name))
+	}
+	return b
 }

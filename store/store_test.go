@@ -992,32 +992,16 @@ func TestCheckFindsDamage(t *testing.T) {
 			return tx.Bucket([]byte("log")).Put([]byte{0, 0, 0, 0, 0, 0, 0, 99}, append([]byte{0, 0, 0, 0, 0, 0, 0, 7}, "Patient\x00a"...))
 		}, "does not exist"},
 		{"stale index entry", func(tx *bolt.Tx) error {
-			idx := tx.Bucket([]byte("idx"))
-			if idx == nil {
-				return nil // no indexes in this layout: the check below then fails loudly
-			}
-			b, err := idx.CreateBucketIfNotExists([]byte("Patient"))
-			if err != nil {
-				return err
-			}
-			pb, err := b.CreateBucketIfNotExists([]byte("name"))
-			if err != nil {
-				return err
+			pb, err := patientNameIndex(tx)
+			if pb == nil {
+				return err // no indexes in this layout: the check below then fails loudly
 			}
 			k := []byte("smith\x00a\x01")                              // value key | id | len(id)
 			return pb.Put(k, append([]byte{1, 0, byte(len(k))}, k...)) // a block of one key, bound by it
 		}, "stale entry"},
 		{"index key below its block's range", func(tx *bolt.Tx) error {
-			idx := tx.Bucket([]byte("idx"))
-			if idx == nil {
-				return nil
-			}
-			b, err := idx.CreateBucketIfNotExists([]byte("Patient"))
-			if err != nil {
-				return err
-			}
-			pb, err := b.CreateBucketIfNotExists([]byte("name"))
-			if err != nil {
+			pb, err := patientNameIndex(tx)
+			if pb == nil {
 				return err
 			}
 			// Blocks bound by "m" and by 0xff; "c" in the second is below
@@ -1028,16 +1012,8 @@ func TestCheckFindsDamage(t *testing.T) {
 			return pb.Put([]byte{0xff}, []byte{1, 0, 1, 'c'})
 		}, "in the block after"},
 		{"malformed index block", func(tx *bolt.Tx) error {
-			idx := tx.Bucket([]byte("idx"))
-			if idx == nil {
-				return nil
-			}
-			b, err := idx.CreateBucketIfNotExists([]byte("Patient"))
-			if err != nil {
-				return err
-			}
-			pb, err := b.CreateBucketIfNotExists([]byte("name"))
-			if err != nil {
+			pb, err := patientNameIndex(tx)
+			if pb == nil {
 				return err
 			}
 			return pb.Put([]byte("jones\x00b\x01"), []byte{1, 0, 40, 'j'}) // a key longer than the block
@@ -1090,4 +1066,18 @@ func TestCheckFindsDamage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// patientNameIndex is the bucket of idx/Patient/name, made if missing; nil
+// in a layout without indexes.
+func patientNameIndex(tx *bolt.Tx) (*bolt.Bucket, error) {
+	idx := tx.Bucket([]byte("idx"))
+	if idx == nil {
+		return nil, nil
+	}
+	b, err := idx.CreateBucketIfNotExists([]byte("Patient"))
+	if err != nil {
+		return nil, err
+	}
+	return b.CreateBucketIfNotExists([]byte("name"))
 }

@@ -135,15 +135,7 @@ func (r *Registry) plan() (*plan, error) {
 // without repeats within a parameter. A type without parameters gives no
 // entries. It fails on invalid JSON or a resourceType other than typ.
 func (r *Registry) Extract(typ string, resource []byte) ([]Entry, error) {
-	p, err := r.plan()
-	if err != nil {
-		return nil, err
-	}
-	doc, err := parseDocument(resource, p.want)
-	if err != nil {
-		return nil, err
-	}
-	return r.ExtractDocument(typ, doc)
+	return r.extractJSON(typ, resource, false)
 }
 
 // ExtractStored is Extract less the parameters the index does not keep
@@ -151,6 +143,12 @@ func (r *Registry) Extract(typ string, resource []byte) ([]Entry, error) {
 // combo-code-value-quantity are composites, the dearest to evaluate, and
 // their values are their members' anyway.
 func (r *Registry) ExtractStored(typ string, resource []byte) ([]Entry, error) {
+	return r.extractJSON(typ, resource, true)
+}
+
+// extractJSON decodes what the plan reads of resource and evaluates typ's
+// parameters: those the index keeps, if stored, else all.
+func (r *Registry) extractJSON(typ string, resource []byte, stored bool) ([]Entry, error) {
 	p, err := r.plan()
 	if err != nil {
 		return nil, err
@@ -159,7 +157,11 @@ func (r *Registry) ExtractStored(typ string, resource []byte) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.extract(typ, doc, p.stored[typ])
+	params := p.byType[typ]
+	if stored {
+		params = p.stored[typ]
+	}
+	return r.extract(typ, doc, params)
 }
 
 // ExtractDocument is Extract over an already decoded resource.
