@@ -98,6 +98,27 @@ func appendBlockKey(block, prev, key []byte) []byte {
 	return append(block, key[shared:]...)
 }
 
+// encodedSize is len(appendBlockKey(nil, prev, key)), without building it.
+func encodedSize(prev, key []byte) int {
+	shared := 0
+	for shared < len(prev) && shared < len(key) && prev[shared] == key[shared] {
+		shared++
+	}
+	if shared == len(key) && shared > 0 {
+		shared--
+	}
+	rest := len(key) - shared
+	return uvarintLen(uint64(shared)) + uvarintLen(uint64(rest)) + rest
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
 // blockCursor walks a parameter's index keys in order across its blocks.
 type blockCursor struct {
 	c   *bolt.Cursor
@@ -243,9 +264,9 @@ func splitBlocks(keys *jrun) []encodedBlock {
 func evenSplit(keys *jrun, from, to int) int {
 	coded := make([]int, to-from+1) // coded[i]: keys from+1 .. from+i-1 front-coded
 	for i := from + 1; i < to; i++ {
-		coded[i-from+1] = coded[i-from] + len(appendBlockKey(nil, keys.key(i-1), keys.key(i)))
+		coded[i-from+1] = coded[i-from] + encodedSize(keys.key(i-1), keys.key(i))
 	}
-	whole := func(i int) int { return len(appendBlockKey(nil, nil, keys.key(i))) }
+	whole := func(i int) int { return encodedSize(nil, keys.key(i)) }
 	best, bestSize := from+1, math.MaxInt
 	for at := from + 1; at < to; at++ {
 		left := whole(from) + coded[at-from] - coded[1]

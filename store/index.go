@@ -39,7 +39,7 @@ var (
 	bucketRix = []byte("rix")
 )
 
-var errIndexKey = errors.New("store: index key too long, beginning with 0xff, or id too long")
+var errIndexKey = errors.New("store: index key beginning with 0xff, or id empty or too long")
 
 func indexKey(valueKey []byte, id string) []byte {
 	k := make([]byte, 0, len(valueKey)+len(id)+1)

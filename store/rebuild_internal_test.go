@@ -121,6 +121,26 @@ func TestRebuildSkipsABrokenUpgrade(t *testing.T) {
 		if err := pb.Put([]byte("female\x00d1\x02"), nil); err != nil {
 			return err
 		}
+		// An upgrade part way: its work bucket and mark, as a crash leaves
+		// them.
+		up, err := tx.CreateBucket(bucketIdxUpgrade)
+		if err != nil {
+			return err
+		}
+		upTyp, err := up.CreateBucket([]byte("Patient"))
+		if err != nil {
+			return err
+		}
+		upParam, err := upTyp.CreateBucket([]byte("birthdate"))
+		if err != nil {
+			return err
+		}
+		if err := upParam.Put(blockEnd, []byte{blockFormat}); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketMeta).Put(keyIndexBlocksPending, []byte{1}); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketMeta).Put(keySchema, u64(3))
 	})
 	if err != nil {
