@@ -24,7 +24,7 @@ type IndexEntry struct {
 // Index layout:
 //
 //	idx/<Type>/<param>   index keys, valueKey | id | u8(len(id)), in
-//	                     blocks: first key -> the block (idxblock.go)
+//	                     blocks: upper bound -> the block (idxblock.go)
 //	rix/<Type>           id -> the entries written for it: repeated
 //	                     uvarint(len(param)) param uvarint(len(key)) key
 //
