@@ -169,9 +169,31 @@ func blockHas(b *bolt.Bucket, k []byte) bool {
 // reach is rewritten once, split when it outgrows blockSize, deleted when
 // emptied.
 func applyBlocks(b *bolt.Bucket, changes []jentry, scratch *jrun) error {
+	seek := func(k []byte) ([]byte, []byte) {
+		// A fresh cursor each time: the writes of applyBlocksTo invalidate
+		// one.
+		return b.Cursor().Seek(k)
+	}
+	return applyBlocksTo(seek, b, changes, scratch)
+}
+
+// blockWriter takes the writes of applyBlocksTo: a parameter's bucket, or
+// a blockOps recording them for later (foldPlan).
+type blockWriter interface {
+	Put(bound, block []byte) error
+	Delete(bound []byte) error
+}
+
+// applyBlocksTo is applyBlocks reading the blocks through seek (the first
+// block whose bound is not less than k: bbolt's Cursor.Seek) and writing
+// through w. It never reads a block it wrote: the blocks it writes for the
+// changes up to a bound lie at or before that bound, and the next seek is
+// for a key past it. So the blocks can be read from a snapshot while the
+// writes are recorded, and the recording replayed on the same blocks
+// gives the same bucket.
+func applyBlocksTo(seek func(k []byte) (bound, block []byte), w blockWriter, changes []jentry, scratch *jrun) error {
 	for len(changes) > 0 {
-		// A fresh cursor each time: the writes below invalidate one.
-		bound, block := b.Cursor().Seek(changes[0].key)
+		bound, block := seek(changes[0].key)
 		n := len(changes)
 		if bound == nil { // an empty bucket: its first block is its last
 			bound = blockEnd
@@ -192,12 +214,12 @@ func applyBlocks(b *bolt.Bucket, changes []jentry, scratch *jrun) error {
 		case last && block != nil:
 			blocks = []encodedBlock{{bound: bound, b: []byte{blockFormat}}} // the last block stays, empty
 		case block != nil:
-			if err := b.Delete(bound); err != nil {
+			if err := w.Delete(bound); err != nil {
 				return err
 			}
 		}
 		for _, blk := range blocks {
-			if err := b.Put(blk.bound, blk.b); err != nil {
+			if err := w.Put(blk.bound, blk.b); err != nil {
 				return err
 			}
 		}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -369,6 +370,7 @@ type journal struct {
 	committing atomic.Uint64 // id of a registered write transaction; 0: none
 	folding    atomic.Bool
 	folds      atomic.Uint64 // committed
+	planned    atomic.Uint64 // of folds, those that applied a plan (prepareFold)
 	foldTime   atomic.Int64  // nanoseconds the background folds took
 }
 
@@ -445,6 +447,7 @@ type jstage struct {
 	keys    []byte        // where the changes' keys are built
 	record  journalRecord // changes, as ixj keeps them
 	folded  bool          // it folded a chunk
+	planned bool          // from a plan (prepareFold)
 
 	merged     *jstate // start with changes[:mergedUpTo], once asked for
 	mergedUpTo int
@@ -664,6 +667,9 @@ func (j *journal) finish(st *jstage, committed bool) (full bool) {
 	defer j.mu.Unlock()
 	if committed && st.folded {
 		j.folds.Add(1)
+		if st.planned {
+			j.planned.Add(1)
+		}
 	}
 	if committed && (st.folded || len(st.changes) > 0) {
 		v := &jview{txid: st.txid, state: st.version()}
@@ -979,6 +985,13 @@ func (s *jstate) without(lo, hi []byte) *jstate {
 // once (see "Folding"; applyBlocks). It reports whether the chunk ended a
 // pass.
 func (t *boltTx) foldJournal(chunk int) (passEnded bool, err error) {
+	return t.fold(chunk, nil)
+}
+
+// fold is foldJournal applying plan, the next chunk's writes computed
+// outside the transaction (prepareFold), when it still holds; without a
+// plan, or with one that does not hold, it folds the next chunk here.
+func (t *boltTx) fold(chunk int, plan *foldPlan) (passEnded bool, err error) {
 	if t.now == nil {
 		return false, bolt.ErrTxNotWritable
 	}
@@ -998,58 +1011,48 @@ func (t *boltTx) foldJournal(chunk int) (passEnded bool, err error) {
 		fs.inPass, fs.passFirst, fs.next = true, seq, nil
 	}
 	state := st.state()
+	lo := fs.next
 	var (
-		hi               []byte
-		n                int
-		curTyp, curParam string
-		typBucket        *bolt.Bucket
-		pending          []jentry // the current parameter's changes, index keys
-		scratch          jrun
+		hi      []byte
+		n       int
+		applied bool
 	)
-	flush := func() error {
-		if len(pending) == 0 {
-			return nil
-		}
-		bucket, err := typBucket.CreateBucketIfNotExists([]byte(curParam))
-		if err != nil {
-			return err
-		}
-		// A fold rewrites every leaf it touches, whatever its fill:
-		// fuller pages are fewer pages to write (values mostly gain ids
-		// at the end of their range, as ids are time-ordered).
-		bucket.FillPercent = appendFill
-		err = applyBlocks(bucket, pending, &scratch)
-		pending = pending[:0]
-		return err
-	}
-	it := state.iter(fs.next, nil)
-	for e, ok := it.next(); ok; e, ok = it.next() {
-		if n == chunk {
-			hi = e.key
-			break
-		}
-		n++
-		typ, param, ik, ok := splitJournalKey(e.key)
-		if !ok {
-			return false, errCorrupt
-		}
-		if typBucket == nil || typ != curTyp || param != curParam {
-			if err := flush(); err != nil {
+	if plan != nil && !st.folded && plan.folds == t.journal.folds.Load() && bytes.Equal(plan.lo, lo) {
+		if delta, ok := state.changedSince(plan.state, lo, plan.hi, maxPlanDelta); ok {
+			if err := t.applyPlan(plan, delta); err != nil {
 				return false, err
 			}
-			if typBucket == nil || typ != curTyp {
-				if typBucket, err = t.sub(bucketIdx, typ, true); err != nil {
-					return false, err
-				}
-			}
-			curTyp, curParam = typ, param
+			hi, n, applied = plan.hi, plan.n, true
+			st.planned = true
 		}
-		pending = append(pending, jentry{key: ik, present: e.present})
 	}
-	if err := flush(); err != nil {
-		return false, err
+	if !applied {
+		it := state.iter(lo, nil)
+		next := func() (jentry, bool) {
+			e, ok := it.next()
+			if ok && n == chunk {
+				hi, ok = e.key, false
+			}
+			if ok {
+				n++
+			}
+			return e, ok
+		}
+		var scratch jrun
+		err := byParam(next, func(typ, param string, changes []jentry) error {
+			bucket, err := t.idxParam(typ, param)
+			if err != nil {
+				return err
+			}
+			return applyBlocks(bucket, changes, &scratch)
+		})
+		if err != nil {
+			return false, err
+		}
 	}
-	lo := fs.next
+	// n is an upper bound of the keys the cut takes out: with a plan,
+	// the keys in [lo, hi) when it was made, and the journal only gained
+	// keys since.
 	st.start = newLazyState(state.size()-n, func() *jstate { return state.without(lo, hi) })
 	st.changes, st.merged = st.changes[:0], nil
 	st.folded = true
@@ -1068,4 +1071,232 @@ func (t *boltTx) foldJournal(chunk int) (passEnded bool, err error) {
 	fs.markers = slices.DeleteFunc(fs.markers, func(m foldMarker) bool { return m.seq <= fs.passFirst })
 	fs.inPass, fs.next = false, nil
 	return true, b.Put(keyFoldState, fs.encode())
+}
+
+// idxParam is the bucket of (Type, param)'s index blocks, made if missing.
+func (t *boltTx) idxParam(typ, param string) (*bolt.Bucket, error) {
+	typBucket, err := t.sub(bucketIdx, typ, true)
+	if err != nil {
+		return nil, err
+	}
+	bucket, err := typBucket.CreateBucketIfNotExists([]byte(param))
+	if err != nil {
+		return nil, err
+	}
+	// A fold rewrites every leaf it touches, whatever its fill: fuller
+	// pages are fewer pages to write (values mostly gain ids at the end
+	// of their range, as ids are time-ordered).
+	bucket.FillPercent = appendFill
+	return bucket, nil
+}
+
+// byParam calls apply with the changes next yields, journal keys in key
+// order, a (Type, param) at a time, as index keys.
+func byParam(next func() (jentry, bool), apply func(typ, param string, changes []jentry) error) error {
+	var (
+		curTyp, curParam string
+		pending          []jentry
+	)
+	for e, ok := next(); ok; e, ok = next() {
+		typ, param, ik, ok := splitJournalKey(e.key)
+		if !ok {
+			return errCorrupt
+		}
+		if len(pending) > 0 && (typ != curTyp || param != curParam) {
+			if err := apply(curTyp, curParam, pending); err != nil {
+				return err
+			}
+			pending = pending[:0]
+		}
+		curTyp, curParam = typ, param
+		pending = append(pending, jentry{key: ik, present: e.present})
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	return apply(curTyp, curParam, pending)
+}
+
+// Prepared folds.
+//
+// Most of a fold's work is reading, merging and encoding blocks, which
+// held every write up for it: 10-20 ms a chunk in the create benchmark,
+// ~70 ms one of random keys into a million. Folds are the only writers of
+// idx once Open has returned (rebuilds and upgrades run inside Open), and
+// one runs at a time, so a fold can compute its writes beforehand from a
+// read snapshot, outside the group commit (prepareFold), while writers
+// carry on; the write transaction then replays them (applyPlan) and folds
+// besides only what the journal gained in the chunk's range since the
+// snapshot: the same blocks as folding the chunk there.
+//
+// The plan holds only while no fold has committed since its snapshot
+// (journal.folds), for then the blocks it read are the blocks, and the
+// journal of the write transaction grew from the plan's by withChanges
+// alone, which keeps every run it does not merge (changedSince). Otherwise
+// the transaction folds the chunk itself, as without a plan.
+
+// maxPlanDelta bounds the keys changedSince looks at before a write
+// transaction folds the chunk itself: a merge since the snapshot that
+// copied large runs makes many keys look new.
+const maxPlanDelta = 4096
+
+// foldPlan is a chunk's fold computed from a snapshot.
+type foldPlan struct {
+	folds  uint64  // journal.folds before the snapshot
+	lo, hi []byte  // the chunk: journal keys in [lo, hi); hi nil: to the end
+	n      int     // keys of state in [lo, hi)
+	state  *jstate // the journal at the snapshot
+	params []paramOps
+}
+
+// paramOps are the block writes of one parameter, in order.
+type paramOps struct {
+	typ, param string
+	ops        blockOps
+}
+
+// blockOps records a parameter's block writes (blockWriter); a nil block
+// is a delete.
+type blockOps []blockOp
+
+type blockOp struct{ bound, block []byte }
+
+func (o *blockOps) Put(bound, block []byte) error {
+	*o = append(*o, blockOp{bound: bytes.Clone(bound), block: block}) // block is the caller's to give; bound is not
+	return nil
+}
+
+func (o *blockOps) Delete(bound []byte) error {
+	*o = append(*o, blockOp{bound: bytes.Clone(bound)})
+	return nil
+}
+
+// prepareFold computes the next fold of at most chunk keys from a read
+// snapshot (see "Prepared folds").
+func (s *Bolt) prepareFold(ctx context.Context, chunk int) (*foldPlan, error) {
+	plan := &foldPlan{folds: s.journal.folds.Load()} // before the snapshot: a fold after it shows
+	err := s.View(ctx, func(tx Tx) error {
+		t := tx.(*boltTx)
+		ixj := t.btx.Bucket(bucketIxj)
+		if ixj == nil {
+			return errCorrupt
+		}
+		fs, err := decodeFoldState(ixj.Get(keyFoldState))
+		if err != nil {
+			return err
+		}
+		if fs.inPass {
+			plan.lo = fs.next
+		}
+		plan.state = t.view
+		it := plan.state.iter(plan.lo, nil)
+		next := func() (jentry, bool) {
+			e, ok := it.next()
+			if ok && plan.n == chunk {
+				plan.hi, ok = e.key, false
+			}
+			if ok {
+				plan.n++
+			}
+			return e, ok
+		}
+		var scratch jrun
+		return byParam(next, func(typ, param string, changes []jentry) error {
+			var bucket *bolt.Bucket
+			if idx, err := t.sub(bucketIdx, typ, false); err != nil {
+				return err
+			} else if idx != nil {
+				bucket = idx.Bucket([]byte(param))
+			}
+			seek := func(k []byte) ([]byte, []byte) {
+				if bucket == nil {
+					return nil, nil
+				}
+				return bucket.Cursor().Seek(k)
+			}
+			po := paramOps{typ: typ, param: param}
+			if err := applyBlocksTo(seek, &po.ops, changes, &scratch); err != nil {
+				return err
+			}
+			plan.params = append(plan.params, po)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+// applyPlan replays plan's block writes, then folds delta, the journal's
+// changes in the chunk since the plan's snapshot.
+func (t *boltTx) applyPlan(plan *foldPlan, delta []jentry) error {
+	for _, po := range plan.params {
+		bucket, err := t.idxParam(po.typ, po.param)
+		if err != nil {
+			return err
+		}
+		for _, op := range po.ops {
+			if op.block == nil {
+				err = bucket.Delete(op.bound)
+			} else {
+				err = bucket.Put(op.bound, op.block)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	i := 0
+	next := func() (jentry, bool) {
+		if i == len(delta) {
+			return jentry{}, false
+		}
+		i++
+		return delta[i-1], true
+	}
+	var scratch jrun
+	return byParam(next, func(typ, param string, changes []jentry) error {
+		bucket, err := t.idxParam(typ, param)
+		if err != nil {
+			return err
+		}
+		return applyBlocks(bucket, changes, &scratch)
+	})
+}
+
+// changedSince returns, in key order, s's entries in [lo, hi) (hi nil: no
+// bound) whose state old does not have: the changes since old, from which
+// s grew by withChanges alone (see "Prepared folds"). Such an s keeps
+// every run of old it has not merged, so only the keys of its other runs
+// can have changed. false when those are more than limit keys.
+func (s *jstate) changedSince(old *jstate, lo, hi []byte, limit int) ([]jentry, bool) {
+	type runID struct {
+		first *uint32
+		n     int
+	}
+	had := make(map[runID]bool, len(old.runs))
+	for _, r := range old.runs {
+		if r.len() > 0 {
+			had[runID{&r.ends[0], r.len()}] = true
+		}
+	}
+	fresh := &jstate{}
+	for _, r := range s.runs {
+		if r.len() > 0 && !had[runID{&r.ends[0], r.len()}] {
+			fresh.runs = append(fresh.runs, r)
+		}
+	}
+	var delta []jentry
+	it := fresh.iter(lo, hi)
+	for e, ok := it.next(); ok; e, ok = it.next() {
+		if limit--; limit < 0 {
+			return nil, false
+		}
+		cur, _ := s.get(e.key) // a newer run of old's may hold the key too
+		if was, ok := old.get(e.key); !ok || was.present != cur.present {
+			delta = append(delta, cur)
+		}
+	}
+	return delta, true
 }

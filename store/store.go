@@ -82,6 +82,10 @@ type Stats struct {
 	PageWrites   uint64 // writes bbolt made at commits: a page, or a run of overflow pages, each
 	JournalKeys  int    // index keys waiting in the journal (journal.go); an upper bound while its newest version is built
 	JournalFolds uint64 // folds of the journal into the index B+trees
+	// JournalFoldsPlanned counts the folds whose writes were computed
+	// before their write transaction, from a snapshot (journal.go,
+	// "Prepared folds").
+	JournalFoldsPlanned uint64
 	// JournalFoldTime is the time the folds took, commit included: writes
 	// that arrive during one wait for it.
 	JournalFoldTime time.Duration
@@ -326,8 +330,11 @@ func (s *Bolt) startFold() {
 		for !s.isClosed() {
 			// An error leaves the journal as it was; the next commit
 			// starts folding again.
+			// The plan is computed while writes carry on; should that
+			// fail, the write transaction folds the chunk itself.
+			plan, _ := s.prepareFold(context.Background(), s.foldChunk)
 			start := time.Now()
-			err := s.group.update(func(t *boltTx) error { _, err := t.foldJournal(s.foldChunk); return err })
+			err := s.group.update(func(t *boltTx) error { _, err := t.fold(s.foldChunk, plan); return err })
 			s.journal.foldTime.Add(int64(time.Since(start)))
 			if err != nil || s.journal.size() < s.journal.max {
 				return
@@ -360,7 +367,7 @@ func (s *Bolt) FoldIndexJournal(ctx context.Context) error {
 // Stats implements Store.
 func (s *Bolt) Stats() Stats {
 	st := Stats{ReadTxs: s.readTxs.Load(), WriteTxs: s.writeTxs.Load(), FailedWrites: s.failedWrites.Load(),
-		Commits: s.commits.Load(), JournalKeys: s.journal.size(), JournalFolds: s.journal.folds.Load(),
+		Commits: s.commits.Load(), JournalKeys: s.journal.size(), JournalFolds: s.journal.folds.Load(), JournalFoldsPlanned: s.journal.planned.Load(),
 		JournalFoldTime: time.Duration(s.journal.foldTime.Load())}
 	dbStats := s.db.Stats()
 	st.PageWrites = uint64(dbStats.TxStats.GetWrite())

@@ -933,6 +933,7 @@ func benchCreate(b *testing.B, indexed bool) {
 	}
 	if folds := after.JournalFolds - before.JournalFolds; folds > 0 {
 		b.ReportMetric(float64((after.JournalFoldTime-before.JournalFoldTime).Milliseconds())/float64(folds), "ms/fold")
+		b.ReportMetric(float64(after.JournalFoldsPlanned-before.JournalFoldsPlanned)/float64(folds), "planned/fold")
 	}
 }
 
