@@ -896,6 +896,7 @@ func TestOperationalEndpoints(t *testing.T) {
 		`(?m)^healthhub_db_page_writes_total [1-9]`,
 		`(?m)^healthhub_index_journal_keys [0-9]`,
 		`(?m)^healthhub_index_journal_folds_total [0-9]`,
+		`(?m)^healthhub_index_journal_folds_planned_total [0-9]`,
 		`(?m)^healthhub_index_journal_fold_seconds_total [0-9]`,
 	} {
 		if !regexp.MustCompile(re).MatchString(text) {

@@ -205,7 +205,7 @@ func testPreparedFolds(t *testing.T, seed uint64) {
 			}
 			write()
 		}
-		plan, err := s.prepareFold(ctx, chunk)
+		plan, err := s.prepareFold(chunk)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -1050,9 +1049,9 @@ func (t *boltTx) fold(chunk int, plan *foldPlan) (passEnded bool, err error) {
 			return false, err
 		}
 	}
-	// n is an upper bound of the keys the cut takes out: with a plan,
-	// the keys in [lo, hi) when it was made, and the journal only gained
-	// keys since.
+	// The cut takes out at least n keys (with a plan, n is what [lo, hi)
+	// held when it was made; the journal only gained keys since), so the
+	// size stays an upper bound.
 	st.start = newLazyState(state.size()-n, func() *jstate { return state.without(lo, hi) })
 	st.changes, st.merged = st.changes[:0], nil
 	st.folded = true
@@ -1119,25 +1118,34 @@ func byParam(next func() (jentry, bool), apply func(typ, param string, changes [
 
 // Prepared folds.
 //
-// Most of a fold's work is reading, merging and encoding blocks, which
-// held every write up for it: 10-20 ms a chunk in the create benchmark,
-// ~70 ms one of random keys into a million. Folds are the only writers of
-// idx once Open has returned (rebuilds and upgrades run inside Open), and
-// one runs at a time, so a fold can compute its writes beforehand from a
-// read snapshot, outside the group commit (prepareFold), while writers
-// carry on; the write transaction then replays them (applyPlan) and folds
-// besides only what the journal gained in the chunk's range since the
-// snapshot: the same blocks as folding the chunk there.
+// A fold's transaction read, merged and encoded every block its chunk
+// reached while every write waited for it: 17-41 ms of CPU for 25,000
+// random keys into a million (BenchmarkIndexJournalFold), most of a 20 ms
+// fold in the create benchmark. Folds are the only writers of idx once
+// Open has returned (rebuilds and upgrades run inside it), so a fold can
+// compute its block writes beforehand from a read snapshot, outside the
+// group commit (prepareFold), while writes carry on; the write
+// transaction then replays them (applyPlan) and folds besides only what
+// the journal gained in the chunk's range since the snapshot. The index
+// then holds the keys folding the chunk in the transaction would have
+// given it (a block that both steps reach may be split differently).
+// What stays in the transaction is the replay, 2-4 ms in the benchmark
+// above, and the commit, whose page writes are most of a fold of random
+// keys.
 //
 // The plan holds only while no fold has committed since its snapshot
-// (journal.folds), for then the blocks it read are the blocks, and the
-// journal of the write transaction grew from the plan's by withChanges
-// alone, which keeps every run it does not merge (changedSince). Otherwise
-// the transaction folds the chunk itself, as without a plan.
+// (journal.folds): the background folds run one at a time, but
+// FoldIndexJournal may run beside them. Then the blocks it read are the
+// blocks, and the journal of the write transaction grew from the plan's by
+// withChanges alone, which keeps every run it does not merge
+// (changedSince). Otherwise the transaction folds the chunk itself, as
+// without a plan.
 
 // maxPlanDelta bounds the keys changedSince looks at before a write
 // transaction folds the chunk itself: a merge since the snapshot that
-// copied large runs makes many keys look new.
+// copied large runs makes many keys look new. It bounds the work a plan
+// leaves to the transaction; with the default journal, a chunk is 25,000
+// keys.
 const maxPlanDelta = 4096
 
 // foldPlan is a chunk's fold computed from a snapshot.
@@ -1173,10 +1181,9 @@ func (o *blockOps) Delete(bound []byte) error {
 
 // prepareFold computes the next fold of at most chunk keys from a read
 // snapshot (see "Prepared folds").
-func (s *Bolt) prepareFold(ctx context.Context, chunk int) (*foldPlan, error) {
+func (s *Bolt) prepareFold(chunk int) (*foldPlan, error) {
 	plan := &foldPlan{folds: s.journal.folds.Load()} // before the snapshot: a fold after it shows
-	err := s.View(ctx, func(tx Tx) error {
-		t := tx.(*boltTx)
+	err := s.view(func(t *boltTx) error {
 		ixj := t.btx.Bucket(bucketIxj)
 		if ixj == nil {
 			return errCorrupt

@@ -86,8 +86,9 @@ type Stats struct {
 	// before their write transaction, from a snapshot (journal.go,
 	// "Prepared folds").
 	JournalFoldsPlanned uint64
-	// JournalFoldTime is the time the folds took, commit included: writes
-	// that arrive during one wait for it.
+	// JournalFoldTime is the time the folds' write transactions took,
+	// commit included: writes that arrive during one wait for it. The
+	// preparation of a planned fold, outside it, is not counted.
 	JournalFoldTime time.Duration
 }
 
@@ -245,6 +246,11 @@ func (s *Bolt) View(ctx context.Context, fn func(Tx) error) error {
 		return err
 	}
 	s.readTxs.Add(1)
+	return s.view(func(t *boltTx) error { return fn(t) })
+}
+
+// view is View for the store's own reads, which Stats does not count.
+func (s *Bolt) view(fn func(*boltTx) error) error {
 	for {
 		btx, err := s.db.Begin(false)
 		if err != nil {
@@ -259,7 +265,7 @@ func (s *Bolt) View(ctx context.Context, fn func(Tx) error) error {
 	}
 }
 
-func runView(btx *bolt.Tx, t *boltTx, fn func(Tx) error) error {
+func runView(btx *bolt.Tx, t *boltTx, fn func(*boltTx) error) error {
 	defer func() { _ = btx.Rollback() }()
 	return fn(t)
 }
@@ -332,7 +338,7 @@ func (s *Bolt) startFold() {
 			// starts folding again.
 			// The plan is computed while writes carry on; should that
 			// fail, the write transaction folds the chunk itself.
-			plan, _ := s.prepareFold(context.Background(), s.foldChunk)
+			plan, _ := s.prepareFold(s.foldChunk)
 			start := time.Now()
 			err := s.group.update(func(t *boltTx) error { _, err := t.fold(s.foldChunk, plan); return err })
 			s.journal.foldTime.Add(int64(time.Since(start)))

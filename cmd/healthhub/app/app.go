@@ -277,17 +277,18 @@ func (a *App) storeCollector() prometheus.Collector {
 		pages:   prometheus.NewDesc("healthhub_db_page_writes_total", "Page writes at commits (a page, or a run of overflow pages, each).", nil, nil),
 		jkeys:   prometheus.NewDesc("healthhub_index_journal_keys", "Search-index keys in the index journal, not yet folded into the index B+trees.", nil, nil),
 		folds:   prometheus.NewDesc("healthhub_index_journal_folds_total", "Folds of the index journal into the index B+trees.", nil, nil),
+		planned: prometheus.NewDesc("healthhub_index_journal_folds_planned_total", "Folds of the index journal whose writes were computed before their write transaction.", nil, nil),
 		foldSec: prometheus.NewDesc("healthhub_index_journal_fold_seconds_total", "Time the folds of the index journal took; writes arriving meanwhile wait.", nil, nil),
 	}
 }
 
 type storeMetrics struct {
-	st                                                       *store.Bolt
-	size, txs, failed, commits, pages, jkeys, folds, foldSec *prometheus.Desc
+	st                                                                *store.Bolt
+	size, txs, failed, commits, pages, jkeys, folds, planned, foldSec *prometheus.Desc
 }
 
 func (m *storeMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.size, m.txs, m.failed, m.commits, m.pages, m.jkeys, m.folds, m.foldSec} {
+	for _, d := range []*prometheus.Desc{m.size, m.txs, m.failed, m.commits, m.pages, m.jkeys, m.folds, m.planned, m.foldSec} {
 		ch <- d
 	}
 }
@@ -302,6 +303,7 @@ func (m *storeMetrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.pages, prometheus.CounterValue, float64(s.PageWrites))
 	ch <- prometheus.MustNewConstMetric(m.jkeys, prometheus.GaugeValue, float64(s.JournalKeys))
 	ch <- prometheus.MustNewConstMetric(m.folds, prometheus.CounterValue, float64(s.JournalFolds))
+	ch <- prometheus.MustNewConstMetric(m.planned, prometheus.CounterValue, float64(s.JournalFoldsPlanned))
 	ch <- prometheus.MustNewConstMetric(m.foldSec, prometheus.CounterValue, s.JournalFoldTime.Seconds())
 }
 
