@@ -132,58 +132,11 @@ func testPreparedFolds(t *testing.T, seed uint64) {
 	params := []string{"a", "b", "c"}
 	write := func() {
 		t.Helper()
-		err := s.Update(ctx, func(tx Tx) error {
-			for range 1 + r.IntN(3) {
-				id := fmt.Sprintf("r%02d", r.IntN(ids))
-				keys := map[string]bool{}
-				var es []IndexEntry
-				for range r.IntN(5) {
-					p, v := params[r.IntN(len(params))], fmt.Sprintf("v%02d", r.IntN(25))
-					keys[p+"/"+v] = true
-					es = append(es, IndexEntry{Param: p, Key: []byte(v + "\x00")})
-				}
-				if err := tx.SetIndex("Patient", id, es); err != nil {
-					return err
-				}
-				model[id] = keys
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		WriteRandomIndex(t, s, r, "Patient", ids, params, 25, 4, model)
 	}
 	check := func(when string) {
 		t.Helper()
-		var want []string
-		for id, keys := range model {
-			for k := range keys {
-				want = append(want, k+"/"+id)
-			}
-		}
-		slices.Sort(want)
-		var got []string
-		err := s.View(ctx, func(tx Tx) error {
-			for _, p := range params {
-				err := tx.ScanIndex(ctx, "Patient", p, nil, nil, func(vk []byte, id string) bool {
-					got = append(got, p+"/"+strings.TrimSuffix(string(vk), "\x00")+"/"+id)
-					return true
-				})
-				if err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(got, want) {
-			t.Fatalf("%s: index\n%v\nmodel\n%v", when, got, want)
-		}
-		if err := s.Check(ctx); err != nil {
-			t.Fatalf("%s: %v", when, err)
-		}
+		CheckIndexModel(t, s, "Patient", params, model, when)
 	}
 	foldWith := func(plan *foldPlan) {
 		t.Helper()
@@ -242,5 +195,70 @@ func testPreparedFolds(t *testing.T, seed uint64) {
 	}
 	if appliedPlans < plans*3/4 {
 		t.Errorf("%d of %d plans applied", appliedPlans, plans)
+	}
+}
+
+// CheckIndexModel fails t unless the index of typ, over params, holds
+// exactly model's keys (id -> "param/value", the value key less its
+// terminator), and Check finds nothing wrong.
+func CheckIndexModel(t testing.TB, s *Bolt, typ string, params []string, model map[string]map[string]bool, when string) {
+	t.Helper()
+	ctx := context.Background()
+	var want []string
+	for id, keys := range model {
+		for k := range keys {
+			want = append(want, k+"/"+id)
+		}
+	}
+	slices.Sort(want)
+	var got []string
+	err := s.View(ctx, func(tx Tx) error {
+		for _, p := range params {
+			err := tx.ScanIndex(ctx, typ, p, nil, nil, func(vk []byte, id string) bool {
+				got = append(got, p+"/"+strings.TrimSuffix(string(vk), "\x00")+"/"+id)
+				return true
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("%s: index\n%v\nmodel\n%v", when, got, want)
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Fatalf("%s: %v", when, err)
+	}
+}
+
+// WriteRandomIndex sets, in one write transaction, the index entries of one
+// to three of typ's resources r00 ... (ids of them): up to maxKeys each,
+// of params and values v00 ... (values of them), and records them in model
+// (as CheckIndexModel reads it).
+func WriteRandomIndex(t testing.TB, s *Bolt, r *rand.Rand, typ string, ids int, params []string, values, maxKeys int, model map[string]map[string]bool) {
+	t.Helper()
+	err := s.Update(context.Background(), func(tx Tx) error {
+		for range 1 + r.IntN(3) {
+			id := fmt.Sprintf("r%02d", r.IntN(ids))
+			keys := map[string]bool{}
+			var es []IndexEntry
+			for range r.IntN(maxKeys + 1) {
+				p, v := params[r.IntN(len(params))], fmt.Sprintf("v%02d", r.IntN(values))
+				keys[p+"/"+v] = true
+				es = append(es, IndexEntry{Param: p, Key: []byte(v + "\x00")})
+			}
+			if err := tx.SetIndex(typ, id, es); err != nil {
+				return err
+			}
+			model[id] = keys
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

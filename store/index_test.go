@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -289,60 +288,19 @@ func testIndexJournalChunkedFolds(t *testing.T, seed uint64) {
 	defer func() { s.Close() }()
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(7, seed))
-	model := map[string]map[string]bool{} // id -> keys
+	model := map[string]map[string]bool{} // id -> "p/value"
 	const ids = 30
 	for i := range ids {
 		put(t, s, "Patient", fmt.Sprintf("r%02d", i))
 	}
 	check := func(when string) {
 		t.Helper()
-		var want []string
-		for id, keys := range model {
-			for k := range keys {
-				want = append(want, k+"/"+id)
-			}
-		}
-		slices.Sort(want)
-		var got []string
-		err := s.View(ctx, func(tx store.Tx) error {
-			return tx.ScanIndex(ctx, "Patient", "p", nil, nil, func(vk []byte, id string) bool {
-				got = append(got, strings.TrimSuffix(string(vk), "\x00")+"/"+id)
-				return true
-			})
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(got, want) {
-			t.Fatalf("%s: index %v, model %v", when, got, want)
-		}
-		if err := s.Check(ctx); err != nil {
-			t.Fatalf("%s: %v", when, err)
-		}
+		store.CheckIndexModel(t, s, "Patient", []string{"p"}, model, when)
 	}
 	for step := range 300 {
 		switch n := r.IntN(10); {
 		case n < 6: // a write transaction with a few changes
-			err := s.Update(ctx, func(tx store.Tx) error {
-				for range 1 + r.IntN(3) {
-					id := fmt.Sprintf("r%02d", r.IntN(ids))
-					keys := map[string]bool{}
-					var es []store.IndexEntry
-					for range r.IntN(4) {
-						k := fmt.Sprintf("v%02d", r.IntN(40))
-						keys[k] = true
-						es = append(es, store.IndexEntry{Param: "p", Key: []byte(k + "\x00")})
-					}
-					if err := tx.SetIndex("Patient", id, es); err != nil {
-						return err
-					}
-					model[id] = keys
-				}
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			store.WriteRandomIndex(t, s, r, "Patient", ids, []string{"p"}, 40, 3, model)
 		case n < 9:
 			if err := s.FoldIndexJournalChunk(ctx); err != nil {
 				t.Fatal(err)
