@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -120,12 +121,22 @@ func parseZone(z string) (*time.Location, error) {
 	if err1 != nil || err2 != nil || h > 14 || m > 59 || z[1] == '+' || z[1] == '-' || z[4] == '+' || z[4] == '-' {
 		return nil, errors.New("zone offset must be +hh:mm, at most 14:00")
 	}
+	if loc, ok := zones.Load(z); ok {
+		return loc.(*time.Location), nil
+	}
 	off := h*3600 + m*60
 	if z[0] == '-' {
 		off = -off
 	}
-	return time.FixedZone(z, off), nil
+	loc, _ := zones.LoadOrStore(z, time.FixedZone(z, off))
+	return loc.(*time.Location), nil
 }
+
+// zones holds the fixed zones made so far, by their +hh:mm, -hh:mm name
+// (at most a few thousand valid ones): parsing a dateTime, as every
+// indexed write does, otherwise allocated a Location. Locations do not
+// change once made.
+var zones sync.Map
 
 func daysIn(year, month int) int {
 	return time.Date(year, time.Month(month)+1, 0, 0, 0, 0, 0, time.UTC).Day()

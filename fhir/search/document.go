@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -56,6 +57,17 @@ func ParseDocument(b []byte) (*Document, error) { return parseDocument(b, nil) }
 // expression reaches.
 func parseDocument(b []byte, want func(string) bool) (*Document, error) {
 	d := decoder{s: string(b), want: want}
+	// The stack is scratch (finished containers move to the slab and
+	// clear their part of it): reuse one.
+	if st, ok := stackPool.Get().(*[]node); ok {
+		d.stack = (*st)[:0]
+	}
+	defer func() {
+		if cap(d.stack) <= 1024 { // an outsized document's stack is not worth keeping
+			st := d.stack[:0]
+			stackPool.Put(&st)
+		}
+	}()
 	d.skipSpace()
 	if d.pos >= len(d.s) || d.s[d.pos] != '{' {
 		return nil, errors.New("search: resource JSON must be an object")
@@ -175,6 +187,8 @@ func appendQuoted(b []byte, s string) []byte {
 	}
 	return append(b, '"')
 }
+
+var stackPool sync.Pool // of *[]node, empty
 
 type decoder struct {
 	s       string

@@ -334,7 +334,7 @@ func (p *parser) expression(level int) (expr, error) {
 			if err != nil {
 				return nil, err
 			}
-			left = &typeExpr{x: left, op: t.text, typ: typ}
+			left = newTypeExpr(left, t.text, typ)
 			continue
 		case level == precUnion && p.isOp(t, "|"):
 			p.next()
@@ -527,7 +527,7 @@ func (p *parser) function(name token) (expr, error) {
 		if op == "ofType" {
 			op = "as"
 		}
-		return noArgs(&typeExpr{op: op, typ: typ})
+		return noArgs(newTypeExpr(nil, op, typ))
 	}
 	return nil, p.errorf(name, "function %s() is not supported", name.text)
 }

@@ -289,9 +289,14 @@ func referencedType(c *evalCtx, n *node) string {
 // `as` keeps the items of type T (FHIRPath allows one; several are kept, as
 // `Observation.component.value as Quantity` needs); `is` answers for one.
 type typeExpr struct {
-	x   expr // nil for the function forms: the input itself
-	op  string
-	typ string
+	x    expr // nil for the function forms: the input itself
+	op   string
+	typ  string
+	subs []string // the types derived from typ
+}
+
+func newTypeExpr(x expr, op, typ string) *typeExpr {
+	return &typeExpr{x: x, op: op, typ: typ, subs: subtypes[strings.ToLower(typ)]}
 }
 
 func (e *typeExpr) eval(c *evalCtx, in []Item) []Item {
@@ -303,9 +308,9 @@ func (e *typeExpr) eval(c *evalCtx, in []Item) []Item {
 		if len(items) != 1 {
 			return nil
 		}
-		return boolResult(isType(items[0], e.typ))
+		return boolResult(isType(items[0], e.typ, e.subs))
 	}
-	return filter(c, items, func(it Item) bool { return isType(it, e.typ) })
+	return filter(c, items, func(it Item) bool { return isType(it, e.typ, e.subs) })
 }
 
 type unionExpr struct{ a, b expr }
@@ -428,11 +433,12 @@ func nodesEqual(a, b *node) bool {
 	return a.str == b.str
 }
 
-// isType reports whether an item is of type want or a subtype of it.
+// isType reports whether an item is of type want or of one of subs, the
+// types derived from want (subtypes, looked up once per expression).
 // Names compare case-insensitively, so System types (DateTime, String) match
 // FHIR primitives (dateTime, string), as the R4 definitions assume in
 // `value.as(DateTime)`.
-func isType(it Item, want string) bool {
+func isType(it Item, want string, subs []string) bool {
 	have := it.Type()
 	if have == "" {
 		return false
@@ -443,7 +449,7 @@ func isType(it Item, want string) bool {
 	if (want == "Resource" || want == "DomainResource") && it.n != nil && it.n.kind == kindObject && it.typ == "" {
 		return true
 	}
-	for _, sub := range subtypes[strings.ToLower(want)] {
+	for _, sub := range subs {
 		if have == sub {
 			return true
 		}
