@@ -281,6 +281,37 @@ func TestSortChangesLastWins(t *testing.T) {
 	}
 }
 
+// TestSortChangesModel: a commit's changes, writes of ascending keys one
+// after another (some writes of one key, some touching keys an earlier
+// write of the commit touched, some out of order), sort like a map that
+// keeps each key's last change; from 0 to 40 writes, so that the merges
+// carry odd stretches over several passes.
+func TestSortChangesModel(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 8))
+	for round := range 2000 {
+		var changes []jentry
+		model := map[string]bool{}
+		for range r.IntN(41) {
+			var keys []string
+			for range r.IntN(6) {
+				keys = append(keys, fmt.Sprintf("k%03d", r.IntN(60)))
+			}
+			if r.IntN(4) > 0 { // mostly in order, as SetIndex writes them
+				slices.Sort(keys)
+				keys = slices.Compact(keys)
+			}
+			for _, k := range keys {
+				e := jentry{key: []byte(k), present: r.IntN(2) == 0}
+				changes = append(changes, e)
+				model[k] = e.present
+			}
+		}
+		if got, want := walk(&jstate{runs: []jrun{sortChanges(changes)}}, nil, nil), walkModel(model, "", ""); got != want {
+			t.Fatalf("round %d: sortChanges\ngot  %s\nwant %s", round, got, want)
+		}
+	}
+}
+
 func TestJournalRecordRoundTrip(t *testing.T) {
 	type change struct {
 		typ, id, param, vk string
