@@ -55,15 +55,17 @@ func ParseDocument(b []byte) (*Document, error) { return parseDocument(b, nil) }
 // so the same inputs fail, but cost no nodes and no allocations: Extract
 // drops narrative, extensions, attachments and whatever else no search
 // expression reaches.
-func parseDocument(b []byte, want func(string) bool) (*Document, error) {
+func parseDocument(b []byte, want func(string) bool) (_ *Document, err error) {
 	d := decoder{s: string(b), want: want}
-	// The stack is scratch (finished containers move to the slab and
-	// clear their part of it): reuse one.
+	// The stack is scratch: reuse one. Finished containers move to the
+	// slab and clear their part of it, so after a document read whole it
+	// refers to nothing; after an error it may, and is dropped. An
+	// outsized document's stack is not worth keeping either.
 	if st, ok := stackPool.Get().(*[]node); ok {
 		d.stack = (*st)[:0]
 	}
 	defer func() {
-		if cap(d.stack) <= 1024 { // an outsized document's stack is not worth keeping
+		if err == nil && cap(d.stack) <= 1024 {
 			st := d.stack[:0]
 			stackPool.Put(&st)
 		}
