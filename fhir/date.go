@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -128,7 +129,10 @@ func parseZone(z string) (*time.Location, error) {
 	if z[0] == '-' {
 		off = -off
 	}
-	loc, _ := zones.LoadOrStore(z, time.FixedZone(z, off))
+	// z is a slice of the caller's string, often a whole resource body:
+	// the cache keeps a copy of its six bytes, not the body.
+	name := strings.Clone(z)
+	loc, _ := zones.LoadOrStore(name, time.FixedZone(name, off))
 	return loc.(*time.Location), nil
 }
 
