@@ -1071,17 +1071,7 @@ func (t *boltTx) fold(chunk int, plan *foldPlan) (passEnded bool, err error) {
 		}
 	}
 	if !applied {
-		it := state.iter(lo, nil)
-		next := func() (jentry, bool) {
-			e, ok := it.next()
-			if ok && n == chunk {
-				hi, ok = e.key, false
-			}
-			if ok {
-				n++
-			}
-			return e, ok
-		}
+		next := chunkOf(state, lo, chunk, &n, &hi)
 		var scratch jrun
 		err := byParam(next, func(typ, param string, changes []jentry) error {
 			bucket, err := t.idxParam(typ, param)
@@ -1115,6 +1105,23 @@ func (t *boltTx) fold(chunk int, plan *foldPlan) (passEnded bool, err error) {
 	fs.markers = slices.DeleteFunc(fs.markers, func(m foldMarker) bool { return m.seq <= fs.passFirst })
 	fs.inPass, fs.next = false, nil
 	return true, b.Put(keyFoldState, fs.encode())
+}
+
+// chunkOf yields state's entries from lo on, at most chunk of them,
+// counting them in *n; the key it stops before, if any, goes to *hi (the
+// chunk is [lo, *hi); nil: to the end).
+func chunkOf(state *jstate, lo []byte, chunk int, n *int, hi *[]byte) func() (jentry, bool) {
+	it := state.iter(lo, nil)
+	return func() (jentry, bool) {
+		e, ok := it.next()
+		if ok && *n == chunk {
+			*hi, ok = e.key, false
+		}
+		if ok {
+			*n++
+		}
+		return e, ok
+	}
 }
 
 // idxParam is the bucket of (Type, param)'s index blocks, made if missing.
@@ -1241,17 +1248,7 @@ func (s *Bolt) prepareFold(chunk int) (*foldPlan, error) {
 			plan.lo = fs.next
 		}
 		plan.state = t.view
-		it := plan.state.iter(plan.lo, nil)
-		next := func() (jentry, bool) {
-			e, ok := it.next()
-			if ok && plan.n == chunk {
-				plan.hi, ok = e.key, false
-			}
-			if ok {
-				plan.n++
-			}
-			return e, ok
-		}
+		next := chunkOf(plan.state, plan.lo, chunk, &plan.n, &plan.hi)
 		var scratch jrun
 		return byParam(next, func(typ, param string, changes []jentry) error {
 			var bucket *bolt.Bucket
