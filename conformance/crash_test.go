@@ -540,12 +540,33 @@ func TestServeTunesRuntime(t *testing.T) {
 	}
 	// The child's default GOMAXPROCS is this process's: same machine, same
 	// limits.
-	for _, want := range []string{
-		fmt.Sprintf("\ngo_gc_gogc_percent %d\n", app.ServeGCPercent),
-		fmt.Sprintf("\ngo_sched_gomaxprocs_threads %d\n", app.ServeProcsPerCPU*runtime.GOMAXPROCS(0)),
-	} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("/metrics has no line %q", strings.TrimSpace(want))
+	want := fmt.Sprintf("\ngo_sched_gomaxprocs_threads %d\n", app.ServeProcsPerCPU*runtime.GOMAXPROCS(0))
+	if !strings.Contains(string(body), want) {
+		t.Errorf("/metrics has no line %q", strings.TrimSpace(want))
+	}
+	// GOGC is ServeGCPercent, or more while the heap floor holds the goal
+	// up (the floor waits for a first collection to measure the live heap).
+	gogc, goal := metricValue(t, body, "go_gc_gogc_percent"), metricValue(t, body, "go_memstats_next_gc_bytes")
+	switch {
+	case gogc < app.ServeGCPercent:
+		t.Errorf("GOGC %v, want at least %d", gogc, app.ServeGCPercent)
+	case gogc > app.ServeGCPercent && goal < 0.9*app.ServeHeapFloor:
+		t.Errorf("GOGC %v raised, but the heap goal %v is under the floor %d", gogc, goal, app.ServeHeapFloor)
+	}
+}
+
+// metricValue is the value of an unlabelled metric in a /metrics body.
+func metricValue(t *testing.T, body []byte, name string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
 		}
 	}
+	t.Fatalf("/metrics has no %s", name)
+	return 0
 }
