@@ -119,7 +119,7 @@ func parseZone(z string) (*time.Location, error) {
 	}
 	h, err1 := strconv.Atoi(z[1:3])
 	m, err2 := strconv.Atoi(z[4:6])
-	if err1 != nil || err2 != nil || h > 14 || m > 59 || z[1] == '+' || z[1] == '-' || z[4] == '+' || z[4] == '-' {
+	if err1 != nil || err2 != nil || h > 14 || m > 59 || h == 14 && m > 0 || z[1] == '+' || z[1] == '-' || z[4] == '+' || z[4] == '-' {
 		return nil, errors.New("zone offset must be +hh:mm, at most 14:00")
 	}
 	if loc, ok := zones.Load(z); ok {
