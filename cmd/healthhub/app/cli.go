@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 
@@ -75,10 +76,10 @@ const ServeGCPercent = 400
 // ServeHeapFloor is the smallest heap goal serve lets the collector aim
 // for unless GOGC is set: while the live heap is under a fifth of it, GOGC
 // rises above ServeGCPercent so that collections come ~4x less often, which
-// took the p99 of reads paced at 10,000 a second from 3-10 ms to 2-5 on two
-// cores (heapfloor.go; BENCHMARKS.md, "The collector and the read tail").
-// The price is up to this much memory that a smaller goal would have
-// returned; GOMEMLIMIT, when set, bounds it.
+// took the p99 of reads paced at 10,000 a second on two cores from over
+// 5 ms in 4 of 10 runs to 1 of 10 (heapfloor.go; BENCHMARKS.md, "The
+// collector and the read tail"). The price is up to this much memory that
+// a smaller goal would have returned; GOMEMLIMIT, when set, bounds it.
 const ServeHeapFloor = 256 << 20
 
 // ServeProcsPerCPU is how many Go processors serve runs per CPU unless
@@ -95,8 +96,34 @@ const ServeProcsPerCPU = 2
 // TuneRuntime gives the Go runtime serve's settings, ServeGCPercent with
 // ServeHeapFloor and ServeProcsPerCPU, except where GOGC or GOMAXPROCS says
 // otherwise; restore puts back what it changed (for benchmarks that
-// measure as serve runs).
+// measure as serve runs). Calls that overlap (serves run in one test
+// process) share the first one's settings, and the last restore puts back
+// what was there before it.
 func TuneRuntime() (restore func()) {
+	tuning.Lock()
+	defer tuning.Unlock()
+	if tuning.users++; tuning.users == 1 {
+		tuning.restore = tuneRuntime()
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			tuning.Lock()
+			defer tuning.Unlock()
+			if tuning.users--; tuning.users == 0 {
+				tuning.restore()
+			}
+		})
+	}
+}
+
+var tuning struct {
+	sync.Mutex
+	users   int
+	restore func()
+}
+
+func tuneRuntime() (restore func()) {
 	gc, procs := -1, 0
 	stopFloor := func() {}
 	if os.Getenv("GOGC") == "" {

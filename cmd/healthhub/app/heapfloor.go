@@ -28,8 +28,7 @@ type heapFloor struct {
 
 	mu      sync.Mutex // stop against a cleanup running at the same time
 	stopped bool
-	live    []metrics.Sample
-	set     int // the GOGC adjust last set
+	sample  []metrics.Sample // live heap, stacks, globals
 }
 
 // gcSentinel is what a collection frees to tell heapFloor it happened. Its
@@ -43,7 +42,9 @@ type gcSentinel struct {
 // startHeapFloor sets GOGC for the heap as it is now and keeps setting it
 // after every collection until stop, which sets GOGC back to percent.
 func startHeapFloor(percent int, floor uint64) (stop func()) {
-	h := &heapFloor{percent: percent, floor: floor, live: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+	h := &heapFloor{percent: percent, floor: floor, sample: []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"},
+	}}
 	h.mu.Lock()
 	h.adjust()
 	h.mu.Unlock()
@@ -68,34 +69,36 @@ func (h *heapFloor) arm() {
 	}, h)
 }
 
-// adjust runs with mu held.
+// adjust runs with mu held. It sets GOGC every time, even unchanged, so
+// that it wins over anything else that set it meanwhile.
 func (h *heapFloor) adjust() {
-	metrics.Read(h.live)
-	if h.live[0].Value.Kind() != metrics.KindUint64 {
-		return
+	metrics.Read(h.sample)
+	var v [3]uint64
+	for i, s := range h.sample {
+		if s.Value.Kind() != metrics.KindUint64 {
+			return
+		}
+		v[i] = s.Value.Uint64()
 	}
-	p := gcPercentFor(h.live[0].Value.Uint64(), h.floor, h.percent)
-	if p != h.set {
-		debug.SetGCPercent(p)
-		h.set = p
-	}
+	debug.SetGCPercent(gcPercentFor(v[0], v[1]+v[2], h.floor, h.percent))
 }
 
 // gcPercentFor is the GOGC that makes a heap of live bytes grow to floor
-// before the next collection, or percent if that is more.
-func gcPercentFor(live, floor uint64, percent int) int {
+// before the next collection, or percent if that is more. The runtime's
+// goal is live + (live + roots) * GOGC/100, roots being the goroutine
+// stacks and globals it scans, and never below 4 MiB * GOGC/100.
+func gcPercentFor(live, roots, floor uint64, percent int) int {
 	if live == 0 || live >= floor {
 		return percent
 	}
-	// goal = live * (1 + p/100), rounded up so that the goal reaches floor
-	p := (floor-live)*100/live + 1
-	if p > uint64(maxFloorPercent) {
-		p = maxFloorPercent
-	}
+	// rounded up, so that the goal reaches floor
+	p := (floor-live)*100/(live+roots) + 1
+	// With a live heap under 4 MiB the runtime's own minimum, raised with
+	// GOGC, would put the goal past the floor: at most floor then.
+	p = min(p, floor*100/minHeapGoal)
 	return max(int(p), percent)
 }
 
-// maxFloorPercent bounds the GOGC a floor sets when the live heap is tiny
-// (right after start), so that the goal stays near the floor and no
-// arithmetic overflows.
-const maxFloorPercent = 100_000
+// minHeapGoal is the Go runtime's smallest heap goal at GOGC 100
+// (runtime/mgcpacer.go, defaultHeapMinimum).
+const minHeapGoal = 4 << 20
