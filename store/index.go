@@ -126,8 +126,13 @@ func (t *boltTx) SetIndex(typ, id string, entries []IndexEntry) error {
 	if !sortedUnique(entries) { // callers mostly pass them so, outside the serial commit path
 		entries = sortEntries(slices.Clone(entries))
 	}
+	var old []byte
+	if t.fresh.typ != typ || t.fresh.id != id {
+		old = rix.Get([]byte(id))
+	}
+	t.fresh.typ, t.fresh.id = "", "" // its entries are in rix from here on
 	var previous []IndexEntry
-	if old := rix.Get([]byte(id)); old != nil {
+	if old != nil {
 		if previous, err = decodeEntries(old); err != nil {
 			return err
 		}

@@ -264,6 +264,81 @@ func TestIndexReadsItsOwnWrites(t *testing.T) {
 	}
 }
 
+// TestIndexAfterFirstVersions: SetIndex after the write of a resource's
+// first version skips the rix lookup (nothing can be there yet), but only
+// once: a second SetIndex of it in the same transaction, or one after an
+// update or a delete and re-create, still replaces its entries.
+func TestIndexAfterFirstVersions(t *testing.T) {
+	s := openStore(t, store.Options{})
+	ctx := context.Background()
+	scan := func(tx store.Tx) string {
+		var got []string
+		if err := tx.ScanIndex(ctx, "Patient", "p", nil, nil, func(vk []byte, id string) bool {
+			got = append(got, strings.TrimSuffix(string(vk), "\x00")+"/"+id)
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(got, " ")
+	}
+	entry := func(k string) []store.IndexEntry { return []store.IndexEntry{{Param: "p", Key: []byte(k + "\x00")}} }
+	o := object(t, body("Patient"))
+	type step struct {
+		write     string // "create", "put", "delete" or "" (SetIndex only)
+		id, key   string
+		wantIndex string
+	}
+	for _, steps := range [][]step{
+		{ // one transaction
+			{"create", "n", "v1", "v1/n"},
+			{"", "n", "v2", "v2/n"},
+			{"put", "m", "v1", "v1/m v2/n"}, // update-as-create: a first version too
+			{"put", "n", "v3", "v1/m v3/n"},
+			{"", "n", "", "v1/m"},
+		},
+		{ // the next one, on what the first left
+			{"put", "n", "v4", "v1/m v4/n"},
+			{"delete", "m", "", "v4/n"},
+			{"put", "m", "v5", "v4/n v5/m"}, // re-created: its deleted version was there before
+			{"create", "k", "v5", "v4/n v5/k v5/m"},
+		},
+	} {
+		err := s.Update(ctx, func(tx store.Tx) error {
+			for _, st := range steps {
+				var err error
+				switch st.write {
+				case "create":
+					_, err = tx.Create("Patient", st.id, o)
+				case "put":
+					_, err = tx.Put("Patient", st.id, o)
+				case "delete":
+					_, err = tx.Delete("Patient", st.id)
+				}
+				if err != nil {
+					return err
+				}
+				var es []store.IndexEntry
+				if st.key != "" {
+					es = entry(st.key)
+				}
+				if err := tx.SetIndex("Patient", st.id, es); err != nil {
+					return err
+				}
+				if got := scan(tx); got != st.wantIndex {
+					t.Errorf("after %s %s and %q: got %q, want %q", st.write, st.id, st.key, got, st.wantIndex)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestIndexJournalChunkedFolds: random index changes, folds of one chunk
 // at a time (passes over the key space end and start), and reopens (the
 // journal replayed past its fold markers) leave the index equal to a model

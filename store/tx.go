@@ -17,6 +17,11 @@ type boltTx struct {
 	journal *journal
 	jstage  *jstage // a write transaction's journal, once it has used it
 	view    *jstate // a read transaction's journal version
+
+	// fresh is what the last write wrote as a first version, with no
+	// record of it before: it has no rix entry, so SetIndex need not look
+	// one up in the serial commit path.
+	fresh struct{ typ, id string }
 }
 
 func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
@@ -112,7 +117,13 @@ func (t *boltTx) put(typ, id string, body *fhir.Object, byUpdate bool) (*fhir.Re
 		return nil, &fhir.Error{Kind: fhir.Invalid, Issues: []fhir.Issue{{Severity: "error", Code: "structure", Diagnostics: err.Error(), Expression: []string{typ + ".meta"}}}}
 	}
 	r := &fhir.Resource{Type: typ, ID: id, VersionID: version, LastUpdated: when, JSON: js, CreatedByUpdate: byUpdate && (prev == nil || prev.Deleted)}
-	return r, t.write(r)
+	if err := t.write(r); err != nil {
+		return nil, err
+	}
+	if prev == nil {
+		t.fresh.typ, t.fresh.id = typ, id
+	}
+	return r, nil
 }
 
 func (t *boltTx) Delete(typ, id string) (*fhir.Resource, error) {
@@ -137,6 +148,7 @@ func (t *boltTx) Delete(typ, id string) (*fhir.Resource, error) {
 // write stores r as the current version, in the version history, and in
 // the system and type change logs.
 func (t *boltTx) write(r *fhir.Resource) error {
+	t.fresh.typ, t.fresh.id = "", ""
 	rec := encodeRecord(r)
 	res, err := t.sub(bucketRes, r.Type, true)
 	if err != nil {
