@@ -892,7 +892,7 @@ func benchCreate(b *testing.B, indexed bool) {
 	for i := range bodies {
 		bodies[i] = ts.observationBody(1<<30+i, patients, pat) // indexes the data set does not use
 	}
-	st, err := store.Open(b.TempDir(), store.Options{})
+	st, err := store.Open(b.TempDir(), store.Options{InitialMmapSize: app.ServeMmapSize})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -121,6 +121,15 @@ type App struct {
 	handler  http.Handler
 }
 
+// ServeMmapSize is the address space serve reserves for its database file
+// (store.Options.InitialMmapSize; not memory). bbolt remaps the file as it
+// grows past its mapping, and a remap waits for every open read
+// transaction, while every write waits for the remap: a long search, a
+// $everything or the preparation of an index fold (tens of ms) then
+// stalls all writes. With the reservation that happens only past 1 GiB,
+// once per further GiB.
+const ServeMmapSize = 1 << 30
+
 // New opens the store and builds the handler. baseURL must be final: when
 // cfg.BaseURL is empty, pass the address the listener got.
 func New(cfg Config) (*App, error) {
@@ -128,7 +137,7 @@ func New(cfg Config) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	st, err := store.Open(cfg.DataDir, store.Options{})
+	st, err := store.Open(cfg.DataDir, store.Options{InitialMmapSize: ServeMmapSize})
 	if err != nil {
 		return nil, err
 	}
