@@ -265,9 +265,10 @@ func TestIndexReadsItsOwnWrites(t *testing.T) {
 }
 
 // TestIndexAfterFirstVersions: SetIndex after the write of a resource's
-// first version skips the rix lookup (nothing can be there yet), but only
-// once: a second SetIndex of it in the same transaction, or one after an
-// update or a delete and re-create, still replaces its entries.
+// first version may skip the rix lookup (nothing can be there yet), but
+// only for that resource and once: a second SetIndex of it in the same
+// transaction, one after an update, or one of another type's resource
+// with the same id, still replaces the entries there were.
 func TestIndexAfterFirstVersions(t *testing.T) {
 	s := openStore(t, store.Options{})
 	ctx := context.Background()
@@ -302,11 +303,17 @@ func TestIndexAfterFirstVersions(t *testing.T) {
 			{"put", "m", "v5", "v4/n v5/m"}, // re-created: its deleted version was there before
 			{"create", "k", "v5", "v4/n v5/k v5/m"},
 		},
+		{ // a first version of another type with the same id as an indexed Patient
+			{"create:Observation", "n", "", "v4/n v5/k v5/m"},
+			{"", "n", "v6", "v5/k v5/m v6/n"},
+		},
 	} {
 		err := s.Update(ctx, func(tx store.Tx) error {
 			for _, st := range steps {
 				var err error
 				switch st.write {
+				case "create:Observation":
+					_, err = tx.Create("Observation", st.id, object(t, body("Observation")))
 				case "create":
 					_, err = tx.Create("Patient", st.id, o)
 				case "put":
@@ -316,6 +323,9 @@ func TestIndexAfterFirstVersions(t *testing.T) {
 				}
 				if err != nil {
 					return err
+				}
+				if st.write == "create:Observation" {
+					continue // written, not indexed: the next step indexes the Patient
 				}
 				var es []store.IndexEntry
 				if st.key != "" {

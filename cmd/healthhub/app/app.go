@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -127,8 +128,25 @@ type App struct {
 // transaction, while every write waits for the remap: a long search, a
 // $everything or the preparation of an index fold (tens of ms) then
 // stalls all writes. With the reservation that happens only past 1 GiB,
-// once per further GiB.
+// once per further GiB. Where the address space is limited (ulimit -v,
+// systemd's LimitAS=) and the reservation does not fit, serve maps the
+// file as it grows instead, and says so (openServeStore). The file starts
+// at ~16 MiB with it (bbolt grows a file in 16 MiB steps once its mapping
+// is that large; the space is allocated as it is written).
 const ServeMmapSize = 1 << 30
+
+// openServeStore opens the store in dir with ServeMmapSize reserved, or
+// without the reservation when the process may not map that much (ENOMEM:
+// an address-space limit), with a warning.
+func openServeStore(dir string, log *slog.Logger, open func(string, store.Options) (*store.Bolt, error)) (*store.Bolt, error) {
+	st, err := open(dir, store.Options{InitialMmapSize: ServeMmapSize})
+	if errors.Is(err, syscall.ENOMEM) {
+		log.Warn("no address space for the database file's 1 GiB reservation (an address-space limit such as ulimit -v?): mapping it as it grows, so long reads can stall writes while it does",
+			"err", err.Error())
+		st, err = open(dir, store.Options{})
+	}
+	return st, err
+}
 
 // New opens the store and builds the handler. baseURL must be final: when
 // cfg.BaseURL is empty, pass the address the listener got.
@@ -137,7 +155,7 @@ func New(cfg Config) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	st, err := store.Open(cfg.DataDir, store.Options{InitialMmapSize: ServeMmapSize})
+	st, err := openServeStore(cfg.DataDir, cfg.Logger, store.Open)
 	if err != nil {
 		return nil, err
 	}
