@@ -207,6 +207,23 @@ func TestIndexJournalSnapshots(t *testing.T) {
 	t.Logf("%d consistent reads", reads.Load())
 }
 
+// scanPatientP lists the entries of Patient's index "p" as value/id, value
+// keys as pEntry makes them.
+func scanPatientP(t *testing.T, tx store.Tx) string {
+	t.Helper()
+	var got []string
+	if err := tx.ScanIndex(context.Background(), "Patient", "p", nil, nil, func(vk []byte, id string) bool {
+		got = append(got, strings.TrimSuffix(string(vk), "\x00")+"/"+id)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(got, " ")
+}
+
+// pEntry is an index entry of "p" with the value v.
+func pEntry(v string) []store.IndexEntry { return []store.IndexEntry{{Param: "p", Key: []byte(v + "\x00")}} }
+
 // TestIndexReadsItsOwnWrites: a write transaction's scans see the index
 // entries it set before them, each time (a transaction Bundle resolves
 // conditional references between its writes), and none of them once it
@@ -214,17 +231,7 @@ func TestIndexJournalSnapshots(t *testing.T) {
 func TestIndexReadsItsOwnWrites(t *testing.T) {
 	s := openStore(t, store.Options{})
 	ctx := context.Background()
-	scan := func(tx store.Tx) string {
-		var got []string
-		if err := tx.ScanIndex(ctx, "Patient", "p", nil, nil, func(vk []byte, id string) bool {
-			got = append(got, strings.TrimSuffix(string(vk), "\x00")+"/"+id)
-			return true
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return strings.Join(got, " ")
-	}
-	entry := func(k string) []store.IndexEntry { return []store.IndexEntry{{Param: "p", Key: []byte(k + "\x00")}} }
+	scan := func(tx store.Tx) string { return scanPatientP(t, tx) }
 	put(t, s, "Patient", "a")
 	put(t, s, "Patient", "b")
 	errRollBack := errors.New("roll back")
@@ -240,7 +247,7 @@ func TestIndexReadsItsOwnWrites(t *testing.T) {
 		for _, st := range steps {
 			var es []store.IndexEntry
 			if st.key != "" {
-				es = entry(st.key)
+				es = pEntry(st.key)
 			}
 			if err := tx.SetIndex("Patient", st.id, es); err != nil {
 				return err
@@ -272,17 +279,7 @@ func TestIndexReadsItsOwnWrites(t *testing.T) {
 func TestIndexAfterFirstVersions(t *testing.T) {
 	s := openStore(t, store.Options{})
 	ctx := context.Background()
-	scan := func(tx store.Tx) string {
-		var got []string
-		if err := tx.ScanIndex(ctx, "Patient", "p", nil, nil, func(vk []byte, id string) bool {
-			got = append(got, strings.TrimSuffix(string(vk), "\x00")+"/"+id)
-			return true
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return strings.Join(got, " ")
-	}
-	entry := func(k string) []store.IndexEntry { return []store.IndexEntry{{Param: "p", Key: []byte(k + "\x00")}} }
+	scan := func(tx store.Tx) string { return scanPatientP(t, tx) }
 	o := object(t, body("Patient"))
 	type step struct {
 		write     string // "create", "put", "delete" or "" (SetIndex only)
@@ -329,7 +326,7 @@ func TestIndexAfterFirstVersions(t *testing.T) {
 				}
 				var es []store.IndexEntry
 				if st.key != "" {
-					es = entry(st.key)
+					es = pEntry(st.key)
 				}
 				if err := tx.SetIndex("Patient", st.id, es); err != nil {
 					return err
