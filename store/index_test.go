@@ -222,7 +222,9 @@ func scanPatientP(t *testing.T, tx store.Tx) string {
 }
 
 // pEntry is an index entry of "p" with the value v.
-func pEntry(v string) []store.IndexEntry { return []store.IndexEntry{{Param: "p", Key: []byte(v + "\x00")}} }
+func pEntry(v string) []store.IndexEntry {
+	return []store.IndexEntry{{Param: "p", Key: []byte(v + "\x00")}}
+}
 
 // TestIndexReadsItsOwnWrites: a write transaction's scans see the index
 // entries it set before them, each time (a transaction Bundle resolves
