@@ -898,6 +898,7 @@ func TestOperationalEndpoints(t *testing.T) {
 		`(?m)^healthhub_index_journal_folds_total [0-9]`,
 		`(?m)^healthhub_index_journal_folds_planned_total [0-9]`,
 		`(?m)^healthhub_index_journal_fold_seconds_total [0-9]`,
+		`(?m)^healthhub_index_journal_fold_plan_seconds_total [0-9]`,
 	} {
 		if !regexp.MustCompile(re).MatchString(text) {
 			t.Errorf("/metrics has no line matching %s", re)

@@ -455,4 +455,8 @@ func TestIndexJournalBackpressure(t *testing.T) {
 	if n != writers*each*keys {
 		t.Errorf("the index holds %d keys, want %d", n, writers*each*keys)
 	}
+	// the background folds' metrics: folds and their plans took time
+	if st := s.Stats(); st.JournalFolds == 0 || st.JournalFoldTime <= 0 || st.JournalFoldPlanTime <= 0 {
+		t.Errorf("after background folds: %d folds, fold time %v, plan time %v", st.JournalFolds, st.JournalFoldTime, st.JournalFoldPlanTime)
+	}
 }

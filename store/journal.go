@@ -416,6 +416,7 @@ type journal struct {
 	folds      atomic.Uint64 // committed
 	planned    atomic.Uint64 // of folds, those that applied a plan (prepareFold)
 	foldTime   atomic.Int64  // nanoseconds the background folds took
+	planTime   atomic.Int64  // nanoseconds preparing their plans took
 }
 
 type jview struct {

@@ -90,6 +90,10 @@ type Stats struct {
 	// commit included: writes that arrive during one wait for it. The
 	// preparation of a planned fold, outside it, is not counted.
 	JournalFoldTime time.Duration
+	// JournalFoldPlanTime is the time the folds' plans took to prepare,
+	// from a read snapshot while writes carried on: the fold work that no
+	// write waits for.
+	JournalFoldPlanTime time.Duration
 }
 
 // Options for Open.
@@ -338,8 +342,10 @@ func (s *Bolt) startFold() {
 			// starts folding again.
 			// The plan is computed while writes carry on; should that
 			// fail, the write transaction folds the chunk itself.
-			plan, _ := s.prepareFold(s.foldChunk)
 			start := time.Now()
+			plan, _ := s.prepareFold(s.foldChunk)
+			s.journal.planTime.Add(int64(time.Since(start)))
+			start = time.Now()
 			err := s.group.update(func(t *boltTx) error { _, err := t.fold(s.foldChunk, plan); return err })
 			s.journal.foldTime.Add(int64(time.Since(start)))
 			if err != nil || s.journal.size() < s.journal.max {
@@ -374,7 +380,7 @@ func (s *Bolt) FoldIndexJournal(ctx context.Context) error {
 func (s *Bolt) Stats() Stats {
 	st := Stats{ReadTxs: s.readTxs.Load(), WriteTxs: s.writeTxs.Load(), FailedWrites: s.failedWrites.Load(),
 		Commits: s.commits.Load(), JournalKeys: s.journal.size(), JournalFolds: s.journal.folds.Load(), JournalFoldsPlanned: s.journal.planned.Load(),
-		JournalFoldTime: time.Duration(s.journal.foldTime.Load())}
+		JournalFoldTime: time.Duration(s.journal.foldTime.Load()), JournalFoldPlanTime: time.Duration(s.journal.planTime.Load())}
 	dbStats := s.db.Stats()
 	st.PageWrites = uint64(dbStats.TxStats.GetWrite())
 	_ = s.db.View(func(tx *bolt.Tx) error { st.SizeBytes = tx.Size(); return nil })

@@ -306,16 +306,17 @@ func (a *App) storeCollector() prometheus.Collector {
 		folds:   prometheus.NewDesc("healthhub_index_journal_folds_total", "Folds of the index journal into the index B+trees.", nil, nil),
 		planned: prometheus.NewDesc("healthhub_index_journal_folds_planned_total", "Folds of the index journal whose writes were computed before their write transaction.", nil, nil),
 		foldSec: prometheus.NewDesc("healthhub_index_journal_fold_seconds_total", "Time the folds of the index journal took; writes arriving meanwhile wait.", nil, nil),
+		planSec: prometheus.NewDesc("healthhub_index_journal_fold_plan_seconds_total", "Time preparing the folds' writes took, from a snapshot while writes carried on.", nil, nil),
 	}
 }
 
 type storeMetrics struct {
-	st                                                                *store.Bolt
-	size, txs, failed, commits, pages, jkeys, folds, planned, foldSec *prometheus.Desc
+	st                                                                         *store.Bolt
+	size, txs, failed, commits, pages, jkeys, folds, planned, foldSec, planSec *prometheus.Desc
 }
 
 func (m *storeMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.size, m.txs, m.failed, m.commits, m.pages, m.jkeys, m.folds, m.planned, m.foldSec} {
+	for _, d := range []*prometheus.Desc{m.size, m.txs, m.failed, m.commits, m.pages, m.jkeys, m.folds, m.planned, m.foldSec, m.planSec} {
 		ch <- d
 	}
 }
@@ -332,6 +333,7 @@ func (m *storeMetrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.folds, prometheus.CounterValue, float64(s.JournalFolds))
 	ch <- prometheus.MustNewConstMetric(m.planned, prometheus.CounterValue, float64(s.JournalFoldsPlanned))
 	ch <- prometheus.MustNewConstMetric(m.foldSec, prometheus.CounterValue, s.JournalFoldTime.Seconds())
+	ch <- prometheus.MustNewConstMetric(m.planSec, prometheus.CounterValue, s.JournalFoldPlanTime.Seconds())
 }
 
 // Handler is the whole HTTP API.
