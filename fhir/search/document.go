@@ -59,13 +59,14 @@ func parseDocument(b []byte, want func(string) bool) (_ *Document, err error) {
 	d := decoder{s: string(b), want: want}
 	// The stack is scratch: reuse one. Finished containers move to the
 	// slab and clear their part of it, so after a document read whole it
-	// refers to nothing; after an error it may, and is dropped. An
-	// outsized document's stack is not worth keeping either.
+	// refers to nothing; after an error or a panic (in want) it may, and is
+	// dropped. An outsized document's stack is not worth keeping either.
 	if st, ok := stackPool.Get().(*[]node); ok {
 		d.stack = (*st)[:0]
 	}
+	readWhole := false
 	defer func() {
-		if err == nil && cap(d.stack) <= 1024 {
+		if readWhole && cap(d.stack) <= 1024 {
 			st := d.stack[:0]
 			stackPool.Put(&st)
 		}
@@ -78,6 +79,7 @@ func parseDocument(b []byte, want func(string) bool) (_ *Document, err error) {
 	if err != nil {
 		return nil, err
 	}
+	readWhole = true
 	doc := &Document{root: root}
 	d.skipSpace()
 	if d.pos != len(d.s) {
