@@ -360,6 +360,13 @@ var upgradeChunk = 500_000
 // leaves the mark, and the next Open goes on from where it stopped. The
 // mark goes when no bucket is left.
 func upgradeIndexBlocks(db *bolt.DB) error {
+	pending := false
+	if err := db.View(func(tx *bolt.Tx) error {
+		pending = tx.Bucket(bucketMeta).Get(keyIndexBlocksPending) != nil
+		return nil
+	}); err != nil || !pending {
+		return err // nothing to upgrade: no write transaction (TestReopenWritesNothing)
+	}
 	for {
 		done := false
 		err := db.Update(func(tx *bolt.Tx) error {

@@ -178,7 +178,14 @@ func Open(dir string, opt Options) (*Bolt, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if err := db.Update(s.initSchema); err != nil {
+	// Most opens find the layout in place: checked in a read transaction,
+	// so that opening a file writes nothing to it (a write transaction
+	// commits, and syncs, even when it changed nothing).
+	err = db.View(s.initSchema)
+	if errors.Is(err, errSchemaNeedsWrite) {
+		err = db.Update(s.initSchema)
+	}
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -215,18 +222,38 @@ func Open(dir string, opt Options) (*Bolt, error) {
 	return s, nil
 }
 
+// errSchemaNeedsWrite: in a read transaction, initSchema found a bucket
+// missing or an older layout version, for a write transaction to create or
+// upgrade.
+var errSchemaNeedsWrite = errors.New("store: the layout needs a write")
+
+// initSchema creates the top-level buckets and checks, records or upgrades
+// the layout version; in a read transaction it only checks, and reports
+// errSchemaNeedsWrite for anything it would write.
 func (s *Bolt) initSchema(tx *bolt.Tx) error {
 	for _, name := range [][]byte{bucketMeta, bucketRes, bucketVer, bucketLog, bucketTLog, bucketIdx, bucketRix, bucketIxj} {
-		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+		if tx.Bucket(name) != nil {
+			continue
+		}
+		if !tx.Writable() {
+			return errSchemaNeedsWrite
+		}
+		if _, err := tx.CreateBucket(name); err != nil {
 			return fmt.Errorf("store: create bucket %s: %w", name, err)
 		}
 	}
 	meta := tx.Bucket(bucketMeta)
 	v := meta.Get(keySchema)
 	if v == nil {
+		if !tx.Writable() {
+			return errSchemaNeedsWrite
+		}
 		return meta.Put(keySchema, u64(schemaVersion))
 	}
 	if len(v) == 8 && beUint64(v) >= 1 && beUint64(v) <= 3 {
+		if !tx.Writable() {
+			return errSchemaNeedsWrite
+		}
 		// Version 2 added the index journal (ixj, created above), version 3
 		// its "indexed" records (journalRecord), version 4 index blocks
 		// (idxblock.go); older binaries would not read them. What the

@@ -424,6 +424,47 @@ func TestReopenKeepsData(t *testing.T) {
 	}
 }
 
+// TestReopenWritesNothing: opening a file whose layout is in place commits
+// no transaction, so opening a store to read it (or a server that starts
+// and stops at once) leaves the file as it was.
+func TestReopenWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, s, "Patient", "a")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lastTx := func() int {
+		db, err := bolt.Open(filepath.Join(dir, store.FileName), 0o600, &bolt.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		tx, err := db.Begin(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		return tx.ID()
+	}
+	before := lastTx()
+	for range 2 {
+		s, err := store.Open(dir, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := lastTx(); after != before {
+		t.Errorf("opening and closing the store twice committed %d transactions", after-before)
+	}
+}
+
 // historyFixture writes, one second apart from t0:
 //
 //	seq 1 Patient/a v1       t0
