@@ -13,14 +13,16 @@ import (
 	"healthhub/store"
 )
 
-// Keyset paging. A search whose only condition is one exact range of one
-// index (Observation?code=sys|c, the broad searches that match a large part
-// of a type, as well as Patient?identifier=sys|v) is paged by position in
-// that range, not by a frozen list of every match: a page costs its own
+// Keyset paging. A search whose only condition is one value of one index
+// (Observation?code=sys|c, the broad searches that match a large part of a
+// type, as well as Patient?identifier=sys|v) is paged by position in that
+// value's range, not by a frozen list of every match: a page costs its own
 // entries, however many matches there are, and its cursor names the last
 // entry it returned. The index holds each (value, id) once, in value then id
-// order, so following next visits every resource that matches from the
-// first page to the last exactly once: a resource updated meanwhile keeps
+// order, and one value's range holds a resource once (a wider range, such
+// as a code system or a date range, holds it once per value within it, so
+// those searches take the snapshot path), so following next visits every
+// resource that matches from the first page to the last exactly once: a resource updated meanwhile keeps
 // its place unless its matching value changed, and one created meanwhile
 // shows up when it sorts after the cursor. The total is reported when the
 // first page holds every match; counting more would cost what keyset
@@ -46,7 +48,7 @@ func (s *Service) keysetScan(tx store.Tx, p auth.Principal, q *search.Query) (se
 		return search.Scan{}, false, nil
 	}
 	scans, exact, all := c.Scans()
-	if all || !exact || len(scans) != 1 {
+	if all || !exact || len(scans) != 1 || !scans[0].Point {
 		return search.Scan{}, false, nil
 	}
 	return scans[0], true, nil

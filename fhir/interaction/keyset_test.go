@@ -118,3 +118,55 @@ func checkGone(t *testing.T, s *interaction.Service, q url.Values, cursor string
 		t.Errorf("cursor %q on %v: %v, want Gone", cursor, q, fmt.Sprint(err))
 	}
 }
+
+// TestKeysetServesAResourceOnce: a resource with several values inside one
+// range (a string prefix, a code system) is one match, served once and
+// counted once, however the pages fall.
+func TestKeysetServesAResourceOnce(t *testing.T) {
+	s := newService(t)
+	p := auth.Local()
+	for _, tt := range []struct {
+		typ, body string
+		q         url.Values
+	}{
+		{"Patient", `{"resourceType":"Patient","name":[{"family":"Johnson","given":["John"]}]}`, url.Values{"name": {"john"}}},
+		{"Observation", `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"},{"system":"http://loinc.org","code":"8889-8"}]}}`,
+			url.Values{"code": {"http://loinc.org|"}}},
+	} {
+		r, err := s.Create(ctx, p, tt.typ, []byte(tt.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, count := range []string{"", "1"} {
+			q := url.Values{}
+			for k, v := range tt.q {
+				q[k] = v
+			}
+			if count != "" {
+				q.Set("_count", count)
+			}
+			served, total := 0, -1
+			for cursor, first := "", true; first || cursor != ""; first = false {
+				if cursor != "" {
+					q.Set("_cursor", cursor)
+				}
+				page, err := s.Search(ctx, p, tt.typ, q, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if first {
+					total = page.Total
+				}
+				for _, m := range page.Matches {
+					if m.ID == r.ID {
+						served++
+					}
+				}
+				cursor = page.NextCursor
+			}
+			if served != 1 || (total != 1 && total != -1) {
+				t.Errorf("%s?%s: the one match was served %d times, total %d", tt.typ, tt.q.Encode()+"&_count="+count, served, total)
+			}
+		}
+	}
+}

@@ -153,6 +153,10 @@ import (
 type Scan struct {
 	Param    string
 	From, To []byte // From <= value key < To; To nil: no upper bound
+	// Point: the range holds one value key, so it lists a resource at
+	// most once (a resource's keys are distinct); a wider range lists a
+	// resource once for each of its values within it.
+	Point bool
 }
 
 // nowFunc is the clock ap on dates measures its gap from; tests replace it.
@@ -207,7 +211,7 @@ func (c *Condition) Scans() (scans []Scan, exact, all bool) {
 		}
 		exact = exact && op.exact
 		for _, s := range op.spans {
-			scans = append(scans, Scan{Param: code, From: s.from, To: s.to})
+			scans = append(scans, Scan{Param: code, From: s.from, To: s.to, Point: s.key != nil})
 		}
 	}
 	return mergeScans(scans), exact, false
@@ -851,6 +855,8 @@ func mergeScans(scans []Scan) []Scan {
 	for _, s := range scans[1:] {
 		cur := &out[len(out)-1]
 		if s.Param == cur.Param && (cur.To == nil || bytes.Compare(s.From, cur.To) <= 0) {
+			same := bytes.Equal(s.From, cur.From) && bytes.Equal(s.To, cur.To)
+			cur.Point = cur.Point && s.Point && same
 			if cur.To != nil && (s.To == nil || bytes.Compare(s.To, cur.To) > 0) {
 				cur.To = s.To
 			}

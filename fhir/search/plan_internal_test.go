@@ -2,6 +2,7 @@ package search
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 )
 
@@ -51,6 +52,34 @@ func TestMergeScans(t *testing.T) {
 	for i := range want {
 		if got[i].Param != want[i].Param || !bytes.Equal(got[i].From, want[i].From) || !bytes.Equal(got[i].To, want[i].To) || (got[i].To == nil) != (want[i].To == nil) {
 			t.Errorf("scan %d: %s [%q, %q), want %s [%q, %q)", i, got[i].Param, got[i].From, got[i].To, want[i].Param, want[i].From, want[i].To)
+		}
+	}
+}
+
+// TestMergeScansPoint: a scan stays a point (one value key) only when what
+// merges into it is the same point.
+func TestMergeScansPoint(t *testing.T) {
+	point := func(k string) Scan {
+		return Scan{Param: "code", From: []byte(k), To: prefixEnd([]byte(k)), Point: true}
+	}
+	for _, tt := range []struct {
+		name  string
+		scans []Scan
+		want  []bool
+	}{
+		{"one", []Scan{point("ca")}, []bool{true}},
+		{"the same value twice", []Scan{point("ca"), point("ca")}, []bool{true}},
+		{"two values apart", []Scan{point("ca"), point("cc")}, []bool{true, true}},
+		{"a value inside a range", []Scan{{Param: "code", From: []byte("c"), To: []byte("d")}, point("ca")}, []bool{false}},
+		{"adjacent values", []Scan{point("ca"), {Param: "code", From: prefixEnd([]byte("ca")), To: []byte("cz"), Point: true}}, []bool{false}},
+	} {
+		got := mergeScans(tt.scans)
+		var points []bool
+		for _, s := range got {
+			points = append(points, s.Point)
+		}
+		if !slices.Equal(points, tt.want) {
+			t.Errorf("%s: points %v, want %v", tt.name, points, tt.want)
 		}
 	}
 }
