@@ -125,6 +125,12 @@ func (s *Server) verify(tok string) (*accessClaims, error) {
 		if k == nil {
 			return nil, errors.New("unknown kid")
 		}
+		if !k.retireAt.IsZero() && !now.Before(k.retireAt) {
+			// Gone from the ring at the next start (loadKeys); until then
+			// it must not verify either: a key is rotated out because it
+			// may have leaked, and its holder can sign a fresh token.
+			return nil, errors.New("retired key")
+		}
 		return &k.priv.PublicKey, nil
 	})
 	if err != nil {

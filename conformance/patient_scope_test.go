@@ -226,3 +226,57 @@ func othersRecord(path string) bool {
 	}
 	return false
 }
+
+
+// TestConfinedVReadFollowsInstanceHistory: for a token confined to a
+// patient's compartment, "read, vread and instance history of anything
+// else: 404" (README), and instance history lets the resource as it is now
+// decide whether it is known at all. An Observation refiled from pat-a to
+// pat-b (v1 subject pat-a, v2 subject pat-b) is pat-b's now: its instance
+// history is 404 to pat-a's token, and so must be a vread of its versions.
+func TestConfinedVReadFollowsInstanceHistory(t *testing.T) {
+	clients, _ := json.Marshal([]map[string]any{
+		{"client_id": "portal", "jwks": json.RawMessage(mustKeySet(t)), "scope": "patient/*.rs"},
+		{"client_id": harnessClient, "jwks": json.RawMessage(mustKeySet(t)), "scope": harnessScope},
+	})
+	file := filepath.Join(t.TempDir(), "clients.json")
+	if err := os.WriteFile(file, clients, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, app.Config{ClientsFile: file})
+	put := func(path, body string) {
+		t.Helper()
+		if r := do(t, http.MethodPut, s.base+"/"+path, []byte(body)); r.status != http.StatusCreated && r.status != http.StatusOK {
+			t.Fatalf("seed %s: %d %s", path, r.status, r.body)
+		}
+	}
+	obs := func(subject string) string {
+		return `{"resourceType":"Observation","id":"refiled","status":"final","code":{"text":"HIV-1 positive"},"subject":{"reference":"` + subject + `"}}`
+	}
+	put("Patient/pat-a", `{"resourceType":"Patient","id":"pat-a"}`)
+	put("Patient/pat-b", `{"resourceType":"Patient","id":"pat-b"}`)
+	put("Observation/refiled", obs("Patient/pat-a")) // v1: misfiled
+	put("Observation/refiled", obs("Patient/pat-b")) // v2: corrected
+
+	r := patientToken(t, s, "patient/*.rs", "pat-a")
+	if r.status != http.StatusOK {
+		t.Fatalf("patient token: %d %s", r.status, r.body)
+	}
+	bearer := "Bearer " + r.json(t)["access_token"].(string)
+	get := func(path string) *response {
+		return do(t, http.MethodGet, s.base+"/"+path, nil, "Authorization", bearer)
+	}
+	if r := get("Observation/refiled"); r.status != http.StatusNotFound {
+		t.Fatalf("read: %d, want 404", r.status)
+	}
+	if r := get("Observation/refiled/_history"); r.status != http.StatusNotFound {
+		t.Fatalf("instance history: %d, want 404", r.status)
+	}
+	if r := get("Observation/refiled/_history/1"); r.status != http.StatusNotFound {
+		t.Errorf("vread of version 1 of a resource now outside the compartment: %d %s, want 404 as read and instance history answer", r.status, r.body)
+	}
+	batch := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Observation/refiled/_history/1"}}]}`
+	if r := do(t, http.MethodPost, s.base, []byte(batch), "Authorization", bearer); r.status != http.StatusOK || !strings.Contains(string(r.body), `"status":"404`) {
+		t.Errorf("batch vread of version 1 of a resource now outside the compartment: %d %s, want an entry of 404", r.status, r.body)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 
 	"healthhub/auth"
@@ -138,6 +139,22 @@ func (s *Service) hideOutside(tx store.Tx, p auth.Principal, r *fhir.Resource) e
 	return err
 }
 
+// hideUnknown answers ErrNotFound, as for an unknown id, when p is confined
+// for typ and Type/id as it is now (its last content, when deleted) is
+// outside p's compartment: for instance history and vread, what a resource
+// is now decides whether it is known at all, whatever an older version
+// held. Then each version shown is checked on its own (hideOutside).
+func (s *Service) hideUnknown(tx store.Tx, p auth.Principal, typ, id string) error {
+	if !p.Confined(typ) {
+		return nil
+	}
+	cur, err := tx.Current(typ, id)
+	if err != nil {
+		return err
+	}
+	return s.hideOutside(tx, p, cur)
+}
+
 // mayWrite refuses a write by a principal confined for typ unless both
 // what is there now (its last content, when deleted) and what is written
 // (obj; nil for a delete) are in the compartment: a confined principal
@@ -202,15 +219,16 @@ func (s *Service) ownPatient(ctx context.Context, p auth.Principal, id string) e
 	})
 }
 
-// snapshotScope is the scope of the paging snapshots of a search (base):
-// the pages of a snapshot are not filtered again, so one taken for a
-// confined principal serves only principals confined alike, and one taken
-// for another principal never serves a confined one.
+// snapshotScope is the scope of the paging snapshots of a search (base).
+// The pages of a snapshot are not filtered again, and what it holds was
+// filtered for the principal that took it: its scopes (for $everything,
+// the types it may see), its patient compartment, and the types its
+// chains and _has went through. So a cursor serves that principal alone,
+// as the same client renews its token, and never another client that
+// came by the link.
 func snapshotScope(p auth.Principal, base string) string {
-	if !p.ConfinedAny() {
-		return base
-	}
-	return base + "\x00" + p.Patient + "\x00" + strings.Join(p.Scopes, " ")
+	return strings.Join([]string{base, p.Client, p.Organization, p.Patient, p.PurposeOfUse, p.User,
+		strings.Join(p.Scopes, " "), strconv.FormatBool(p.BreakGlass), strconv.FormatBool(p.Unrestricted)}, "\x00")
 }
 
 // refuseConfinedHistory refuses type and system history to a principal

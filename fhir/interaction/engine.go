@@ -276,7 +276,9 @@ func (s *Service) get(ctx context.Context, p auth.Principal, tx store.Tx, o *op,
 		if perr != nil || v == 0 {
 			return fhir.Errorf(fhir.NotFound, "not-found", "%s/%s has no version %q", o.typ, o.id, o.version)
 		}
-		cur, err = tx.Version(o.typ, o.id, v)
+		if err = s.hideUnknown(tx, p, o.typ, o.id); err == nil {
+			cur, err = tx.Version(o.typ, o.id, v)
+		}
 	} else {
 		cur, err = tx.Current(o.typ, o.id)
 	}

@@ -75,7 +75,7 @@ func (s *Service) Everything(ctx context.Context, p auth.Principal, req Everythi
 		q.SelfParams.Set("_count", strconv.Itoa(count))
 	}
 	page := &SearchPage{Query: q}
-	scope := snapshotScope(p, "Patient/"+req.ID+"/$everything") // a cursor serves this patient only
+	scope := snapshotScope(p, "Patient/"+req.ID+"/$everything") // a cursor serves this patient, for this principal
 	var keys []string
 	if req.Cursor != "" {
 		snap, offset, ok := s.pages.get(req.Cursor, scope)

@@ -53,15 +53,9 @@ func (s *Service) History(ctx context.Context, p auth.Principal, req HistoryRequ
 	}
 	var page *store.HistoryPage
 	err := s.store.View(ctx, func(tx store.Tx) (err error) {
-		if req.ID != "" && p.Confined(req.Type) {
-			// The resource as it is now decides whether it is known at all
-			// (404 like an unknown id); then only its versions in the
-			// compartment are shown.
-			cur, err := tx.Current(req.Type, req.ID)
-			if err != nil {
-				return err
-			}
-			if err := s.hideOutside(tx, p, cur); err != nil {
+		if req.ID != "" {
+			// Then only its versions in the compartment are shown.
+			if err := s.hideUnknown(tx, p, req.Type, req.ID); err != nil {
 				return err
 			}
 		}

@@ -208,6 +208,9 @@ func (s *Service) matchAll(ctx context.Context, p auth.Principal, tx store.Tx, q
 // matchIDs answers the conditions of q: the ids of every visible current
 // match, in result order.
 func (s *Service) matchIDs(ctx context.Context, p auth.Principal, tx store.Tx, q *search.Query) ([]string, error) {
+	if err := linksAllowed(p, q); err != nil {
+		return nil, err
+	}
 	typ := q.Type
 	conds := make([]*search.Condition, 0, len(q.Conditions))
 	for i := range q.Conditions {
@@ -263,14 +266,14 @@ func (s *Service) matchIDs(ctx context.Context, p auth.Principal, tx store.Tx, q
 	}
 	post = append(post, broad...)
 	for _, ch := range q.Chains {
-		ids, err := s.chainIDs(ctx, tx, typ, ch)
+		ids, err := s.chainIDs(ctx, p, tx, typ, ch)
 		if err != nil {
 			return nil, err
 		}
 		sets = append(sets, ids)
 	}
 	for _, h := range q.Has {
-		ids, err := s.hasIDs(ctx, tx, typ, h)
+		ids, err := s.hasIDs(ctx, p, tx, typ, h)
 		if err != nil {
 			return nil, err
 		}
@@ -498,10 +501,11 @@ func prefixEnd(p []byte) []byte {
 
 // chainIDs answers param:Target.chained=value by finding the targets that
 // match, then the resources of typ that refer to them, step by step from
-// the end of the chain.
-func (s *Service) chainIDs(ctx context.Context, tx store.Tx, typ string, ch search.Chain) ([]string, error) {
+// the end of the chain. Only targets p may see count (a target p may not
+// see is as if it were not there).
+func (s *Service) chainIDs(ctx context.Context, p auth.Principal, tx store.Tx, typ string, ch search.Chain) ([]string, error) {
 	last := ch.Steps[len(ch.Steps)-1]
-	targets, err := s.conditionIDs(ctx, tx, last.Type, &ch.Condition)
+	targets, err := s.conditionIDs(ctx, p, tx, last.Type, &ch.Condition)
 	if err != nil {
 		return nil, err
 	}
@@ -518,13 +522,14 @@ func (s *Service) chainIDs(ctx context.Context, tx store.Tx, typ string, ch sear
 }
 
 // hasIDs answers _has:Type:param:chained=value: the resources of typ that
-// resources of Type (matching the condition) point at with param.
-func (s *Service) hasIDs(ctx context.Context, tx store.Tx, typ string, h search.Chain) ([]string, error) {
+// resources of Type (matching the condition) point at with param; only
+// referrers p may see count.
+func (s *Service) hasIDs(ctx context.Context, p auth.Principal, tx store.Tx, typ string, h search.Chain) ([]string, error) {
 	if len(h.Steps) != 1 || !h.Steps[0].Reverse {
 		return nil, fhir.Errorf(fhir.Invalid, "not-supported", "nested _has is not supported")
 	}
 	st := h.Steps[0]
-	referrers, err := s.conditionIDs(ctx, tx, st.Type, &h.Condition)
+	referrers, err := s.conditionIDs(ctx, p, tx, st.Type, &h.Condition)
 	if err != nil {
 		return nil, err
 	}
@@ -552,15 +557,34 @@ func (s *Service) hasIDs(ctx context.Context, tx store.Tx, typ string, h search.
 	return ids, nil
 }
 
-// conditionIDs returns the sorted ids of typ matching one condition.
-func (s *Service) conditionIDs(ctx context.Context, tx store.Tx, typ string, c *search.Condition) ([]string, error) {
+// conditionIDs returns the sorted ids of typ matching one condition, of
+// the resources p may see.
+func (s *Service) conditionIDs(ctx context.Context, p auth.Principal, tx store.Tx, typ string, c *search.Condition) ([]string, error) {
 	sub := &search.Query{Type: typ, Conditions: []search.Condition{*c}}
-	ids, err := s.matchIDs(ctx, auth.Local(), tx, sub) // visibility applies to what is returned, not to what links
+	ids, err := s.matchIDs(ctx, p, tx, sub)
 	if err != nil {
 		return nil, err
 	}
 	slices.Sort(ids)
 	return ids, nil
+}
+
+// linksAllowed: a chained parameter or _has searches each type it goes
+// through, so it needs the search scope on each, as a search of that type
+// would (FHIR security.html: chained searches observe the restrictions on
+// the user). Otherwise which resources come back would tell a client about
+// resources of a type it may not search.
+func linksAllowed(p auth.Principal, q *search.Query) error {
+	for _, chains := range [][]search.Chain{q.Chains, q.Has} {
+		for _, ch := range chains {
+			for _, st := range ch.Steps {
+				if !p.Allows(st.Type, auth.PermSearch) {
+					return fhir.Errorf(fhir.Forbidden, "forbidden", "%s searches %s: it needs scope %s", ch.Key(), st.Type, auth.Needed(st.Type, auth.PermSearch))
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // maxIncludes bounds what one page may pull in with _include/_revinclude.

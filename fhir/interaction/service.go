@@ -125,6 +125,9 @@ func (s *Service) VRead(ctx context.Context, p auth.Principal, typ, id, version 
 	}
 	var r *fhir.Resource
 	err = s.store.View(ctx, func(tx store.Tx) (err error) {
+		if err := s.hideUnknown(tx, p, typ, id); err != nil {
+			return err
+		}
 		if r, err = tx.Version(typ, id, v); err != nil {
 			return err
 		}

@@ -1,0 +1,71 @@
+package auth
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"healthhub/store"
+)
+
+// TestRetiredKeyStopsVerifyingWhileRunning: README says a rotated-out key
+// "keeps verifying for an hour (the longest token lifetime) and then goes".
+// A server started within that hour must stop accepting tokens signed by
+// the retiring key once its retire time has passed, not only after its next
+// restart: the key may have been rotated because it leaked.
+func TestRetiredKeyStopsVerifyingWhileRunning(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	t0 := time.Now()
+	now := t0
+	cfg := Config{BaseURL: "http://hh.test/fhir", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now }}
+	s, err := New(context.Background(), st, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKid := s.keys.signer.kid
+	if _, err := RotateKeys(context.Background(), st, t0); err != nil {
+		t.Fatal(err)
+	}
+	// Restart within the retiring hour.
+	if s, err = New(context.Background(), st, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.clients.Put(context.Background(), Client{ID: "c", JWKSURI: "https://c.example/jwks", Scope: "system/*.rs"}); err != nil {
+		t.Fatal(err)
+	}
+	old := s.keys.byKID[oldKid]
+	if old == nil || old.retireAt.IsZero() {
+		t.Fatalf("the old key is not loaded as retiring")
+	}
+
+	// Two hours later, the server still running: a token freshly signed with
+	// the old key (as whoever holds it can do).
+	now = t0.Add(2 * time.Hour)
+	claims := accessClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: s.base, Subject: "c", Audience: jwt.ClaimStrings{s.base},
+			ExpiresAt: jwt.NewNumericDate(now.Add(5 * time.Minute)), IssuedAt: jwt.NewNumericDate(now), ID: "x",
+		},
+		ClientID: "c", Scope: "system/*.rs",
+	}
+	tk := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
+	tk.Header["kid"] = oldKid
+	tok, err := tk.SignedString(old.priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", "/fhir/Patient", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if p, err := s.Authenticate(req); err == nil {
+		t.Errorf("a token signed at %s by the key retired at %s is accepted (client %s, scopes %v)", now.Format(time.RFC3339), old.retireAt.Format(time.RFC3339), p.Client, p.Scopes)
+	}
+}
