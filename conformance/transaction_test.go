@@ -655,3 +655,45 @@ func TestPatchSetsAConditionalReference(t *testing.T) {
 		t.Errorf("a conditional reference in meta was not rewritten:\n%s", got)
 	}
 }
+
+
+// TestBatchRequestIsReadAsFHIRJSON: a batch Bundle is FHIR JSON, whose
+// member names are case-sensitive and unique. An entry whose
+// request.method is GET must never run as a DELETE because the same
+// object also carries "Method":"DELETE" (or a second "method"), and a
+// Bundle whose type is "transaction" must never be run entry by entry as
+// a batch because it also carries "TYPE":"batch". The server must refuse
+// such a Bundle (400), as it refuses the same Bundle sent as a transaction.
+func TestBatchRequestIsReadAsFHIRJSON(t *testing.T) {
+	s := startServer(t, app.Config{})
+	cases := []struct{ name, request string }{
+		{"Method beside method", `{"method":"GET","url":"Patient/%s","Method":"DELETE"}`},
+		{"method twice", `{"method":"GET","url":"Patient/%s","method":"DELETE"}`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			id, _ := create(t, s, "Patient", []byte(`{"resourceType":"Patient","active":true}`))
+			body := `{"resourceType":"Bundle","type":"batch","entry":[{"request":` + strings.Replace(c.request, "%s", id, 1) + `}]}`
+			r := do(t, "POST", s.base, []byte(body))
+			if got := do(t, "GET", s.base+"/Patient/"+id, nil); got.status != http.StatusOK {
+				t.Errorf("a batch entry whose request.method is GET deleted Patient/%s: batch answered %d %s; read now %d", id, r.status, r.body, got.status)
+			}
+			if r.status != http.StatusBadRequest {
+				t.Errorf("batch with %s: status %d, want 400: %s", c.name, r.status, r.body)
+			}
+		})
+	}
+	t.Run("TYPE beside type", func(t *testing.T) {
+		before := len(idsOf(t, s, "Patient"))
+		body := `{"resourceType":"Bundle","type":"transaction","TYPE":"batch","entry":[
+			{"request":{"method":"POST","url":"Patient"},"resource":{"resourceType":"Patient"}},
+			{"request":{"method":"GET","url":"Patient/does-not-exist"}}]}`
+		r := do(t, "POST", s.base, []byte(body))
+		if after := len(idsOf(t, s, "Patient")); after != before {
+			t.Errorf("a Bundle of type transaction half-wrote: %d Patients, were %d (answered %d %s)", after, before, r.status, r.body)
+		}
+		if r.status != http.StatusBadRequest {
+			t.Errorf("status %d, want 400: %s", r.status, r.body)
+		}
+	})
+}

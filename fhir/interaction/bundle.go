@@ -23,21 +23,131 @@ type BundleOptions struct {
 	MultipleDeletes bool // a conditional delete may delete several matches
 }
 
+// bundleJSON is what Bundle processing reads of a Bundle (decodeBundle).
 type bundleJSON struct {
-	ResourceType string        `json:"resourceType"`
-	Type         string        `json:"type"`
-	Entry        []bundleEntry `json:"entry"`
+	ResourceType string
+	Type         string
+	Entry        []bundleEntry
 }
 
 type bundleEntry struct {
-	FullURL  string          `json:"fullUrl"`
-	Resource json.RawMessage `json:"resource"`
-	Request  *struct {
-		Method      string `json:"method"`
-		URL         string `json:"url"`
-		IfMatch     string `json:"ifMatch"`
-		IfNoneExist string `json:"ifNoneExist"`
-	} `json:"request"`
+	FullURL  string
+	Resource json.RawMessage
+	Request  *bundleRequest
+}
+
+type bundleRequest struct {
+	Method, URL, IfMatch, IfNoneExist string
+}
+
+// The elements of Bundle, Bundle.entry and Bundle.entry.request in R4, by
+// their JSON names (a primitive's extensions ride on "_" and its name).
+var (
+	bundleElements  = elementNames("resourceType id meta implicitRules language identifier type timestamp total link entry signature")
+	entryElements   = elementNames("id extension modifierExtension link fullUrl resource search request response")
+	requestElements = elementNames("id extension modifierExtension method url ifNoneMatch ifModifiedSince ifMatch ifNoneExist")
+)
+
+func elementNames(names string) map[string]bool {
+	set := map[string]bool{}
+	for _, n := range strings.Fields(names) {
+		set[n], set["_"+n] = true, true
+	}
+	return set
+}
+
+// decodeBundle reads the Bundle's skeleton as FHIR JSON is read: member
+// names are case-sensitive, a name may not repeat, and an element R4 does
+// not define is an error. encoding/json matches names in any case and lets
+// the last of a repeated name win, so a batch entry of request.method "GET"
+// with a "Method": "DELETE" beside it ran as a delete, and a transaction
+// with a "TYPE": "batch" ran as a batch. A transaction's Bundle is then
+// validated whole; a batch's entries each on their own.
+func decodeBundle(body []byte) (bundleJSON, error) {
+	var b bundleJSON
+	o, err := fhir.ParseObject(body)
+	if err != nil {
+		return b, fhir.Errorf(fhir.Invalid, "structure", "the body is not a Bundle: %v", err)
+	}
+	if err := onlyElements(o, bundleElements, "Bundle"); err != nil {
+		return b, err
+	}
+	if b.ResourceType, err = stringMember(o, "resourceType", "resourceType"); err != nil {
+		return b, err
+	}
+	if b.Type, err = stringMember(o, "type", "Bundle.type"); err != nil {
+		return b, err
+	}
+	raw, ok := o.Get("entry")
+	if !ok {
+		return b, nil
+	}
+	var entries []json.RawMessage
+	if err := json.Unmarshal(raw, &entries); err != nil {
+		return b, fhir.Errorf(fhir.Invalid, "structure", "Bundle.entry is not an array of entries").At("Bundle.entry")
+	}
+	b.Entry = make([]bundleEntry, len(entries))
+	for i, raw := range entries {
+		at := "Bundle.entry[" + strconv.Itoa(i) + "]"
+		eo, err := fhir.ParseObject(raw)
+		if err != nil {
+			return b, fhir.Errorf(fhir.Invalid, "structure", "%s: %v", at, err).At(at)
+		}
+		if err := onlyElements(eo, entryElements, at); err != nil {
+			return b, err
+		}
+		e := &b.Entry[i]
+		if e.FullURL, err = stringMember(eo, "fullUrl", at+".fullUrl"); err != nil {
+			return b, err
+		}
+		e.Resource, _ = eo.Get("resource")
+		raw, ok := eo.Get("request")
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		ro, err := fhir.ParseObject(raw)
+		if err != nil {
+			return b, fhir.Errorf(fhir.Invalid, "structure", "%s.request: %v", at, err).At(at + ".request")
+		}
+		if err := onlyElements(ro, requestElements, at+".request"); err != nil {
+			return b, err
+		}
+		e.Request = &bundleRequest{}
+		for _, f := range []struct {
+			name string
+			to   *string
+		}{{"method", &e.Request.Method}, {"url", &e.Request.URL}, {"ifMatch", &e.Request.IfMatch}, {"ifNoneExist", &e.Request.IfNoneExist}} {
+			if *f.to, err = stringMember(ro, f.name, at+".request."+f.name); err != nil {
+				return b, err
+			}
+		}
+	}
+	return b, nil
+}
+
+// onlyElements fails on a member of o that is not one of the element
+// names of the type at path.
+func onlyElements(o *fhir.Object, names map[string]bool, path string) error {
+	for _, k := range o.Keys() {
+		if !names[k] {
+			return fhir.Errorf(fhir.Invalid, "structure", "unknown element %q in %s (FHIR JSON names are case-sensitive)", echo(k), path).At(path + "." + k)
+		}
+	}
+	return nil
+}
+
+// stringMember is o's member name as a string: "" when absent or null,
+// an error when it is not a string.
+func stringMember(o *fhir.Object, name, at string) (string, error) {
+	raw, ok := o.Get(name)
+	if !ok || string(raw) == "null" {
+		return "", nil
+	}
+	v, ok := o.String(name)
+	if !ok {
+		return "", fhir.Errorf(fhir.Invalid, "structure", "%s must be a string", at).At(at)
+	}
+	return v, nil
 }
 
 // Bundle processes a transaction or batch Bundle (POST to the base). kind
@@ -60,12 +170,9 @@ func (s *Service) Bundle(ctx context.Context, p auth.Principal, body []byte, opt
 	if !utf8.Valid(body) {
 		return "", nil, fhir.Errorf(fhir.Invalid, "structure", "malformed JSON: the body is not valid UTF-8")
 	}
-	var b bundleJSON
-	if err := json.Unmarshal(body, &b); err != nil {
-		if _, perr := fhir.ParseObject(body); perr != nil {
-			err = perr // its syntax errors name the line and column
-		}
-		return "", nil, fhir.Errorf(fhir.Invalid, "structure", "the body is not a Bundle: %v", err)
+	b, err := decodeBundle(body)
+	if err != nil {
+		return "", nil, err
 	}
 	if b.ResourceType != "Bundle" {
 		return "", nil, fhir.Errorf(fhir.Invalid, "invalid", "POST to the base takes a transaction or batch Bundle, not a %q", b.ResourceType).At("resourceType")
@@ -382,12 +489,16 @@ func (s *Service) readEntry(o *op, e *bundleEntry, validated bool) (*op, error) 
 // Binary resource (contentType application/json-patch+json, the patch
 // base64 in data); a Parameters resource would be a FHIRPath Patch.
 func (s *Service) entryPatch(o *op, raw json.RawMessage, at string) error {
-	var bin struct {
-		ResourceType string `json:"resourceType"`
-		ContentType  string `json:"contentType"`
-		Data         string `json:"data"`
+	var bin struct{ ResourceType, ContentType, Data string }
+	obj, err := fhir.ParseObject(raw) // names as FHIR JSON reads them, as decodeBundle
+	if err == nil {
+		if bin.ResourceType, err = stringMember(obj, "resourceType", at+".resource.resourceType"); err == nil {
+			if bin.ContentType, err = stringMember(obj, "contentType", at+".resource.contentType"); err == nil {
+				bin.Data, err = stringMember(obj, "data", at+".resource.data")
+			}
+		}
 	}
-	if len(raw) == 0 || json.Unmarshal(raw, &bin) != nil {
+	if err != nil {
 		return fhir.Errorf(fhir.Invalid, "required", "a PATCH entry needs a Binary resource holding a JSON Patch").At(at + ".resource")
 	}
 	switch {
