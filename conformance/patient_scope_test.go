@@ -227,7 +227,6 @@ func othersRecord(path string) bool {
 	return false
 }
 
-
 // TestConfinedVReadFollowsInstanceHistory: for a token confined to a
 // patient's compartment, "read, vread and instance history of anything
 // else: 404" (README), and instance history lets the resource as it is now

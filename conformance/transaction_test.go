@@ -656,7 +656,6 @@ func TestPatchSetsAConditionalReference(t *testing.T) {
 	}
 }
 
-
 // TestBatchRequestIsReadAsFHIRJSON: a batch Bundle is FHIR JSON, whose
 // member names are case-sensitive and unique. An entry whose
 // request.method is GET must never run as a DELETE because the same
