@@ -353,6 +353,9 @@ func TestSearchSummaryAndElements(t *testing.T) {
 		{"_summary=true", []string{`"gender"`, `"birthDate"`, `"deceasedBoolean"`, `"code":"mine"`}, []string{`"div"`, `"maritalStatus"`}, true},
 		{"_summary=false", []string{`"div"`, `"gender"`}, nil, false},
 		{"_summary=count", []string{`"total":1`}, []string{`"entry"`}, false},
+		// _count=0 is _summary=count (R4 search.html#count): the total, no
+		// entries, no next link.
+		{"_count=0", []string{`"total":1`}, []string{`"entry"`, `"next"`}, false},
 	}
 	for _, tt := range tests {
 		r := do(t, http.MethodGet, s.base+"/Patient?_id=e1&"+tt.query, nil)
@@ -369,6 +372,13 @@ func TestSearchSummaryAndElements(t *testing.T) {
 		}
 		if strings.Contains(body, "SUBSETTED") != tt.subsetted {
 			t.Errorf("%s: SUBSETTED tag %v, want %v", tt.query, !tt.subsetted, tt.subsetted)
+		}
+	}
+	// The same for a search paged by keyset (one index value).
+	for _, q := range []string{"gender=female&_count=0", "gender=female&_summary=count"} {
+		r := do(t, http.MethodGet, s.base+"/Patient?"+q, nil)
+		if body := string(r.body); r.status != http.StatusOK || !strings.Contains(body, `"total":1`) || strings.Contains(body, `"entry"`) || strings.Contains(body, `"next"`) {
+			t.Errorf("Patient?%s: %d %s, want the total alone", q, r.status, body)
 		}
 	}
 	// Read and vread take _summary too.

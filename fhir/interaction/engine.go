@@ -251,10 +251,10 @@ func (s *Service) get(ctx context.Context, p auth.Principal, tx store.Tx, o *op,
 			return err
 		}
 		page := &SearchPage{Query: q, Total: len(ids)}
-		if q.Total == search.TotalNone {
+		if q.Total == search.TotalNone && !q.CountOnly() {
 			page.Total = -1
 		}
-		if q.Summary != search.SummaryCount {
+		if !q.CountOnly() {
 			for _, id := range ids[:min(q.Count, len(ids))] {
 				cur, err := tx.Current(o.typ, id)
 				if err != nil {

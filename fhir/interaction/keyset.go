@@ -37,7 +37,7 @@ func isKeysetCursor(c string) bool { return len(c) > 0 && c[:1] == keysetCursorP
 // such a search.
 func (s *Service) keysetScan(tx store.Tx, p auth.Principal, q *search.Query) (search.Scan, bool, error) {
 	if q.Type == "" || len(q.Conditions) != 1 || len(q.Chains) > 0 || len(q.Has) > 0 || len(q.Sort) > 0 ||
-		(q.Total != "" && q.Total != search.TotalNone) || q.Summary == search.SummaryCount || !s.visibleAll(p, q.Type) {
+		(q.Total != "" && q.Total != search.TotalNone) || q.CountOnly() || !s.visibleAll(p, q.Type) {
 		return search.Scan{}, false, nil
 	}
 	c, err := s.widenPatientReferences(tx, &q.Conditions[0])

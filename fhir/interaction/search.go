@@ -72,10 +72,10 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 				return err
 			}
 		}
-		if q.Total != search.TotalNone {
+		if q.Total != search.TotalNone || q.CountOnly() {
 			page.Total = len(ids)
 		}
-		if q.Summary == search.SummaryCount {
+		if q.CountOnly() {
 			return nil
 		}
 		if err := loadPage(tx, typ, ids, page, q.Count); err != nil {

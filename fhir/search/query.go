@@ -124,6 +124,11 @@ const (
 	SummaryText  Summary = "text"
 )
 
+// CountOnly reports that q asks for the total alone: _summary=count, or
+// _count=0, which R4 treats the same (search.html#count: the total, no
+// entries, no prev or next links).
+func (q *Query) CountOnly() bool { return q.Summary == SummaryCount || q.Count == 0 }
+
 // ParseQuery parses the query of a search on resource type typ (url.Values,
 // as from a GET query or a POST _search form body). typ "" is a
 // system-level search: only the parameters common to every type in _type
