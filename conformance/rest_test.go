@@ -905,3 +905,32 @@ func TestOperationalEndpoints(t *testing.T) {
 		}
 	}
 }
+
+// TestAcceptQZeroSpellings: RFC 9110 12.4.2: a qvalue of 0 ("0", "0.0",
+// "0.00", "0.000") marks a media type "not acceptable". An Accept that
+// refuses JSON in any of these spellings and asks only for XML is 406,
+// as TestContentNegotiation already requires for "q=0".
+func TestAcceptQZeroSpellings(t *testing.T) {
+	s := startServer(t, app.Config{})
+	put(t, s, "Patient", "q0", []byte(`{"resourceType":"Patient"}`))
+	for _, q := range []string{"0", "0.0", "0.00", "0.000"} {
+		accept := "application/fhir+json;q=" + q + ", application/fhir+xml"
+		if r := do(t, "GET", s.base+"/Patient/q0", nil, "Accept", accept); r.status != http.StatusNotAcceptable {
+			t.Errorf("Accept: %s: status %d, want 406", accept, r.status)
+		}
+	}
+}
+
+// TestConditionalReadETagList: R4 http.html (conditional read) uses HTTP's
+// If-None-Match, whose value is "*" or a list of entity tags (RFC 9110
+// 13.1.2); the condition is false, and the answer 304, when any tag in
+// the list weakly matches the current one.
+func TestConditionalReadETagList(t *testing.T) {
+	s := startServer(t, app.Config{})
+	put(t, s, "Patient", "inm", []byte(`{"resourceType":"Patient"}`))
+	for _, inm := range []string{`W/"1", W/"2"`, `W/"7",W/"1"`} {
+		if r := do(t, "GET", s.base+"/Patient/inm", nil, "If-None-Match", inm); r.status != http.StatusNotModified {
+			t.Errorf("If-None-Match: %s on version 1: status %d, want 304", inm, r.status)
+		}
+	}
+}

@@ -63,8 +63,10 @@ func negotiate(c *gin.Context) error {
 		if err != nil {
 			continue
 		}
-		if params["q"] == "0" {
-			continue
+		if q, ok := params["q"]; ok {
+			if w, err := strconv.ParseFloat(q, 64); err == nil && w == 0 {
+				continue // q=0, 0.0, 0.000: not acceptable (RFC 9110 §12.4.2)
+			}
 		}
 		switch mt {
 		case mimeFHIRJSON, mimeJSON, "*/*", "application/*", "text/json":

@@ -3,6 +3,7 @@ package rest
 import (
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -84,8 +85,13 @@ func notModified(c *gin.Context, r *fhir.Resource) bool {
 		if inm == "*" {
 			return true
 		}
-		v, ok := fhir.ParseVersionETag(inm)
-		return ok && v == r.VersionID
+		// A list of tags (RFC 9110 §13.1.2): any one of them may match.
+		for _, tag := range strings.Split(inm, ",") {
+			if v, ok := fhir.ParseVersionETag(strings.TrimSpace(tag)); ok && v == r.VersionID {
+				return true
+			}
+		}
+		return false
 	}
 	if ims := c.GetHeader("If-Modified-Since"); ims != "" {
 		t, err := http.ParseTime(ims)
