@@ -416,4 +416,37 @@ func TestSearchSystemLevelAndAbsoluteReferences(t *testing.T) {
 	if len(ids) != 0 {
 		t.Errorf("a reference to another server matched: %v", ids)
 	}
+	// Conditional criteria and a batch's searches read them alike.
+	own := url.QueryEscape(s.base + "/Patient/s1")
+	r := do(t, http.MethodPut, s.base+"/Encounter?subject="+own, []byte(`{"resourceType":"Encounter","status":"in-progress","class":{"code":"AMB"},"subject":{"reference":"Patient/s1"}}`))
+	if r.status != http.StatusOK || r.header.Get("ETag") != `W/"2"` {
+		t.Errorf("conditional update by an absolute reference to this server: %d %s, want Encounter/e1 updated", r.status, r.body)
+	}
+	batch := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Encounter?subject=` + own + `"}}]}`
+	if r := do(t, http.MethodPost, s.base, []byte(batch)); r.status != http.StatusOK || !strings.Contains(string(r.body), `"id":"e1"`) {
+		t.Errorf("batch search by an absolute reference to this server: %d %s", r.status, r.body)
+	}
+}
+
+// TestSearchOwnBaseInNonReferenceValues: only reference values under the
+// server's base are read as Type/id; a uri or a token system that starts
+// with the base is matched as written.
+func TestSearchOwnBaseInNonReferenceValues(t *testing.T) {
+	s := startServer(t, app.Config{})
+	profile := s.base + "/StructureDefinition/hie-patient"
+	system := s.base + "/sid/mrn"
+	r := do(t, http.MethodPut, s.base+"/Patient/p1", []byte(`{"resourceType":"Patient","id":"p1",`+
+		`"meta":{"profile":["`+profile+`"]},"identifier":[{"system":"`+system+`","value":"123"}]}`))
+	if r.status != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", r.status, r.body)
+	}
+	for _, q := range []string{
+		"_profile=" + url.QueryEscape(profile),
+		"identifier=" + url.QueryEscape(system+"|123"),
+	} {
+		ids, _ := searchAll(t, s, "Patient?"+q)
+		if !slices.Equal(ids, []string{"p1"}) {
+			t.Errorf("Patient?%s: %v, want [p1]", q, ids)
+		}
+	}
 }

@@ -444,6 +444,7 @@ func (s *Service) readEntry(o *op, e *bundleEntry, validated bool) (*op, error) 
 			if o.criteria, err = search.ParseQuery(s.registry, o.typ, query, false); err != nil {
 				return o, err
 			}
+			s.localReferences(o.criteria)
 		case len(segs) == 4 && segs[2] == "_history":
 			o.id, o.version = segs[1], segs[3]
 			if err := checkID(o.typ, o.id); err != nil {

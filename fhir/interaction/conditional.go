@@ -36,6 +36,7 @@ func (s *Service) criteria(typ string, params url.Values, what string) (*search.
 	if err != nil {
 		return nil, err
 	}
+	s.localReferences(q)
 	switch {
 	case len(q.Conditions)+len(q.Chains)+len(q.Has) == 0:
 		return nil, fhir.Errorf(fhir.Invalid, "required", "%s has no search criteria, only result parameters: it would match every %s", what, typ)

@@ -47,6 +47,7 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 	if err != nil {
 		return nil, err
 	}
+	s.localReferences(q)
 	page := &SearchPage{Query: q, Total: -1}
 	var ids []string
 	if q.Cursor != "" && !isKeysetCursor(q.Cursor) {
@@ -567,6 +568,39 @@ func (s *Service) conditionIDs(ctx context.Context, p auth.Principal, tx store.T
 	}
 	slices.Sort(ids)
 	return ids, nil
+}
+
+// localReferences makes the reference operands of q that name a resource
+// of this server by an absolute URL (<base>/Type/id) relative, the form the
+// index holds and the executor recognises as local.
+func (s *Service) localReferences(q *search.Query) {
+	if s.baseURL == "" {
+		return
+	}
+	var operands func(ops []search.Operand)
+	operands = func(ops []search.Operand) {
+		for i := range ops {
+			r := &ops[i].Ref
+			if r.URL != "" && r.Type != "" && r.ID != "" {
+				path := r.Type + "/" + r.ID
+				if r.Version != "" {
+					path += "/_history/" + r.Version
+				}
+				if r.URL == s.baseURL+"/"+path {
+					r.URL = ""
+				}
+			}
+			operands(ops[i].Parts)
+		}
+	}
+	for i := range q.Conditions {
+		operands(q.Conditions[i].Operands)
+	}
+	for _, chains := range [][]search.Chain{q.Chains, q.Has} {
+		for i := range chains {
+			operands(chains[i].Condition.Operands)
+		}
+	}
 }
 
 // linksAllowed: a chained parameter or _has searches each type it goes

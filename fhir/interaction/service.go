@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"healthhub/auth"
@@ -27,7 +28,16 @@ type Service struct {
 	// stands for in search: the master patient index will widen it to every
 	// source patient linked to the same person.
 	linkedPatients func(tx store.Tx, id string) ([]string, error)
+	// baseURL is this server's FHIR base (SetBaseURL): a search value
+	// that names a resource by an absolute URL under it means Type/id.
+	baseURL string
 }
+
+// SetBaseURL tells s its server's FHIR base URL, without a trailing
+// slash. Search and conditional criteria then read a reference value
+// <base>/Type/id as Type/id; other values (a token system, a uri) stay as
+// written.
+func (s *Service) SetBaseURL(base string) { s.baseURL = strings.TrimSuffix(base, "/") }
 
 // Paging snapshots: how many searches may be paged at once, how many
 // matches they may hold together (~50 bytes each), and for how long.

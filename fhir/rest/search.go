@@ -30,11 +30,6 @@ func (h *Handlers) search(c *gin.Context) {
 			params[k] = append(params[k], vs...)
 		}
 	}
-	for k, vs := range params {
-		for i, v := range vs {
-			params[k][i] = h.localReferences(v)
-		}
-	}
 	page, err := h.svc.Search(c.Request.Context(), h.principal(c), c.Param("type"), params, preferStrict(c))
 	if err != nil {
 		h.writeError(c, err)
@@ -118,19 +113,4 @@ func (h *Handlers) searchBundle(typ string, page *interaction.SearchPage) ([]byt
 		b.Entry = append(b.Entry, entry{Resource: oo, Search: &entrySearch{Mode: "outcome"}})
 	}
 	return marshalBundle(b)
-}
-
-// localReferences turns absolute references to this server
-// (<base>/Patient/1) in a search value into the relative form the index
-// holds (Patient/1); references elsewhere stay absolute.
-func (h *Handlers) localReferences(v string) string {
-	prefix := h.base + "/"
-	if !strings.Contains(v, prefix) {
-		return v
-	}
-	parts := strings.Split(v, ",")
-	for i, p := range parts {
-		parts[i] = strings.TrimPrefix(p, prefix)
-	}
-	return strings.Join(parts, ",")
 }

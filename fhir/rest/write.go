@@ -116,16 +116,10 @@ func (h *Handlers) conditionalDelete(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
-// criteria are the search parameters of a conditional request, with
-// absolute references to this server made relative, as in search.
+// criteria are the search parameters of a conditional request (the
+// service reads an absolute reference to this server as relative).
 func (h *Handlers) criteria(c *gin.Context) url.Values {
-	params := c.Request.URL.Query()
-	for _, vs := range params {
-		for i, v := range vs {
-			vs[i] = h.localReferences(v)
-		}
-	}
-	return params
+	return c.Request.URL.Query()
 }
 
 func (h *Handlers) delete(c *gin.Context) {

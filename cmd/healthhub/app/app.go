@@ -249,7 +249,9 @@ func (a *App) routes() http.Handler {
 	v := validate.New()
 	// Load the schema now, not on the first client's request (~0.2 s).
 	_ = v.Validate("Patient", []byte(`{"resourceType":"Patient"}`))
-	h := rest.New(interaction.New(a.store, v, a.registry), rest.Config{
+	svc := interaction.New(a.store, v, a.registry)
+	svc.SetBaseURL(baseURL)
+	h := rest.New(svc, rest.Config{
 		BaseURL:  baseURL,
 		MaxBody:  a.cfg.MaxBody,
 		Version:  Version,
