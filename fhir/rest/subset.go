@@ -23,13 +23,13 @@ func subset(r *fhir.Resource, q *search.Query) ([]byte, error) {
 		for _, e := range q.Elements {
 			set[e] = true
 		}
-		keep = func(k string) bool { return set[k] }
+		keep = func(k string) bool { return namedIn(set, k) }
 	case q.Summary == search.SummaryTrue:
 		if keep = inSummary(r.Type); keep == nil {
 			return nil, fhir.Errorf(fhir.Invalid, "not-supported", "_summary=true is not supported for %s: its summary elements are not known here; use _elements to name the elements wanted, or _summary=text, data or false", r.Type)
 		}
 	case q.Summary == search.SummaryText:
-		keep = func(k string) bool { return k == "resourceType" || k == "id" || k == "meta" || k == "text" }
+		keep = inSummaryText(r.Type)
 	case q.Summary == search.SummaryData:
 		keep = func(k string) bool { return k != "text" }
 	}

@@ -1,6 +1,12 @@
 package rest
 
-import "strings"
+import (
+	"encoding/json"
+	"strings"
+	"sync"
+
+	"healthhub/conformance"
+)
 
 // summaryElements are, per type, the top-level elements that _summary=true
 // keeps: those marked Σ (ElementDefinition.isSummary) in the R4 base
@@ -37,6 +43,79 @@ var summaryElements = map[string]map[string]bool{
 	"Appointment":  elementSet("identifier status cancelationReason serviceCategory serviceType specialty appointmentType reasonCode start end participant"),
 	"Consent":      elementSet("identifier status scope category patient dateTime performer organization source[x] policyRule verification provision"),
 	"AuditEvent":   elementSet("type subtype action recorded outcome outcomeDesc purposeOfEvent agent source"),
+}
+
+// mandatoryElements are, per type, the top-level elements of minimum
+// cardinality 1 in R4, which _summary=text keeps beside text, id and meta
+// (search.html#summary). The JSON schema's "required" lists leave out the
+// primitives (status), so they are written out here for the types of the
+// summary table (the test checks them against the schema); other types
+// keep what the schema requires, less any mandatory primitive.
+var mandatoryElements = map[string]map[string]bool{
+	"Patient":      {},
+	"Practitioner": {},
+	"Organization": {},
+	"Encounter":    elementSet("status class"),
+	"Observation":  elementSet("status code"),
+	"Appointment":  elementSet("status participant"),
+	"Consent":      elementSet("status scope category"),
+	"AuditEvent":   elementSet("type recorded agent source"),
+}
+
+// inSummaryText returns whether a top-level JSON property of a typ
+// resource belongs in its _summary=text form.
+func inSummaryText(typ string) func(property string) bool {
+	mandatory, ok := mandatoryElements[typ]
+	if !ok {
+		mandatory = schemaRequired()[typ]
+	}
+	return func(p string) bool {
+		switch p {
+		case "resourceType", "id", "meta", "text":
+			return true
+		}
+		return mandatory[strings.TrimPrefix(p, "_")]
+	}
+}
+
+// schemaRequired is, per resource type, the "required" elements of the
+// embedded R4 JSON schema, less resourceType.
+var schemaRequired = sync.OnceValue(func() map[string]map[string]bool {
+	var schema struct {
+		Definitions map[string]struct {
+			Required []string `json:"required"`
+		} `json:"definitions"`
+	}
+	out := map[string]map[string]bool{}
+	if json.Unmarshal(conformance.SchemaJSON(), &schema) != nil {
+		return out // the embedded schema parses (TestMandatoryElements)
+	}
+	for _, typ := range conformance.ResourceTypes() {
+		set := map[string]bool{}
+		for _, e := range schema.Definitions[typ].Required {
+			if e != "resourceType" {
+				set[e] = true
+			}
+		}
+		out[typ] = set
+	}
+	return out
+})
+
+// namedIn reports whether the top-level JSON property p is one of the
+// elements named: a primitive's "_" form goes with its value, and a
+// choice element's typed name (valueQuantity) with its base name (value).
+func namedIn(names map[string]bool, p string) bool {
+	p = strings.TrimPrefix(p, "_")
+	if names[p] {
+		return true
+	}
+	for i := 1; i < len(p); i++ {
+		if p[i] >= 'A' && p[i] <= 'Z' {
+			return names[p[:i]] || names[p[:i]+"[x]"]
+		}
+	}
+	return false
 }
 
 // resourceSummary is what every type keeps: resourceType, the Σ elements

@@ -121,3 +121,80 @@ func TestSummaryTablesCoverSearchTypes(t *testing.T) {
 		}
 	}
 }
+
+// TestSummaryTextKeepsMandatory: _summary=text keeps the top-level
+// mandatory elements too (R4 search.html#summary).
+func TestSummaryTextKeepsMandatory(t *testing.T) {
+	for _, tt := range []struct {
+		typ, body string
+		mandatory []string
+	}{
+		{"Observation", `"status":"final","code":{"text":"x"},"valueQuantity":{"value":1},"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}`, []string{"status", "code"}},
+		{"Encounter", `"status":"finished","class":{"code":"AMB"},"period":{"start":"2020"}`, []string{"status", "class"}},
+		{"Appointment", `"status":"booked","participant":[{"status":"accepted"}],"comment":"y"`, []string{"status", "participant"}},
+	} {
+		raw := `{"resourceType":"` + tt.typ + `","id":"a","meta":{"versionId":"1"},` + tt.body + `}`
+		out, err := subset(&fhir.Resource{Type: tt.typ, JSON: []byte(raw)}, &search.Query{Summary: search.SummaryText})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]json.RawMessage
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range tt.mandatory {
+			if _, ok := got[k]; !ok {
+				t.Errorf("%s with _summary=text lost the mandatory %s: %s", tt.typ, k, out)
+			}
+		}
+	}
+}
+
+// TestElementsChoiceAndPrimitiveExtension: _elements names base elements:
+// value is valueQuantity, and birthDate brings its _birthDate along.
+func TestElementsChoiceAndPrimitiveExtension(t *testing.T) {
+	for _, tt := range []struct {
+		typ, body string
+		elements  []string
+		want      []string
+	}{
+		{"Observation", `"status":"final","code":{"text":"x"},"valueQuantity":{"value":1},"effectiveDateTime":"2020"`, []string{"value", "effective"}, []string{"valueQuantity", "effectiveDateTime"}},
+		{"Patient", `"birthDate":"1970","_birthDate":{"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/patient-birthTime","valueDateTime":"1970-01-01T10:00:00Z"}]},"gender":"male"`, []string{"birthDate"}, []string{"birthDate", "_birthDate"}},
+	} {
+		raw := `{"resourceType":"` + tt.typ + `","id":"a","meta":{"versionId":"1"},` + tt.body + `}`
+		out, err := subset(&fhir.Resource{Type: tt.typ, JSON: []byte(raw)}, &search.Query{Elements: tt.elements})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]json.RawMessage
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range tt.want {
+			if _, ok := got[k]; !ok {
+				t.Errorf("%s with _elements=%v lost %s: %s", tt.typ, tt.elements, k, out)
+			}
+		}
+	}
+}
+
+// TestMandatoryElements: the table of mandatory elements holds at least
+// what the R4 JSON schema requires of each type in it, and the schema's
+// lists load for the other types.
+func TestMandatoryElements(t *testing.T) {
+	required := schemaRequired()
+	if len(required) < 140 || !required["Basic"]["code"] {
+		t.Fatalf("the schema's required lists did not load: %d types, Basic %v", len(required), required["Basic"])
+	}
+	for typ, own := range mandatoryElements {
+		for e := range required[typ] {
+			if !own[e] {
+				t.Errorf("%s: the schema requires %s, the table lacks it", typ, e)
+			}
+		}
+	}
+	keep := inSummaryText("Basic")
+	if !keep("code") || keep("subject") || !keep("text") {
+		t.Errorf("Basic _summary=text: code %v subject %v text %v", keep("code"), keep("subject"), keep("text"))
+	}
+}
