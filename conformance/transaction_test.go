@@ -696,3 +696,43 @@ func TestBatchRequestIsReadAsFHIRJSON(t *testing.T) {
 		}
 	})
 }
+
+// TestTransactionVersionSpecificReferences: R4 http.html, transaction
+// processing: when the server assigns a new id to a POSTed entry "it SHALL
+// also update any references to that resource in the same bundle ...
+// Version-specific references should remain as version-specific references
+// after the references have been updated." A version-specific reference to
+// an entry's RESTful fullUrl (absolute, or relative to the same base) is a
+// reference to that entry.
+func TestTransactionVersionSpecificReferences(t *testing.T) {
+	s := startServer(t, app.Config{})
+	const hospital = "https://hospital-a.example/fhir"
+	tr := mustTransaction(t, s,
+		txEntry{method: "POST", url: "Patient", fullURL: hospital + "/Patient/p1", resource: `{"resourceType":"Patient","name":[{"family":"Sent"}]}`},
+		txEntry{method: "POST", url: "Observation", fullURL: hospital + "/Observation/o1", resource: `{"resourceType":"Observation","status":"final","code":{"text":"x"},
+			"subject":{"reference":"Patient/p1/_history/1"},
+			"performer":[{"reference":"` + hospital + `/Patient/p1/_history/1"}]}`},
+	)
+	p, o := idFrom(t, tr, 0), idFrom(t, tr, 1)
+	stored := string(do(t, "GET", s.base+"/Observation/"+o, nil).body)
+	for _, want := range []string{
+		`"subject":{"reference":"Patient/` + p + `/_history/1"}`,
+		`"performer":[{"reference":"Patient/` + p + `/_history/1"}]`,
+	} {
+		if !strings.Contains(stored, want) {
+			t.Errorf("Observation lacks %s:\n%s", want, stored)
+		}
+	}
+	// A PUT of a resource that exists: the reference names the version
+	// the transaction writes (2), and the Observation's signature follows it.
+	put(t, s, "Patient", "pp", []byte(`{"resourceType":"Patient","id":"pp"}`))
+	tr = mustTransaction(t, s,
+		txEntry{method: "PUT", url: "Patient/pp", fullURL: hospital + "/Patient/pp", resource: `{"resourceType":"Patient","id":"pp","active":true}`},
+		txEntry{method: "POST", url: "Observation", fullURL: "urn:uuid:1c0b7a3e-4f35-4a6e-9a6f-3f1d1b0e7d10", resource: `{"resourceType":"Observation","status":"final","code":{"text":"x"},
+			"subject":{"reference":"` + hospital + `/Patient/pp/_history/1"}}`},
+	)
+	stored = string(do(t, "GET", s.base+"/Observation/"+idFrom(t, tr, 1), nil).body)
+	if want := `"subject":{"reference":"Patient/pp/_history/2"}`; !strings.Contains(stored, want) {
+		t.Errorf("Observation lacks %s:\n%s", want, stored)
+	}
+}

@@ -73,9 +73,56 @@ type target struct {
 
 func (t *target) live() bool { return t.cur != nil && !t.cur.Deleted }
 
+// writtenVersion is the version of the resource current after the op
+// that writes t: the one found by a conditional create, else the next.
+func (t *target) writtenVersion() uint64 {
+	switch {
+	case t.cur == nil:
+		return 1
+	case t.found:
+		return t.cur.VersionID
+	}
+	return t.cur.VersionID + 1
+}
+
+// resolve is what ref, in the resource of an entry whose fullUrl has the
+// RESTful base (restfulBase; "" for none), names after resolution: an
+// entry's fullUrl or a conditional reference, exactly or as Type/id
+// relative to that base. A version-specific reference (.../_history/n)
+// stays one, to the version the entry leaves current (R4 http.html,
+// transaction processing rules).
+func (res *resolution) resolve(base, ref string) (string, bool) {
+	head, versioned := ref, false
+	if i := strings.LastIndex(ref, "/_history/"); i > 0 && fhir.ValidID(ref[i+len("/_history/"):]) {
+		head, versioned = ref[:i], true
+	}
+	key := head
+	if _, ok := res.refs[key]; !ok {
+		if base == "" || !relativeTypeID(head) {
+			return "", false
+		}
+		key = base + "/" + head
+	}
+	to, ok := res.refs[key]
+	if !ok {
+		return "", false
+	}
+	if versioned {
+		v, ok := res.versions[key]
+		if !ok {
+			return "", false // a conditional reference has no version to keep
+		}
+		to += "/_history/" + strconv.FormatUint(v, 10)
+	}
+	return to, true
+}
+
 type resolution struct {
 	targets []target
 	refs    map[string]string // fullUrl or conditional reference -> Type/id
+	// versions: the fullUrl of an entry that writes -> the version it
+	// leaves current, for version-specific references to it.
+	versions map[string]uint64
 	// restful lists the http(s) fullUrls in refs, sorted: relative
 	// references resolve against them too (restfulBase).
 	restful []string
@@ -309,7 +356,7 @@ func current(tx store.Tx, typ, id string) (*fhir.Resource, error) {
 // what the transaction deletes matches no later criteria), and what each
 // urn: fullUrl and conditional reference stands for.
 func (s *Service) resolve(ctx context.Context, p auth.Principal, tx store.Tx, ops []*op, multipleDeletes bool) (*resolution, error) {
-	res := &resolution{targets: make([]target, len(ops)), refs: map[string]string{}}
+	res := &resolution{targets: make([]target, len(ops)), refs: map[string]string{}, versions: map[string]uint64{}}
 	touched := map[string]int{} // Type/id -> the op that changes it
 	claim := func(i int, id string) error {
 		key := ops[i].typ + "/" + id
@@ -360,6 +407,7 @@ func (s *Service) resolve(ctx context.Context, p auth.Principal, tx store.Tx, op
 				res.refs[o.fullURL] = o.typ + "/" + t.id
 				res.restful = append(res.restful, o.fullURL)
 			}
+			res.versions[o.fullURL] = t.writtenVersion()
 		}
 	}
 	slices.Sort(res.restful)
@@ -506,11 +554,13 @@ func signature(o *op, t *target, res *resolution) string {
 	if o.method == methodPatch && t.cur != nil {
 		b.WriteString("@" + strconv.FormatUint(t.cur.VersionID, 10))
 	}
+	base := restfulBase(o.fullURL, o.typ)
 	for _, ref := range o.refs {
-		b.WriteString("\x00" + res.refs[ref])
+		to, _ := res.resolve(base, ref)
+		b.WriteString("\x00" + to)
 	}
 	for _, u := range res.restful {
-		b.WriteString("\x00" + res.refs[u])
+		b.WriteString("\x00" + res.refs[u] + "@" + strconv.FormatUint(res.versions[u], 10))
 	}
 	return b.String()
 }
@@ -529,16 +579,7 @@ func (s *Service) prepare(o *op, t *target, res *resolution) (*prepared, error) 
 		obj = copyObject(o.obj) // o.obj is shared by every run
 	}
 	base := restfulBase(o.fullURL, o.typ)
-	resolve := func(ref string) (string, bool) {
-		if to, ok := res.refs[ref]; ok {
-			return to, true
-		}
-		if base != "" && relativeTypeID(ref) {
-			to, ok := res.refs[base+"/"+ref]
-			return to, ok
-		}
-		return "", false
-	}
+	resolve := func(ref string) (string, bool) { return res.resolve(base, ref) }
 	for _, k := range obj.Keys() {
 		if k == "resourceType" || k == "id" {
 			continue // meta too may hold references, in its extensions
