@@ -450,3 +450,35 @@ func TestSearchOwnBaseInNonReferenceValues(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchStoredAbsoluteOwnReference: a stored reference may name a
+// resource of this server by its absolute URL (as a client that copied a
+// fullUrl writes it); search by any form, _include, _revinclude, _has and
+// $everything read it as the relative reference it means (R4: a relative
+// reference is relative to the service base).
+func TestSearchStoredAbsoluteOwnReference(t *testing.T) {
+	s := startServer(t, app.Config{})
+	do(t, http.MethodPut, s.base+"/Patient/s1", []byte(`{"resourceType":"Patient","id":"s1"}`))
+	r := do(t, http.MethodPut, s.base+"/Encounter/e1", []byte(`{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"AMB"},"subject":{"reference":"`+s.base+`/Patient/s1"}}`))
+	if r.status != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", r.status, r.body)
+	}
+	do(t, http.MethodPut, s.base+"/Encounter/e2", []byte(`{"resourceType":"Encounter","id":"e2","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/s1"}}`))
+	for _, q := range []string{"subject=Patient/s1", "patient=s1", "subject=s1", "subject=" + url.QueryEscape(s.base+"/Patient/s1"), "subject=Patient/s1&_count=1"} {
+		ids, _ := searchAll(t, s, "Encounter?"+q)
+		if !slices.Equal(sorted(ids), []string{"e1", "e2"}) {
+			t.Errorf("Encounter?%s: %v, want [e1 e2]", q, ids)
+		}
+	}
+	for path, want := range map[string]string{
+		"Patient?_id=s1&_revinclude=Encounter:subject":   "Encounter/e1",
+		"Encounter?_id=e1&_include=Encounter:subject":    "Patient/s1",
+		"Patient?_has:Encounter:subject:status=finished": "Patient/s1",
+		"Patient/s1/$everything":                         "Encounter/e1",
+	} {
+		r := do(t, http.MethodGet, s.base+"/"+path, nil)
+		if !slices.Contains(entryPaths(t, r), want) {
+			t.Errorf("%s: %d %v, want %s among them", path, r.status, entryPaths(t, r), want)
+		}
+	}
+}

@@ -90,6 +90,9 @@ func (s *Service) inCompartment(typ, id string, body []byte, patients []string) 
 	}
 	for _, e := range entries {
 		ref, isRef := e.Value.(search.ReferenceValue)
+		if isRef {
+			ref = s.localRef(ref)
+		}
 		if isRef && ref.Local() && ref.ResourceType == "Patient" && slices.Contains(params, e.Param) && slices.Contains(patients, ref.ID) {
 			return true, nil
 		}

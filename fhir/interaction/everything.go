@@ -162,6 +162,7 @@ func (s *Service) everythingKeys(ctx context.Context, p auth.Principal, tx store
 			if err != nil {
 				return nil, err
 			}
+			s.localReferences(q)
 			found, err := s.matchIDs(ctx, p, tx, q)
 			if err != nil {
 				return nil, err

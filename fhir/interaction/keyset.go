@@ -48,10 +48,41 @@ func (s *Service) keysetScan(tx store.Tx, p auth.Principal, q *search.Query) (se
 		return search.Scan{}, false, nil
 	}
 	scans, exact, all := c.Scans()
-	if all || !exact || len(scans) != 1 || !scans[0].Point {
+	if all || !exact {
+		return search.Scan{}, false, nil
+	}
+	if len(scans) > 1 {
+		// A reference names its resource relative or as an absolute URL to
+		// this server (localReferences); the URL form is seldom stored.
+		// Values with no entry drop out, so one value may remain.
+		var err error
+		if scans, err = nonEmpty(tx, q.Type, scans); err != nil {
+			return search.Scan{}, false, err
+		}
+	}
+	if len(scans) != 1 || !scans[0].Point {
 		return search.Scan{}, false, nil
 	}
 	return scans[0], true, nil
+}
+
+// nonEmpty is scans less those of points with no entry; ranges stay.
+func nonEmpty(tx store.Tx, typ string, scans []search.Scan) ([]search.Scan, error) {
+	out := scans[:0:0]
+	for _, sc := range scans {
+		if sc.Point {
+			found := false
+			err := tx.ScanIndex(context.Background(), typ, sc.Param, sc.From, sc.To, func([]byte, string) bool { found = true; return false })
+			if err != nil {
+				return nil, err
+			}
+			if !found {
+				continue
+			}
+		}
+		out = append(out, sc)
+	}
+	return out, nil
 }
 
 // keysetPage fills page with the matches of sc after the cursor's entry (or

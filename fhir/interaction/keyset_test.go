@@ -170,3 +170,39 @@ func TestKeysetServesAResourceOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestKeysetReferenceWithBase: with the server's base known, a reference
+// search also looks for the absolute form of the reference; while no
+// stored resource uses that form, the search still pages by keyset, and
+// once one does, it pages by snapshot and finds both.
+func TestKeysetReferenceWithBase(t *testing.T) {
+	s := newService(t)
+	const base = "http://hie.example/fhir"
+	s.SetBaseURL(base)
+	p := auth.Local()
+	obs := func(ref string) {
+		t.Helper()
+		if _, err := s.Create(ctx, p, "Observation", []byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"`+ref+`"}}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	obs("Patient/x")
+	obs("Patient/x")
+	q := url.Values{"subject": {"Patient/x"}, "_count": {"1"}}
+	page, err := s.Search(ctx, p, "Observation", q, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(page.NextCursor, "k") {
+		t.Errorf("subject=Patient/x with no absolute form stored: cursor %q, want a keyset cursor", page.NextCursor)
+	}
+	obs(base + "/Patient/x")
+	q.Set("_count", "10")
+	page, err = s.Search(ctx, p, "Observation", q, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Matches) != 3 {
+		t.Errorf("subject=Patient/x: %d matches, want 3 (one stored as %s/Patient/x)", len(page.Matches), base)
+	}
+}

@@ -476,16 +476,30 @@ func intersectSorted(a, b []string) []string {
 // any of the ids of type target. For a parameter narrowed to one type
 // (search.Param.Within) that type is the target, and its Type/id keys in
 // the wider index are exactly its values.
-func refScans(param *search.Param, target string, ids []string) []search.Scan {
+func (s *Service) refScans(param *search.Param, target string, ids []string) []search.Scan {
 	if param.Within != nil && target != param.WithinType {
 		return nil // patient points at Patients only, whatever subject holds
 	}
 	scans := make([]search.Scan, 0, len(ids))
+	point := func(key []byte) {
+		scans = append(scans, search.Scan{Param: param.IndexCode(), From: key, To: prefixEnd(key), Point: true})
+	}
 	for _, id := range ids {
-		key := search.ReferenceValue{ResourceType: target, ID: id}.Keys()[0] // the Type/id form
-		scans = append(scans, search.Scan{Param: param.IndexCode(), From: key, To: prefixEnd(key)})
+		point(search.ReferenceValue{ResourceType: target, ID: id}.Keys()[0]) // the Type/id form
+		if s.baseURL != "" { // and as an absolute URL to this server
+			point(search.ParseReference(s.baseURL + "/" + target + "/" + id).Keys()[0])
+		}
 	}
 	return scans
+}
+
+// localRef reads a reference extracted from a stored resource as this
+// server reads it: an absolute URL under its base is Type/id.
+func (s *Service) localRef(r search.ReferenceValue) search.ReferenceValue {
+	if s.baseURL == "" {
+		return r
+	}
+	return r.LocalTo(s.baseURL)
 }
 
 // prefixEnd is the smallest key greater than every key starting with p.
@@ -515,7 +529,7 @@ func (s *Service) chainIDs(ctx context.Context, p auth.Principal, tx store.Tx, t
 		if i > 0 {
 			source = ch.Steps[i-1].Type
 		}
-		if targets, err = scanUnion(ctx, tx, source, refScans(ch.Steps[i].Param, ch.Steps[i].Type, targets)); err != nil {
+		if targets, err = scanUnion(ctx, tx, source, s.refScans(ch.Steps[i].Param, ch.Steps[i].Type, targets)); err != nil {
 			return nil, err
 		}
 	}
@@ -545,7 +559,10 @@ func (s *Service) hasIDs(ctx context.Context, p auth.Principal, tx store.Tx, typ
 			return nil, err
 		}
 		for _, e := range entries {
-			if ref, ok := e.Value.(search.ReferenceValue); ok && e.Param == st.Param.Code && ref.ResourceType == typ && ref.Local() {
+			if ref, ok := e.Value.(search.ReferenceValue); ok && e.Param == st.Param.Code {
+				if ref = s.localRef(ref); ref.ResourceType != typ || !ref.Local() {
+					continue
+				}
 				seen[ref.ID] = struct{}{}
 			}
 		}
@@ -571,8 +588,9 @@ func (s *Service) conditionIDs(ctx context.Context, p auth.Principal, tx store.T
 }
 
 // localReferences makes the reference operands of q that name a resource
-// of this server by an absolute URL (<base>/Type/id) relative, the form the
-// index holds and the executor recognises as local.
+// of this server by an absolute URL (<base>/Type/id) relative, and has
+// every relative one match a stored reference written either way: the
+// index holds references as written, relative or absolute.
 func (s *Service) localReferences(q *search.Query) {
 	if s.baseURL == "" {
 		return
@@ -589,6 +607,9 @@ func (s *Service) localReferences(q *search.Query) {
 				if r.URL == s.baseURL+"/"+path {
 					r.URL = ""
 				}
+			}
+			if r.URL == "" && r.ID != "" {
+				r.Base = s.baseURL
 			}
 			operands(ops[i].Parts)
 		}
@@ -658,6 +679,9 @@ func (s *Service) includes(ctx context.Context, p auth.Principal, tx store.Tx, q
 				}
 				for _, e := range entries {
 					ref, ok := e.Value.(search.ReferenceValue)
+					if ok {
+						ref = s.localRef(ref)
+					}
 					if !ok || !ref.Local() || (inc.Param != nil && e.Param != inc.Param.Code) || (inc.Target != "" && ref.ResourceType != inc.Target) {
 						continue
 					}
@@ -688,7 +712,7 @@ func (s *Service) includes(ctx context.Context, p auth.Principal, tx store.Tx, q
 				}
 				for _, sp := range params {
 					for _, r := range frontier {
-						ids, err := scanUnion(ctx, tx, src, refScans(sp, r.Type, []string{r.ID}))
+						ids, err := scanUnion(ctx, tx, src, s.refScans(sp, r.Type, []string{r.ID}))
 						if err != nil {
 							return nil, err
 						}

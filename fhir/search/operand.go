@@ -62,6 +62,11 @@ type RefOperand struct {
 	// are filled from that tail too, so the executor can recognise its own
 	// base; whether the base is ours is not the parser's business.
 	URL string
+	// Base, set by the executor for a relative reference, is the server's
+	// own base URL: a stored reference may name the same resource as
+	// Base/Type/id, which the index holds as written, so the operand
+	// matches that form too.
+	Base string
 }
 
 // parseOperand reads one OR alternative s (still escaped) of parameter p.

@@ -716,21 +716,30 @@ func compileReference(mod Modifier, o *Operand, targets []string) opPlan {
 		version = q.Version
 		p.spans = []span{pointSpan(formKey(FormURL, q.URL))}
 		same = func(r ReferenceValue) bool { return r.URL == q.URL }
-	case ref.ID != "" && ref.Type != "":
-		p.spans = []span{pointSpan(formKey(FormValue, ref.Type, ref.ID))}
-		same = func(r ReferenceValue) bool { return r.Local() && r.ResourceType == ref.Type && r.ID == ref.ID }
 	case ref.ID != "":
-		// A bare id on a parameter with several targets: Type/id of each
-		// (one point each, no index of ids alone to write on every create).
-		types := targets
-		if len(types) == 0 {
-			types = conformance.ResourceTypes()
+		// Type/id, or a bare id on a parameter with several targets: Type/id
+		// of each (one point each, no index of ids alone to write on every
+		// create); and with a Base, the absolute URL of each under it.
+		types := []string{ref.Type}
+		if ref.Type == "" {
+			if types = targets; len(types) == 0 {
+				types = conformance.ResourceTypes()
+			}
 		}
+		var urls []string
 		for _, t := range types {
 			p.spans = append(p.spans, pointSpan(formKey(FormValue, t, ref.ID)))
+			if ref.Base != "" {
+				u := ParseReference(ref.Base + "/" + t + "/" + ref.ID).URL
+				urls = append(urls, u)
+				p.spans = append(p.spans, pointSpan(formKey(FormURL, u)))
+			}
 		}
 		same = func(r ReferenceValue) bool {
-			return r.Local() && r.ID == ref.ID && slices.Contains(types, r.ResourceType)
+			if r.Local() {
+				return r.ID == ref.ID && slices.Contains(types, r.ResourceType)
+			}
+			return r.URL != "" && slices.Contains(urls, r.URL)
 		}
 	default:
 		return nothing
