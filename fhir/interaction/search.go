@@ -486,7 +486,8 @@ func (s *Service) refScans(param *search.Param, target string, ids []string) []s
 	}
 	for _, id := range ids {
 		point(search.ReferenceValue{ResourceType: target, ID: id}.Keys()[0]) // the Type/id form
-		if s.baseURL != "" {                                                 // and as an absolute URL to this server
+		if s.baseURL != "" {
+			// and as an absolute URL to this server
 			point(search.ParseReference(s.baseURL + "/" + target + "/" + id).Keys()[0])
 		}
 	}
