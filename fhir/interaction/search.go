@@ -643,8 +643,13 @@ func linksAllowed(p auth.Principal, q *search.Query) error {
 	return nil
 }
 
-// maxIncludes bounds what one page may pull in with _include/_revinclude.
-const maxIncludes = 1000
+// maxIncludes bounds what one page may pull in with _include/_revinclude,
+// and maxIncludeRounds how many steps :iterate follows from the matches
+// (R4 lets a server limit iteration; documented in README).
+const (
+	maxIncludes      = 1000
+	maxIncludeRounds = 4
+)
 
 // includes resolves _include and _revinclude for one page of matches.
 func (s *Service) includes(ctx context.Context, p auth.Principal, tx store.Tx, q *search.Query, matches []*fhir.Resource) ([]*fhir.Resource, error) {
@@ -663,7 +668,7 @@ func (s *Service) includes(ctx context.Context, p auth.Principal, tx store.Tx, q
 		}
 	}
 	frontier := matches
-	for round := 0; len(frontier) > 0 && round < 4; round++ {
+	for round := 0; len(frontier) > 0 && round < maxIncludeRounds; round++ {
 		var next []*fhir.Resource
 		before := len(out)
 		for _, inc := range q.Include {
