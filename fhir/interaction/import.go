@@ -10,6 +10,7 @@ import (
 	"io"
 	"reflect"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -106,6 +107,11 @@ type Importer struct {
 	chunk    []*importLine
 	deferred []*importLine
 	refs     *refResolver
+	// seen: "Type/id" -> "file:line" of the run's line that has it. A run
+	// takes each resource once: with two versions of one resource in it,
+	// every rerun would write both again (the first differs from the
+	// stored second), and "the same import twice adds nothing" would fail.
+	seen map[string]string
 	// committing delivers the result of the chunk being committed in the
 	// background while the next one is validated; nil when none is.
 	committing chan commitResult
@@ -124,7 +130,7 @@ func (s *Service) NewImporter(p auth.Principal, opt ImportOptions) *Importer {
 	if opt.MaxLine <= 0 {
 		opt.MaxLine = 16 << 20
 	}
-	return &Importer{s: s, p: p, opt: opt, refs: newRefResolver(s, p)}
+	return &Importer{s: s, p: p, opt: opt, refs: newRefResolver(s, p), seen: map[string]string{}}
 }
 
 // Stats returns the counts so far.
@@ -286,6 +292,17 @@ func (im *Importer) flush(ctx context.Context) error {
 		return err
 	}
 	parallel(len(chunk), func(i int) { im.s.checkLine(chunk[i]) })
+	for _, l := range chunk {
+		if l.err != nil || l.final { // a second-pass line was seen in the first
+			continue
+		}
+		key := l.typ + "/" + l.id
+		if at, dup := im.seen[key]; dup {
+			l.err = fhir.Errorf(fhir.Invalid, "duplicate", "%s is also at %s: an import takes each resource once (its current version)", key, at)
+			continue
+		}
+		im.seen[key] = l.file + ":" + strconv.Itoa(l.no)
+	}
 	if err := im.refs.resolveChunk(ctx, chunk); err != nil {
 		return err
 	}

@@ -46,3 +46,41 @@ func TestImportLines(t *testing.T) {
 		}
 	}
 }
+
+// TestImportTakesAResourceOnce: a file that carries one Type/id twice (two
+// versions, as a concatenation of two exports has) would add two versions
+// at every rerun, so an import takes a resource once and fails the line
+// that repeats it: running the same import twice adds nothing.
+func TestImportTakesAResourceOnce(t *testing.T) {
+	svc := newService(t)
+	in := `{"resourceType":"Patient","id":"dup","gender":"male"}` + "\n" +
+		`{"resourceType":"Patient","id":"dup","gender":"female"}` + "\n"
+	versions := func() int {
+		t.Helper()
+		page, err := svc.History(ctx, auth.Local(), interaction.HistoryRequest{Type: "Patient", ID: "dup"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(page.Entries)
+	}
+	run := func() interaction.ImportStats {
+		t.Helper()
+		im := svc.NewImporter(auth.Local(), interaction.ImportOptions{})
+		if err := im.Read(ctx, "dup.ndjson", strings.NewReader(in)); err != nil {
+			t.Fatal(err)
+		}
+		stats, err := im.Finish(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return stats
+	}
+	for i := range 2 {
+		if stats := run(); stats.Failed != 1 {
+			t.Errorf("run %d: %+v, want the second line failed as a duplicate", i+1, stats)
+		}
+		if got := versions(); got != 1 {
+			t.Errorf("run %d: Patient/dup has %d versions, want 1", i+1, got)
+		}
+	}
+}
