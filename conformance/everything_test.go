@@ -196,19 +196,26 @@ func TestPatientEverything(t *testing.T) {
 		if r := do(t, http.MethodPut, s.base+"/Observation/ev-o-late", []byte(body)); r.status != http.StatusCreated {
 			t.Fatalf("create: %d %s", r.status, r.body)
 		}
-		var matches []string
+		var matches, includes []string
 		for _, e := range page.Entry {
+			key := e.Resource.ResourceType + "/" + e.Resource.ID
 			if e.Search.Mode == "match" {
-				matches = append(matches, e.Resource.ResourceType+"/"+e.Resource.ID)
+				matches = append(matches, key)
+			} else {
+				includes = append(includes, key)
 			}
 		}
-		rest, _, pages := followPages(t, next)
-		matches = append(matches, rest...)
+		rest, restIncludes, pages := followPages(t, next)
+		matches, includes = append(matches, rest...), append(includes, restIncludes...)
+		// Pages of 3 matches, each with the resources its matches refer to.
 		if pages != 2 {
 			t.Errorf("%d pages of 3 after the first for 9 resources, want 2", pages)
 		}
 		if !slices.Equal(sorted(matches), want) {
 			t.Errorf("paged matches (each must come once, the late one not):\n got %v\nwant %v", sorted(matches), want)
+		}
+		if !slices.Equal(slices.Compact(sorted(includes)), []string{"Organization/ev-org", "Practitioner/ev-pr"}) {
+			t.Errorf("paged includes: %v", sorted(includes))
 		}
 		// A cursor of one patient's result does not serve another's.
 		u, _ := url.Parse(next)
@@ -303,5 +310,112 @@ func TestPatientEverythingRespectsScopes(t *testing.T) {
 	}
 	if !slices.Equal(got, []string{"Patient/ev-p1"}) || b.Total == nil || *b.Total != 1 {
 		t.Errorf("lab's $everything: %v (total %v), want only Patient/ev-p1", got, b.Total)
+	}
+}
+
+// TestEverythingAbsoluteOwnBaseReference: an Observation whose subject is
+// <base>/Patient/ev-p1 (R4: the same reference as Patient/ev-p1) is in the
+// patient's compartment, and either spelling finds it.
+func TestEverythingAbsoluteOwnBaseReference(t *testing.T) {
+	s := startServer(t, app.Config{})
+	everythingData(t, s)
+	body := `{"resourceType":"Observation","id":"ev-abs","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"29463-7"}]},"subject":{"reference":"` + s.base + `/Patient/ev-p1"}}`
+	if r := do(t, http.MethodPut, s.base+"/Observation/ev-abs", []byte(body)); r.status != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", r.status, r.body)
+	}
+	matches, _, _ := everythingAll(t, s, "Patient/ev-p1/$everything?_type=Observation")
+	if !slices.Contains(matches, "Observation/ev-abs") {
+		t.Errorf("$everything of ev-p1 lacks Observation/ev-abs (subject %s/Patient/ev-p1): %v", s.base, matches)
+	}
+	for _, v := range []string{"Patient/ev-p1", s.base + "/Patient/ev-p1"} {
+		ids, _ := searchAll(t, s, "Observation?subject="+url.QueryEscape(v))
+		if !slices.Contains(ids, "ev-abs") {
+			t.Errorf("Observation?subject=%s: %v, lacks ev-abs", v, ids)
+		}
+	}
+}
+
+// TestEverythingTypeSelectsReferencedTypes: _type selects what is returned
+// among everything, referenced resources too: _type=Organization answers
+// the organizations the record refers to.
+func TestEverythingTypeSelectsReferencedTypes(t *testing.T) {
+	s := startServer(t, app.Config{})
+	everythingData(t, s)
+	_, all, _ := everythingAll(t, s, "Patient/ev-p1/$everything")
+	if !slices.Contains(all, "Organization/ev-org") {
+		t.Fatalf("unfiltered includes %v lack Organization/ev-org", all)
+	}
+	for _, q := range []string{"_type=Organization", "_type=Observation,Organization"} {
+		matches, includes, _ := everythingAll(t, s, "Patient/ev-p1/$everything?"+q)
+		if got := append(matches, includes...); !slices.Contains(got, "Organization/ev-org") {
+			t.Errorf("%s: %v, lacks Organization/ev-org, which the unfiltered result has", q, got)
+		}
+	}
+}
+
+// TestEverythingSinceAppliesToReferenced: _since applies to the referenced
+// resources too (R4: only records that changed since).
+func TestEverythingSinceAppliesToReferenced(t *testing.T) {
+	s := startServer(t, app.Config{})
+	everythingData(t, s)
+	time.Sleep(5 * time.Millisecond)
+	since := time.Now().UTC()
+	time.Sleep(5 * time.Millisecond)
+	body := `{"resourceType":"Observation","id":"ev-late","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"29463-7"}]},"subject":{"reference":"Patient/ev-p1"},"performer":[{"reference":"Practitioner/ev-pr"}]}`
+	if r := do(t, http.MethodPut, s.base+"/Observation/ev-late", []byte(body)); r.status != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", r.status, r.body)
+	}
+	q := url.Values{"_since": {since.Format("2006-01-02T15:04:05.000Z07:00")}}
+	matches, includes, _ := everythingAll(t, s, "Patient/ev-p1/$everything?"+q.Encode())
+	if !slices.Equal(matches, []string{"Observation/ev-late"}) || len(includes) != 0 {
+		t.Errorf("_since=%s: matches %v includes %v; want only Observation/ev-late (Practitioner/ev-pr has not changed since)", since, matches, includes)
+	}
+}
+
+// TestEverythingVersionSpecificReference: a version-specific reference
+// brings that version in (R4: "SHOULD resolve version-specific references
+// by returning the explicitly named version").
+func TestEverythingVersionSpecificReference(t *testing.T) {
+	s := startServer(t, app.Config{})
+	everythingData(t, s)
+	if r := do(t, http.MethodPut, s.base+"/Practitioner/ev-vpr", []byte(`{"resourceType":"Practitioner","id":"ev-vpr","name":[{"family":"Versioned"}]}`)); r.status != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", r.status, r.body)
+	}
+	body := `{"resourceType":"Observation","id":"ev-vo","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"29463-7"}]},"subject":{"reference":"Patient/ev-p1"},"performer":[{"reference":"Practitioner/ev-vpr/_history/1"}]}`
+	if r := do(t, http.MethodPut, s.base+"/Observation/ev-vo", []byte(body)); r.status != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", r.status, r.body)
+	}
+	_, includes, _ := everythingAll(t, s, "Patient/ev-p1/$everything")
+	if !slices.Contains(includes, "Practitioner/ev-vpr") {
+		t.Errorf("includes %v lack Practitioner/ev-vpr, referred to as Practitioner/ev-vpr/_history/1", includes)
+	}
+}
+
+// TestEverythingByPost: POST with a Parameters body is an operation's base
+// form (R4 operations.html); GET is the extra one for operations that
+// change nothing.
+func TestEverythingByPost(t *testing.T) {
+	s := startServer(t, app.Config{})
+	want := everythingData(t, s)
+	r := do(t, http.MethodPost, s.base+"/Patient/ev-p1/$everything", []byte(`{"resourceType":"Parameters"}`))
+	if r.status != http.StatusOK {
+		t.Fatalf("POST Patient/ev-p1/$everything: %d %s", r.status, r.body)
+	}
+	if total := r.json(t)["total"]; total != float64(len(want)) {
+		t.Errorf("total %v, want %d", total, len(want))
+	}
+	// Parameters as the GET form's: _type and _count.
+	r = do(t, http.MethodPost, s.base+"/Patient/ev-p1/$everything", []byte(`{"resourceType":"Parameters","parameter":[{"name":"_type","valueCode":"Encounter"},{"name":"_count","valueInteger":1}]}`))
+	if body := string(r.body); r.status != http.StatusOK || !strings.Contains(body, `"resourceType":"Encounter"`) || strings.Contains(body, `"resourceType":"Observation"`) || !strings.Contains(body, `"next"`) {
+		t.Errorf("POST with _type=Encounter, _count=1: %d %s", r.status, body)
+	}
+	for _, body := range []string{`{"resourceType":"Patient"}`, `{"resourceType":"Parameters","parameter":[{"valueCode":"x"}]}`, `{`} {
+		if r := do(t, http.MethodPost, s.base+"/Patient/ev-p1/$everything", []byte(body)); r.status != http.StatusBadRequest {
+			t.Errorf("POST %s: %d %s, want 400", body, r.status, r.body)
+		}
+	}
+	// The operation is declared once.
+	if n := strings.Count(string(do(t, http.MethodGet, s.base+"/metadata", nil).body), `"name":"everything"`); n != 1 {
+		t.Errorf("metadata declares everything %d times, want once", n)
 	}
 }

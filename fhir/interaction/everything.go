@@ -43,9 +43,11 @@ var everythingIncludes = []string{"Organization", "Practitioner", "PractitionerR
 // Everything returns one page of Patient/{id}/$everything: the patient
 // (and the patients linked to it), every resource of the patient
 // compartment among the indexed types, found through the reference index,
-// and on each page the Organizations, Practitioners ... its resources refer
-// to. The first page freezes the result list (like a search), so following
-// next visits every resource once.
+// and the Organizations, Practitioners ... those resources refer to. The
+// first page freezes the result list (like a search), the referenced
+// resources after the compartment's, so following next visits every
+// resource once. _type and _since select among all of them: _type=Organization
+// answers the organizations the record refers to.
 func (s *Service) Everything(ctx context.Context, p auth.Principal, req EverythingRequest) (*SearchPage, error) {
 	if err := checkID("Patient", req.ID); err != nil {
 		return nil, err
@@ -75,7 +77,9 @@ func (s *Service) Everything(ctx context.Context, p auth.Principal, req Everythi
 		q.SelfParams.Set("_count", strconv.Itoa(count))
 	}
 	page := &SearchPage{Query: q}
-	scope := snapshotScope(p, "Patient/"+req.ID+"/$everything") // a cursor serves this patient, for this principal
+	// A cursor serves this patient, for this principal, with the same
+	// _type and _since (they chose what the snapshot holds).
+	scope := snapshotScope(p, "Patient/"+req.ID+"/$everything?"+q.SelfParams.Encode())
 	var keys []string
 	if req.Cursor != "" {
 		snap, offset, ok := s.pages.get(req.Cursor, scope)
@@ -91,13 +95,15 @@ func (s *Service) Everything(ctx context.Context, p auth.Principal, req Everythi
 				return err
 			}
 		}
-		page.Total = len(keys)
-		if err := loadPage(tx, "", keys, page, count); err != nil {
+		if err := loadEverythingPage(tx, keys, page, count); err != nil {
 			return err
 		}
-		var err error
-		page.Included, err = s.everythingIncluded(p, tx, page.Matches, req.Types)
-		return err
+		if !selective(req) {
+			var err error
+			page.Included, err = s.everythingIncluded(p, tx, page.Matches)
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -108,8 +114,18 @@ func (s *Service) Everything(ctx context.Context, p auth.Principal, req Everythi
 	return page, nil
 }
 
-// everythingKeys lists Type/id of every resource of the result, the
-// patients first, then type by type in id order.
+// selective: _type or _since choose among the result, referenced
+// resources included, so the result lists those too (everythingKeys).
+// Without them, each page brings what its own matches refer to, which
+// reads no resource twice.
+func selective(req EverythingRequest) bool { return req.Types != nil || !req.Since.IsZero() }
+
+// everythingKeys lists the result: Type/id of each match, the patients
+// first, then type by type in id order; then, when the request is
+// selective, marked includedKey, each resource they refer to of the
+// everythingIncludes types (a version-specific reference as
+// Type/id/_history/v), in reference order. _type and _since select among
+// them; the references are those of the whole compartment.
 func (s *Service) everythingKeys(ctx context.Context, p auth.Principal, tx store.Tx, req EverythingRequest) ([]string, error) {
 	pat, err := tx.Current("Patient", req.ID)
 	switch {
@@ -121,34 +137,49 @@ func (s *Service) everythingKeys(ctx context.Context, p auth.Principal, tx store
 		return nil, gone(pat)
 	}
 	wanted := func(typ string) bool { return req.Types == nil || slices.Contains(req.Types, typ) }
-	// since filters on the record's own lastUpdated: cheaper than the
-	// _lastUpdated index as a post-filter, which extracts every candidate.
 	since := func(r *fhir.Resource) bool { return req.Since.IsZero() || !r.LastUpdated.Before(req.Since) }
+	wantIncludes := selective(req) && slices.ContainsFunc(everythingIncludes, wanted)
 
-	var keys []string
-	if wanted("Patient") {
-		linked, err := s.linkedPatients(tx, req.ID)
+	var keys, refs []string
+	seenRef := map[string]bool{}
+	// source: a resource of the record; its references are walked when an
+	// included type is wanted.
+	source := func(r *fhir.Resource) {
+		if wanted(r.Type) && since(r) {
+			keys = append(keys, r.Path())
+		}
+		if !wantIncludes {
+			return
+		}
+		w := refWalker{data: r.JSON, visit: func(_, _ int, ref string) {
+			if key, ok := s.includeKey(ref); ok && !seenRef[key] {
+				seenRef[key] = true
+				refs = append(refs, key)
+			}
+		}}
+		w.value(0)
+	}
+	linked, err := s.linkedPatients(tx, req.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range linked {
+		r, err := tx.Current("Patient", id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
-		for _, id := range linked {
-			r, err := tx.Current("Patient", id)
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-			if !r.Deleted && since(r) && s.visible(tx, p, r) {
-				keys = append(keys, r.Path())
-			}
+		if !r.Deleted && s.visible(tx, p, r) {
+			source(r)
 		}
 	}
 	for _, c := range patientCompartment {
 		// matchIDs applies visible to each resource only when visibleAll is
 		// off (a type the principal is confined for, later consent); the
 		// scopes are decided here, per type.
-		if !wanted(c.typ) || !s.registry.Searchable(c.typ) || !typeVisible(p, c.typ) {
+		if !(wanted(c.typ) || wantIncludes) || !s.registry.Searchable(c.typ) || !typeVisible(p, c.typ) {
 			continue
 		}
 		var ids []string
@@ -176,43 +207,128 @@ func (s *Service) everythingKeys(ctx context.Context, p auth.Principal, tx store
 					return nil, err
 				}
 			}
-			if !req.Since.IsZero() {
-				r, err := tx.Current(c.typ, id)
-				if err != nil || r.Deleted || !since(r) {
-					continue
-				}
+			if req.Since.IsZero() && !wantIncludes {
+				keys = append(keys, c.typ+"/"+id) // no need to read it
+				continue
 			}
-			keys = append(keys, c.typ+"/"+id)
+			r, err := tx.Current(c.typ, id)
+			if err != nil || r.Deleted {
+				continue
+			}
+			source(r)
+		}
+	}
+	for _, ref := range refs {
+		typ, rest, _ := strings.Cut(ref, "/")
+		if !wanted(typ) {
+			continue
+		}
+		r, err := readRef(tx, typ, rest)
+		if err != nil {
+			return nil, err
+		}
+		if r != nil && !r.Deleted && since(r) && s.visible(tx, p, r) {
+			keys = append(keys, includedKey+ref)
 		}
 	}
 	return keys, nil
 }
 
+// includedKey marks a key of the $everything result that is there because
+// the record refers to it (search mode include).
+const includedKey = "+"
+
+// includeKey is the key a reference found in a record's resource stands
+// for when it names a resource of an everythingIncludes type on this server:
+// Type/id, or Type/id/_history/v for a version-specific one. An absolute
+// reference under this server's base counts; others do not.
+func (s *Service) includeKey(ref string) (string, bool) {
+	r := s.localRef(search.ParseReference(ref))
+	if !r.Local() || !slices.Contains(everythingIncludes, r.ResourceType) || !fhir.ValidID(r.ID) {
+		return "", false
+	}
+	key := r.ResourceType + "/" + r.ID
+	if r.Version != "" {
+		key += "/_history/" + r.Version
+	}
+	return key, true
+}
+
 // everythingIncluded returns the resources of everythingIncludes types
-// (and of types, when given: _type limits every resource returned) that the
-// page's resources refer to, each once.
-func (s *Service) everythingIncluded(p auth.Principal, tx store.Tx, matches []*fhir.Resource, types []string) ([]*fhir.Resource, error) {
+// that the page's matches refer to, each once.
+func (s *Service) everythingIncluded(p auth.Principal, tx store.Tx, matches []*fhir.Resource) ([]*fhir.Resource, error) {
 	seen := map[string]bool{}
 	var out []*fhir.Resource
 	var err error
 	for _, m := range matches {
 		w := refWalker{data: m.JSON, visit: func(_, _ int, ref string) {
-			typ, id, ok := strings.Cut(ref, "/")
-			if !ok || err != nil || seen[ref] || !slices.Contains(everythingIncludes, typ) || strings.Contains(id, "/") ||
-				types != nil && !slices.Contains(types, typ) {
+			key, ok := s.includeKey(ref)
+			if !ok || err != nil || seen[key] {
 				return
 			}
-			seen[ref] = true
-			r, e := tx.Current(typ, id)
+			seen[key] = true
+			typ, rest, _ := strings.Cut(key, "/")
+			r, e := readRef(tx, typ, rest)
 			switch {
-			case errors.Is(e, store.ErrNotFound):
 			case e != nil:
 				err = e
-			case !r.Deleted && s.visible(tx, p, r):
+			case r != nil && !r.Deleted && s.visible(tx, p, r):
 				out = append(out, r)
 			}
 		}}
 		w.value(0)
 	}
 	return out, err
+}
+
+// readRef reads id (or id/_history/v) of typ; nil when there is none.
+func readRef(tx store.Tx, typ, idVersion string) (*fhir.Resource, error) {
+	id, version, versioned := strings.Cut(idVersion, "/_history/")
+	var r *fhir.Resource
+	var err error
+	if versioned {
+		v, perr := strconv.ParseUint(version, 10, 64)
+		if perr != nil || v == 0 {
+			return nil, nil
+		}
+		r, err = tx.Version(typ, id, v)
+	} else {
+		r, err = tx.Current(typ, id)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	return r, err
+}
+
+// loadEverythingPage reads one page of an $everything result: matches and,
+// marked includedKey, included resources (by version when the key names
+// one). What was deleted since the snapshot is left out. Total counts the
+// matches only, as a searchset's does.
+func loadEverythingPage(tx store.Tx, keys []string, page *SearchPage, count int) error {
+	page.Total = 0
+	for _, k := range keys {
+		if !strings.HasPrefix(k, includedKey) {
+			page.Total++
+		}
+	}
+	end := min(page.Offset+count, len(keys))
+	for _, key := range keys[min(page.Offset, end):end] {
+		included := strings.HasPrefix(key, includedKey)
+		typ, rest, _ := strings.Cut(strings.TrimPrefix(key, includedKey), "/")
+		r, err := readRef(tx, typ, rest)
+		if err != nil {
+			return err
+		}
+		if r == nil || r.Deleted {
+			continue
+		}
+		if included {
+			page.Included = append(page.Included, r)
+		} else {
+			page.Matches = append(page.Matches, r)
+		}
+	}
+	page.Next = end < len(keys)
+	return nil
 }

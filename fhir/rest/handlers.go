@@ -101,6 +101,7 @@ func New(svc *interaction.Service, cfg Config) *Handlers {
 		{http.MethodGet, "/:type/:id/_history", "history-instance", "instance", h.history},
 		{http.MethodGet, "/:type/:id/_history/:vid", "vread", "instance", h.vread},
 		{http.MethodGet, "/:type/:id/$everything", "everything", "operation", h.everything},
+		{http.MethodPost, "/:type/:id/$everything", "everything", "operation", h.everythingPost},
 	}
 	h.capability = h.capabilityStatement(cfg.Version, cfg.Search, cfg.Auth)
 	return h
@@ -129,7 +130,10 @@ func (h *Handlers) capabilityStatement(version string, reg *search.Registry, as 
 	for _, r := range h.routes {
 		switch {
 		case r.level == "operation":
-			c.Operations = append(c.Operations, conformance.Operation{Type: "Patient", Name: r.code, Definition: operationDefinitions[r.code]})
+			op := conformance.Operation{Type: "Patient", Name: r.code, Definition: operationDefinitions[r.code]}
+			if !slices.Contains(c.Operations, op) { // served by GET and POST
+				c.Operations = append(c.Operations, op)
+			}
 		case r.code == "transaction":
 			c.SystemInteractions = append(c.SystemInteractions, "transaction", "batch")
 		case r.level == "system":

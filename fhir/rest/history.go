@@ -254,11 +254,14 @@ type entryResponse struct {
 
 // countParam reads _count of a history or $everything request: 0 when
 // absent (the service's default).
-func countParam(c *gin.Context) (int, error) {
-	s, ok := c.GetQuery("_count")
-	if !ok {
+func countParam(c *gin.Context) (int, error) { return countValue(c.Request.URL.Query()) }
+
+// countValue is countParam reading params.
+func countValue(params url.Values) (int, error) {
+	if _, ok := params["_count"]; !ok {
 		return 0, nil
 	}
+	s := params.Get("_count")
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 {
 		return 0, fhir.Errorf(fhir.Invalid, "value", "_count=%q: expected a whole number of at least 1", s)
@@ -268,11 +271,14 @@ func countParam(c *gin.Context) (int, error) {
 
 // sinceParam reads _since: the start of the instant or date given; zero
 // when absent.
-func sinceParam(c *gin.Context) (time.Time, error) {
-	s, ok := c.GetQuery("_since")
-	if !ok {
+func sinceParam(c *gin.Context) (time.Time, error) { return sinceValue(c.Request.URL.Query()) }
+
+// sinceValue is sinceParam reading params.
+func sinceValue(params url.Values) (time.Time, error) {
+	if _, ok := params["_since"]; !ok {
 		return time.Time{}, nil
 	}
+	s := params.Get("_since")
 	d, err := fhir.ParseDateTime(s)
 	if err != nil {
 		return time.Time{}, fhir.Errorf(fhir.Invalid, "value", "_since: %s", err)
