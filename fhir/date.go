@@ -74,8 +74,14 @@ func ParseDateTime(s string) (DateRange, error) {
 	i, sec, nanos, step := 16, 0, 0, time.Minute
 	if i < len(s) && s[i] == ':' {
 		v, ok := num(i+1, 2)
-		if !ok || v > 59 {
-			return bad("seconds must be 00 to 59")
+		if !ok || v > 60 {
+			return bad("seconds must be 00 to 60")
+		}
+		if v == 60 {
+			// A leap second (R4's regex allows it). Go's time has none: it
+			// is read as the minute's last second, so that it stays on its
+			// day (23:59:60 on 31 December is still that year's).
+			v = 59
 		}
 		sec, i, step = v, i+3, time.Second
 		if i < len(s) && s[i] == '.' {

@@ -8,6 +8,7 @@ import (
 
 	"healthhub/auth"
 	"healthhub/fhir"
+	"healthhub/fhir/validate"
 	"healthhub/store"
 )
 
@@ -57,12 +58,13 @@ func parseJSON(body []byte) (*fhir.Object, error) {
 	return obj, nil
 }
 
-// validateBody checks a well-formed resource of type typ against the R4
-// rules: breaking them is 422 (Unprocessable).
+// validateBody checks a resource of type typ against the R4 rules:
+// breaking them is 422 (Unprocessable); JSON malformed below the top level
+// (which parseJSON reads) stays 400, as at the top.
 func (s *Service) validateBody(typ string, body []byte) error {
 	if err := s.validator.Validate(typ, body); err != nil {
 		var fe *fhir.Error
-		if errors.As(err, &fe) && fe.Kind == fhir.Invalid {
+		if errors.As(err, &fe) && fe.Kind == fhir.Invalid && !errors.Is(err, validate.ErrMalformed) {
 			fe.Kind = fhir.Unprocessable
 		}
 		return err

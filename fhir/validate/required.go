@@ -48,7 +48,13 @@ var requiredPrimitives = map[string][]string{
 	"Claim":                    {"status", "use", "created"},
 	"ExplanationOfBenefit":     {"status", "use", "created", "outcome"},
 	// data types
-	"Signature":       {"when"},
-	"SampledData":     {"dimensions"},
-	"RelatedArtifact": {"type"},
+	"Signature":           {"when"},
+	"SampledData":         {"period", "dimensions"},
+	"RelatedArtifact":     {"type"},
+	"Annotation":          {"text"},
+	"Expression":          {"language"},
+	"ParameterDefinition": {"use", "type"},
+	"DataRequirement":     {"type"},
+	"TriggerDefinition":   {"type"},
+	"Contributor":         {"type", "name"},
 }

@@ -52,6 +52,10 @@ type definition struct {
 	props    map[string]*property
 	required []string
 	resource bool // has a resourceType const: a resource type
+	// choices are the choice elements (value[x]): base name -> the JSON
+	// names of its types (valueQuantity, valueString ...), of which a
+	// value holds one (choiceGroups).
+	choices map[string][]string
 }
 
 // schemaSet is the loaded R4 schema: the definitions index for the walker and
@@ -295,8 +299,56 @@ func index(rawDefs map[string]any) (map[string]*definition, error) {
 			}
 			d.props[pname] = p
 		}
+		d.choices = choiceGroups(props, rawDefs)
 	}
 	return defs, nil
+}
+
+// choiceGroups finds the choice elements of one definition. The R4 JSON
+// schema lists each type of a choice element (value[x]) as a property of
+// its own (valueQuantity, valueString ...), so it cannot say that only one
+// may be present (max cardinality 1, formats.html "Choice of Datatypes").
+// A group is two or more single-valued properties named base + a type's
+// name with its first letter in upper case, all with the same description
+// (the element's): Encounter's reasonCode and reasonReference are two
+// elements, arrays with descriptions of their own.
+func choiceGroups(props, rawDefs map[string]any) map[string][]string {
+	groups := map[string][]string{}
+	descs := map[string]string{}
+	mixed := map[string]bool{}
+	for pname, raw := range props {
+		ps, _ := raw.(map[string]any)
+		if strings.HasPrefix(pname, "_") || str(ps["type"]) == "array" {
+			continue
+		}
+		for i := 1; i < len(pname); i++ {
+			if pname[i] < 'A' || pname[i] > 'Z' {
+				continue
+			}
+			typ := pname[i:]
+			if _, ok := rawDefs[typ]; !ok {
+				typ = strings.ToLower(typ[:1]) + typ[1:] // a primitive: dateTime
+				if _, ok := rawDefs[typ]; !ok {
+					continue
+				}
+			}
+			base := pname[:i]
+			if d, seen := descs[base]; seen && d != str(ps["description"]) {
+				mixed[base] = true
+			}
+			descs[base] = str(ps["description"])
+			groups[base] = append(groups[base], pname)
+			break
+		}
+	}
+	for base, names := range groups {
+		if len(names) < 2 || mixed[base] {
+			delete(groups, base)
+			continue
+		}
+		sort.Strings(names)
+	}
+	return groups
 }
 
 func onlyKeywords(where string, m map[string]any, allowed ...string) error {

@@ -2,6 +2,7 @@ package validate
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -18,6 +19,12 @@ import (
 type Validator struct {
 	_ struct{} // room for per-server options without changing callers
 }
+
+// ErrMalformed is wrapped by Validate's error when the body is not
+// well-formed JSON as FHIR reads it (a repeated member name, a lone
+// surrogate, nesting too deep): a request that could not be parsed (400),
+// not a resource that breaks the rules (422).
+var ErrMalformed = errors.New("validate: malformed JSON")
 
 // New returns a Validator; per-type schemas compile lazily on first use and
 // are cached; safe for concurrent use.
@@ -38,8 +45,10 @@ func (v *Validator) Validate(resourceType string, body []byte) error {
 	}
 	doc, err := decode(body)
 	if err != nil {
-		return invalid(fhir.Issue{Severity: "error", Code: "structure",
+		e := invalid(fhir.Issue{Severity: "error", Code: "structure",
 			Diagnostics: err.Error(), Expression: []string{resourceType}})
+		e.Err = ErrMalformed
+		return e
 	}
 	obj, ok := doc.(map[string]any)
 	if !ok {

@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -157,6 +158,19 @@ func (w *walker) object(obj map[string]any, def *definition) {
 		}
 	}
 
+	for base, names := range def.choices {
+		var present []string
+		for _, n := range names {
+			_, hasValue := obj[n]
+			_, hasExtension := obj["_"+n]
+			if hasValue || hasExtension {
+				present = append(present, n)
+			}
+		}
+		if len(present) > 1 {
+			w.add("structure", "."+base, "%s.%s[x] has %d values (%s): a choice element takes one type", w.path, base, len(present), strings.Join(present, ", "))
+		}
+	}
 	for _, r := range requiredPrimitives[def.name] {
 		_, hasValue := obj[r]
 		_, hasExtension := obj["_"+r] // an element present only through its extensions counts
@@ -334,14 +348,18 @@ func (w *walker) primitiveExtension(obj map[string]any, key string, val any, p *
 		if _, hasValues := obj[base]; !hasValues && bp != nil && bp.array {
 			w.alignment(obj, base) // otherwise done when the values were walked
 		}
+		values, _ := obj[base].([]any)
 		mark := len(w.path)
 		for i, item := range arr {
 			w.path = appendIndex(w.path[:mark], i)
 			switch m := item.(type) {
 			case nil: // a value without extensions; alignment judged it
 			case map[string]any:
+				hasValue := i < len(values) && values[i] != nil
 				if len(m) == 0 {
 					w.add("invariant", "", "element has no value and no children (ele-1); use null for a value without extensions")
+				} else if !hasValue && !hasExtensions(m) {
+					w.add("invariant", "", "element has no value and no extensions (ele-1)")
 				}
 				w.object(m, p.def)
 			default:
@@ -415,8 +433,23 @@ func (w *walker) primitive(val any, prim string, def *definition, name string) {
 			}
 		}
 	case "uri", "url", "canonical":
-		if s, ok := val.(string); ok && strings.HasPrefix(s, "#") && w.scope != nil {
+		s, ok := val.(string)
+		if ok && s == "" {
+			// The schema's \S* lets "" through; an element has a value or
+			// is left out (ele-1), as string's and code's patterns say.
+			w.add("value", "", "empty %s: FHIR JSON leaves out an element that has no value", prim)
+		}
+		if ok && strings.HasPrefix(s, "#") && w.scope != nil {
 			w.scope.hash(s)
+		}
+	case "base64Binary":
+		// The schema's base64Binary has no pattern (Extension's inline one
+		// does): R4's is (\s*([0-9a-zA-Z\+/=]){4}\s*)+, RFC 4648 with
+		// padding, whitespace allowed between the groups.
+		if s, ok := val.(string); ok {
+			if _, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(s), "")); err != nil || strings.TrimSpace(s) == "" {
+				w.add("value", "", "not base64 (RFC 4648, padded): %s", base64Problem(s, err))
+			}
 		}
 	case "string":
 		if def.name == "Reference" && name == "reference" {
@@ -425,6 +458,16 @@ func (w *walker) primitive(val any, prim string, def *definition, name string) {
 			}
 		}
 	}
+}
+
+func base64Problem(s string, err error) string {
+	if err == nil {
+		return "the value is empty"
+	}
+	if len(s) > 40 {
+		s = s[:40] + "..."
+	}
+	return fmt.Sprintf("%q: %v", s, err)
 }
 
 // integerProblem: the schema says "number" for the integer types (its
@@ -440,7 +483,7 @@ func integerProblem(n, prim string) string {
 	switch {
 	case prim == "positiveInt" && i < 1:
 		return fmt.Sprintf("%s is not a positiveInt (1 or more)", n)
-	case prim == "unsignedInt" && i < 0:
+	case prim == "unsignedInt" && (i < 0 || strings.HasPrefix(n, "-")): // -0 too: [0]|([1-9][0-9]*)
 		return fmt.Sprintf("%s is not an unsignedInt (0 or more)", n)
 	}
 	return ""

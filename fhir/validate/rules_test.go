@@ -1,0 +1,93 @@
+package validate_test
+
+import (
+	"testing"
+
+	"healthhub/fhir/validate"
+)
+
+// mustReject: each body breaks an R4 rule and must be refused, with an
+// issue at wantExpr.
+func mustReject(t *testing.T, cases []struct{ name, typ, body, wantExpr string }) {
+	t.Helper()
+	validate.CrossCheck(t)
+	v := validate.New()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			issues := check(t, v, c.typ, c.body)
+			for _, is := range issues {
+				if is.Expression[0] == c.wantExpr {
+					return
+				}
+			}
+			t.Errorf("%s: got issues%s\nwant an issue at %s", c.body, show(issues), c.wantExpr)
+		})
+	}
+}
+
+// TestChoiceOnlyOneType: a choice element value[x] has at most one
+// value (max cardinality 1), so at most one of its typed JSON names may be
+// present. The R4 JSON schema lists each typed name as a separate optional
+// property and cannot say so.
+func TestChoiceOnlyOneType(t *testing.T) {
+	mustReject(t, []struct{ name, typ, body, wantExpr string }{
+		{"Patient.deceased[x] twice", "Patient", `{"resourceType":"Patient","deceasedBoolean":true,"deceasedDateTime":"2020-01-01"}`, "Patient.deceased"},
+		{"Observation.value[x] twice", "Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueString":"a","valueBoolean":true}`, "Observation.value"},
+		{"Extension.value[x] twice", "Patient", `{"resourceType":"Patient","extension":[{"url":"http://e.org","valueString":"x","valueBoolean":true}]}`, "Patient.extension[0].value"},
+		{"value and another type's extensions", "Patient", `{"resourceType":"Patient","deceasedBoolean":true,"_deceasedDateTime":{"extension":[` + ext + `]}}`, "Patient.deceased"},
+	})
+}
+
+// TestRequiredPrimitivesEmbedded: Annotation.text (markdown 1..1) and
+// SampledData.period (decimal 1..1) are required primitives of datatypes the
+// exchange's Observation embeds (note, valueSampledData); requiredPrimitives
+// promises to cover "what they embed".
+func TestRequiredPrimitivesEmbedded(t *testing.T) {
+	mustReject(t, []struct{ name, typ, body, wantExpr string }{
+		{"Annotation without text", "Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"note":[{"authorString":"Dr X"}]}`, "Observation.note[0].text"},
+		{"SampledData without period", "Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueSampledData":{"origin":{"value":0},"dimensions":1}}`, "Observation.valueSampledData.period"},
+	})
+}
+
+// TestPrimitiveArrayItemIDOnly: ele-1 (hasValue() or
+// (children().count() > id.count())) holds for each item of a primitive
+// array too. given[0] below has no value and only an id; the single-valued
+// "_birthDate":{"id":"a"} without birthDate is already refused.
+func TestPrimitiveArrayItemIDOnly(t *testing.T) {
+	mustReject(t, []struct{ name, typ, body, wantExpr string }{
+		{"_given item with only an id", "Patient", `{"resourceType":"Patient","name":[{"_given":[{"id":"x"}]}]}`, "Patient.name[0].given[0]"},
+		{"null given, _given item with only an id", "Patient", `{"resourceType":"Patient","name":[{"given":["a",null],"_given":[null,{"id":"x"}]}]}`, "Patient.name[0].given[1]"},
+	})
+}
+
+// TestBase64Binary: base64Binary is "A stream of bytes, base64
+// encoded (RFC 4648)" (R4 datatypes.html, regex
+// (\s*([0-9a-zA-Z\+/=]){4}\s*)+). The R4 JSON schema gives the base64Binary
+// definition no pattern (only Extension.valueBase64Binary carries it inline,
+// so "%%%" is refused there), so every other base64Binary element takes
+// anything.
+func TestBase64Binary(t *testing.T) {
+	mustReject(t, []struct{ name, typ, body, wantExpr string }{
+		{"Attachment.data not base64", "Patient", `{"resourceType":"Patient","photo":[{"data":"not base64!!"}]}`, "Patient.photo[0].data"},
+	})
+}
+
+// TestEmptyURI: a primitive that is present has a value (ele-1); ""
+// is refused for string and code (TestValidate "empty string") but passes
+// for uri, url and canonical, whose schema pattern ^\S*$ matches "".
+func TestEmptyURI(t *testing.T) {
+	mustReject(t, []struct{ name, typ, body, wantExpr string }{
+		{"Identifier.system empty", "Patient", `{"resourceType":"Patient","identifier":[{"system":"","value":"1"}]}`, "Patient.identifier[0].system"},
+		{"Extension.url empty", "Patient", `{"resourceType":"Patient","extension":[{"url":"","valueString":"x"}]}`, "Patient.extension[0].url"},
+		{"meta.profile empty canonical", "Patient", `{"resourceType":"Patient","meta":{"profile":[""]}}`, "Patient.meta.profile[0]"},
+	})
+}
+
+// TestUnsignedIntMinusZero: unsignedInt is [0]|([1-9][0-9]*) in R4
+// (datatypes.html); "-0" is not in it (integer's -?([0]|([1-9][0-9]*)) allows
+// it, unsignedInt's does not).
+func TestUnsignedIntMinusZero(t *testing.T) {
+	mustReject(t, []struct{ name, typ, body, wantExpr string }{
+		{"Attachment.size -0", "Patient", `{"resourceType":"Patient","photo":[{"size":-0}]}`, "Patient.photo[0].size"},
+	})
+}
