@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"healthhub/auth"
@@ -187,7 +188,9 @@ func (r *refResolver) lookup(ctx context.Context, tx store.Tx, ref *condRef) ([]
 	if !r.s.registry.Searchable(ref.typ) {
 		return nil, fhir.Errorf(fhir.Invalid, "not-supported", "conditional reference %q: %s has no search index here; conditional references resolve through the search index, or for %s by identifier=system|value", ref.typ+"?"+ref.query, ref.typ, trackedList())
 	}
-	q, err := search.ParseQuery(r.s.registry, ref.typ, vals, true)
+	// As a transaction's conditional reference: real criteria, or an error
+	// (only _count or _format would match every resource of the type).
+	q, err := r.s.criteria(ref.typ, vals, "the conditional reference "+strconv.Quote(echo(ref.typ+"?"+ref.query)))
 	if err != nil {
 		return nil, err
 	}

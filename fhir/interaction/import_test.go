@@ -2,6 +2,7 @@ package interaction_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -81,6 +82,43 @@ func TestImportTakesAResourceOnce(t *testing.T) {
 		}
 		if got := versions(); got != 1 {
 			t.Errorf("run %d: Patient/dup has %d versions, want 1", i+1, got)
+		}
+	}
+}
+
+// TestImportConditionalReferenceNeedsCriteria: a conditional reference in
+// an imported line whose criteria are only result or format parameters
+// would match every resource of its type; as in a transaction (README,
+// "Criteria are strict"), the line must fail, not be linked to whichever
+// resource happens to be the only one.
+func TestImportConditionalReferenceNeedsCriteria(t *testing.T) {
+	svc := newService(t)
+	if _, err := svc.Create(ctx, auth.Local(), "Organization", []byte(`{"resourceType":"Organization","identifier":[{"system":"urn:o","value":"a"}],"name":"A"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for i, ref := range []string{"Organization?_count=1", "Organization?_format=json"} {
+		// A transaction refuses the same reference with 400.
+		_, _, terr := svc.Bundle(ctx, auth.Local(), bundle("transaction",
+			`{"resource":{"resourceType":"Patient","managingOrganization":{"reference":"`+ref+`"}},"request":{"method":"POST","url":"Patient"}}`), interaction.BundleOptions{})
+		if terr == nil {
+			t.Fatalf("transaction with %q accepted", ref)
+		}
+		id := "imp" + strconv.Itoa(i)
+		im := svc.NewImporter(auth.Local(), interaction.ImportOptions{})
+		line := `{"resourceType":"Patient","id":"` + id + `","managingOrganization":{"reference":"` + ref + `"}}` + "\n"
+		if err := im.Read(ctx, "p.ndjson", strings.NewReader(line)); err != nil {
+			t.Fatal(err)
+		}
+		stats, err := im.Finish(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stats.Failed != 1 {
+			stored := ""
+			if r, err := svc.Read(ctx, auth.Local(), "Patient", id); err == nil {
+				stored = string(r.JSON)
+			}
+			t.Errorf("import resolved %q, which a transaction refuses (%v): %+v; stored %s", ref, terr, stats, stored)
 		}
 	}
 }
