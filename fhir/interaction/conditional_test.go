@@ -391,3 +391,39 @@ func TestBatch(t *testing.T) {
 		t.Errorf("over the limit: %v", err)
 	}
 }
+
+// RFC 6902 section 4.6 (test): "numbers: are considered equal if their
+// values are numerically equal"; the target location must hold a value
+// (a missing member is not null); "value" is a required member of a test
+// operation (section 4.6: "The operation object MUST contain a "value"
+// member"), so an operation without it is a malformed patch (400,
+// RFC 5789 section 2.2); RFC 6901 section 4: an array index has no leading
+// zeros, so /name/01 references nothing.
+func TestPatchTestAndIndexes(t *testing.T) {
+	svc := newService(t)
+	r, err := svc.Create(ctx, auth.Local(), "Observation", []byte(`{"resourceType":"Observation","status":"final","code":{"text":"w"},"valueQuantity":{"value":72.50,"unit":"kg"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := svc.Create(ctx, auth.Local(), "Patient", patient("p", "Before"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, typ, id, patch string
+		kind                 fhir.Kind
+	}{
+		{"72.50 equals 72.5", "Observation", r.ID, `[{"op":"test","path":"/valueQuantity/value","value":72.5},{"op":"replace","path":"/status","value":"amended"}]`, 0},
+		{"72.50 equals 7.25e1", "Observation", r.ID, `[{"op":"test","path":"/valueQuantity/value","value":7.25e1},{"op":"replace","path":"/status","value":"corrected"}]`, 0},
+		{"null is not a missing member", "Patient", p.ID, `[{"op":"test","path":"/birthDate","value":null},{"op":"add","path":"/gender","value":"male"}]`, fhir.Unprocessable},
+		{"test without value", "Patient", p.ID, `[{"op":"test","path":"/birthDate"},{"op":"add","path":"/gender","value":"female"}]`, fhir.Invalid},
+		{"leading zero index", "Patient", p.ID, `[{"op":"replace","path":"/name/00/family","value":"Zero"}]`, fhir.Unprocessable},
+		{"signed index", "Patient", p.ID, `[{"op":"add","path":"/name/+0/given","value":["Plus"]}]`, fhir.Unprocessable},
+		{"a path that is not a pointer", "Patient", p.ID, `[{"op":"replace","path":"name/0/family","value":"X"}]`, fhir.Invalid},
+		{"objects equal whatever their member order", "Patient", p.ID, `[{"op":"test","path":"/identifier/0","value":{"value":"p","system":"urn:s"}}]`, 0},
+	}
+	for _, tc := range cases {
+		_, err := svc.Patch(ctx, auth.Local(), tc.typ, tc.id, nil, []byte(tc.patch), 0)
+		wantKind(t, tc.name, err, tc.kind)
+	}
+}

@@ -1,10 +1,13 @@
 package interaction
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
+	"fmt"
+	"math/big"
 	"net/url"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -67,6 +70,23 @@ func decodePatch(body []byte) (jsonpatch.Patch, error) {
 	if err != nil {
 		return nil, fhir.Errorf(fhir.Invalid, "structure", "not a JSON Patch document (RFC 6902: an array of operations add, remove, replace, move, copy, test): %v", err)
 	}
+	// What the library lets through: a path that is not a JSON Pointer
+	// (RFC 6901: "" or starting with "/"), a test without its value
+	// (RFC 6902 4.6: "MUST contain a "value" member"; null is a value,
+	// absence is not).
+	for i, op := range p {
+		for _, member := range []string{"path", "from"} {
+			if raw, ok := op[member]; ok && raw != nil {
+				var ptr string
+				if json.Unmarshal(*raw, &ptr) == nil && ptr != "" && ptr[0] != '/' {
+					return nil, fhir.Errorf(fhir.Invalid, "structure", "operation %d: %s %q is not a JSON Pointer (RFC 6901: it starts with /)", i, member, ptr)
+				}
+			}
+		}
+		if _, ok := op["value"]; op.Kind() == "test" && !ok {
+			return nil, fhir.Errorf(fhir.Invalid, "structure", "operation %d: a test operation needs a value (RFC 6902 4.6)", i)
+		}
+	}
 	return p, nil
 }
 
@@ -86,11 +106,8 @@ func patchOptions() *jsonpatch.ApplyOptions {
 // be processed against the resource as it is (RFC 5789 2.2 leaves 409 or
 // 422 to the server; 412 stays reserved for If-Match).
 func (s *Service) applyPatch(o *op, cur *fhir.Resource) (*fhir.Object, error) {
-	out, err := o.patch.ApplyWithOptions(cur.JSON, patchOptions())
+	out, err := applyOps(o.patch, cur.JSON)
 	if err != nil {
-		if errors.Is(err, jsonpatch.ErrTestFailed) {
-			return nil, fhir.Errorf(fhir.Unprocessable, "processing", "a test operation of the patch failed on %s (version %d): %v", cur.Path(), cur.VersionID, err)
-		}
 		return nil, fhir.Errorf(fhir.Unprocessable, "processing", "the patch does not apply to %s (version %d): %v", cur.Path(), cur.VersionID, err)
 	}
 	obj, err := fhir.ParseObject(out)
@@ -107,4 +124,173 @@ func (s *Service) applyPatch(o *op, cur *fhir.Resource) (*fhir.Object, error) {
 		return nil, err
 	}
 	return obj, nil
+}
+
+// maxPatchGrowth bounds what copy and add operations may add to a
+// resource, whatever the number of operations.
+const maxPatchGrowth = 4 << 20
+
+// applyOps applies a patch to doc. Runs of operations other than test go
+// to the library; test operations are judged here, as RFC 6902 4.6 says
+// and the library does not: a missing member is not null, and numbers are
+// equal when their values are ("72.50" and 7.25e1), which matters because
+// stored decimals keep the digits they were sent with. Array indexes are
+// checked first (RFC 6901 4: no leading zeros, no sign).
+func applyOps(patch jsonpatch.Patch, doc []byte) ([]byte, error) {
+	limit := len(doc) + maxPatchGrowth
+	for i, op := range patch {
+		if err := checkIndexTokens(op); err != nil {
+			return nil, fmt.Errorf("operation %d: %w", i, err)
+		}
+	}
+	for start := 0; start < len(patch); {
+		if patch[start].Kind() == "test" {
+			if err := testOp(patch[start], doc); err != nil {
+				return nil, fmt.Errorf("operation %d (test): %w", start, err)
+			}
+			start++
+			continue
+		}
+		end := start
+		for end < len(patch) && patch[end].Kind() != "test" {
+			end++
+		}
+		var err error
+		if doc, err = patch[start:end].ApplyWithOptions(doc, patchOptions()); err != nil {
+			return nil, err
+		}
+		if len(doc) > limit {
+			return nil, fmt.Errorf("the patch grows the resource by more than %d bytes", maxPatchGrowth)
+		}
+		start = end
+	}
+	return doc, nil
+}
+
+// checkIndexTokens refuses pointer tokens that can only be meant as array
+// indexes (FHIR element names are never numbers) but are not written as
+// RFC 6901 4 says: "0" or a digit 1-9 and more digits.
+func checkIndexTokens(op jsonpatch.Operation) error {
+	for _, member := range []string{"path", "from"} {
+		raw, ok := op[member]
+		if !ok || raw == nil {
+			continue
+		}
+		var ptr string
+		if json.Unmarshal(*raw, &ptr) != nil {
+			continue
+		}
+		for _, tok := range strings.Split(ptr, "/")[1:] {
+			digits := strings.TrimLeft(tok, "+-")
+			if digits == "" || strings.Trim(digits, "0123456789") != "" {
+				continue
+			}
+			if tok != digits || (len(tok) > 1 && tok[0] == '0') {
+				return fmt.Errorf("%s %q: %q is not an array index (RFC 6901: no sign, no leading zeros)", member, ptr, tok)
+			}
+		}
+	}
+	return nil
+}
+
+// testOp judges a test operation against doc.
+func testOp(op jsonpatch.Operation, doc []byte) error {
+	path, err := op.Path()
+	if err != nil {
+		return err
+	}
+	want := json.RawMessage("null")
+	if raw := op["value"]; raw != nil {
+		want = *raw
+	}
+	var w any
+	if err := decodeNumbers(want, &w); err != nil {
+		return err
+	}
+	var cur any
+	if err := decodeNumbers(doc, &cur); err != nil {
+		return err
+	}
+	got, ok := pointerGet(cur, path)
+	if !ok {
+		return fmt.Errorf("%q is not there", path)
+	}
+	if !jsonEqual(got, w) {
+		return fmt.Errorf("the value at %q is not the one tested", path)
+	}
+	return nil
+}
+
+func decodeNumbers(raw []byte, v *any) error {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	return d.Decode(v)
+}
+
+// pointerGet is the value RFC 6901 pointer ptr names in v.
+func pointerGet(v any, ptr string) (any, bool) {
+	if ptr == "" {
+		return v, true
+	}
+	for _, tok := range strings.Split(ptr, "/")[1:] {
+		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		switch node := v.(type) {
+		case map[string]any:
+			next, ok := node[tok]
+			if !ok {
+				return nil, false
+			}
+			v = next
+		case []any:
+			i, err := strconv.Atoi(tok)
+			if err != nil || i < 0 || i >= len(node) || strconv.Itoa(i) != tok {
+				return nil, false
+			}
+			v = node[i]
+		default:
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// jsonEqual is RFC 6902 4.6's equality: same type; strings, booleans and
+// null by value, numbers by numeric value, arrays item by item, objects
+// by their members whatever their order.
+func jsonEqual(a, b any) bool {
+	switch a := a.(type) {
+	case json.Number:
+		b, ok := b.(json.Number)
+		if !ok {
+			return false
+		}
+		x, okx := new(big.Rat).SetString(string(a))
+		y, oky := new(big.Rat).SetString(string(b))
+		return okx && oky && x.Cmp(y) == 0
+	case []any:
+		b, ok := b.([]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if !jsonEqual(a[i], b[i]) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		b, ok := b.(map[string]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for k, va := range a {
+			vb, ok := b[k]
+			if !ok || !jsonEqual(va, vb) {
+				return false
+			}
+		}
+		return true
+	default: // string, bool, nil
+		return a == b
+	}
 }
