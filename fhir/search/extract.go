@@ -394,9 +394,26 @@ func appendDates(out []Value, it Item) []Value {
 		out = appendDate(out, n)
 	case kindObject:
 		if it.typ == "Timing" || (it.typ == "" && (n.get("event") != nil || n.get("repeat") != nil)) {
+			// One range, from the earliest event (or bound) to the latest:
+			// "the specified scheduling details are ignored and only the
+			// outer limits matter" (R4 search.html#date, Timing).
+			first := len(out)
 			out = fold(n, "event", out, appendDate)
 			if b := n.get("repeat").get("boundsPeriod"); b != nil {
 				out = appendPeriod(out, b)
+			}
+			if len(out)-first > 1 {
+				hull := out[first].(DateValue)
+				for _, v := range out[first+1:] {
+					d := v.(DateValue)
+					if d.Start.Before(hull.Start) {
+						hull.Start = d.Start
+					}
+					if d.End.After(hull.End) {
+						hull.End = d.End
+					}
+				}
+				out = append(out[:first], hull)
 			}
 			return out
 		}

@@ -174,8 +174,11 @@ func TestExtractDate(t *testing.T) {
 			"date", []search.Value{search.DateValue{DateRange: fhir.DateRange{Start: instant("2024-01-01T10:00:00Z"), End: search.DateMax}}}},
 		{"period open start", "Encounter", `{"resourceType":"Encounter","period":{"end":"2024"}}`,
 			"date", []search.Value{search.DateValue{DateRange: fhir.DateRange{Start: search.DateMin, End: instant("2025-01-01T00:00:00Z")}}}},
-		{"effective timing", "Observation", `{"resourceType":"Observation","effectiveTiming":{"event":["2024-01-01","2024-02-01"]}}`,
-			"date", []search.Value{dateV("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"), dateV("2024-02-01T00:00:00Z", "2024-02-02T00:00:00Z")}},
+		// A Timing's outer limits (R4 search.html#date): one range.
+		{"effective timing", "Observation", `{"resourceType":"Observation","effectiveTiming":{"event":["2024-02-01","2024-01-01"]}}`,
+			"date", []search.Value{dateV("2024-01-01T00:00:00Z", "2024-02-02T00:00:00Z")}},
+		{"effective timing with bounds", "Observation", `{"resourceType":"Observation","effectiveTiming":{"event":["2024-01-15"],"repeat":{"boundsPeriod":{"start":"2024-01-01","end":"2024-03-01"}}}}`,
+			"date", []search.Value{dateV("2024-01-01T00:00:00Z", "2024-03-02T00:00:00Z")}},
 		{"effective instant", "Observation", `{"resourceType":"Observation","effectiveInstant":"2024-01-01T00:00:00Z"}`,
 			"date", []search.Value{dateV("2024-01-01T00:00:00Z", "2024-01-01T00:00:01Z")}},
 		{"value-date", "Observation", `{"resourceType":"Observation","valuePeriod":{"start":"2020","end":"2021"}}`,
