@@ -236,7 +236,7 @@ func (s *Server) token(r *http.Request) (*tokenResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.log.InfoContext(r.Context(), "token issued", "client_id", c.ID, "scope", scope, "patient", patient)
+	s.log.InfoContext(r.Context(), "token issued", "client_id", c.ID, "scope", scope, "patient_confined", patient != "") // the patient id is patient data: not logged
 	return &tokenResponse{AccessToken: tok, TokenType: "bearer", ExpiresIn: int(s.lifetime / time.Second), Scope: scope, Patient: patient}, nil
 }
 

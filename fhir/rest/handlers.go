@@ -54,6 +54,7 @@ type Handlers struct {
 	routes      []route
 	interaction map[string]string // "METHOD /path/pattern" -> interaction code
 	capability  []byte
+	getOnly     map[string]bool // paths whose only methods are GET and HEAD (NoMethod's Allow)
 }
 
 // route is one registered FHIR endpoint; the CapabilityStatement and the
@@ -178,9 +179,11 @@ func (h *Handlers) Register(g *gin.RouterGroup) {
 	}
 	// Without these, POST /metadata would reach create as type "metadata",
 	// DELETE /_history a conditional delete of type "_history".
+	h.getOnly = map[string]bool{}
 	for _, path := range []string{"/metadata", "/_history"} {
+		h.getOnly[g.BasePath()+path] = true
 		for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
-			g.Handle(m, path, func(c *gin.Context) { c.Header("Allow", http.MethodGet); h.NoMethod(c) })
+			g.Handle(m, path, h.NoMethod)
 		}
 	}
 }
@@ -203,6 +206,10 @@ func (h *Handlers) NoRoute(c *gin.Context) {
 
 // NoMethod answers a known path with a method it does not take.
 func (h *Handlers) NoMethod(c *gin.Context) {
+	if h.getOnly[c.Request.URL.Path] {
+		// gin's Allow would list the methods routed here only to be refused.
+		c.Header("Allow", "GET, HEAD")
+	}
 	h.writeOutcome(c, http.StatusMethodNotAllowed, issue("not-supported", c.Request.Method+" is not supported on "+c.Request.URL.Path))
 }
 

@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -119,7 +120,7 @@ func (h *Handlers) accessLog(c *gin.Context) {
 	r := slog.NewRecord(end, level, AccessLogMessage, 0)
 	r.AddAttrs(
 		slog.String("request_id", st.id),
-		slog.String("method", c.Request.Method),
+		slog.String("method", requestMethod(c.Request)),
 		slog.String("route", route),
 		slog.Int("status", status),
 		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
@@ -152,4 +153,33 @@ func (h *Handlers) recover(c *gin.Context) {
 		c.Abort()
 	}()
 	c.Next()
+}
+
+// headKey marks a HEAD request that ServeHEAD routes as a GET.
+type headKey struct{}
+
+// ServeHEAD answers HEAD as GET (RFC 9110 9.1: every general-purpose
+// server supports HEAD) on any handler: the request goes on as a GET, and
+// net/http, which still answers the HEAD it read, sends the headers
+// (Content-Length included) without the body. Registering HEAD routes in
+// gin instead trips a gin v1.12.0 bug: with HandleMethodNotAllowed, more
+// method trees overflow its skipped-nodes stack and the routing panics
+// (gin-gonic/gin#4818).
+func ServeHEAD(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			get := r.WithContext(context.WithValue(r.Context(), headKey{}, true))
+			get.Method = http.MethodGet
+			r = get
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// requestMethod is the method the client sent (HEAD routed as GET too).
+func requestMethod(r *http.Request) string {
+	if head, _ := r.Context().Value(headKey{}).(bool); head {
+		return http.MethodHead
+	}
+	return r.Method
 }

@@ -1,6 +1,8 @@
 package rest
 
 import (
+	"errors"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -17,12 +19,17 @@ import (
 func (h *Handlers) search(c *gin.Context) {
 	params := c.Request.URL.Query()
 	if c.Request.Method == http.MethodPost {
-		if ct := c.GetHeader("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
-			h.writeError(c, fhir.Errorf(fhir.UnsupportedMedia, "not-supported", "POST _search takes a form body (application/x-www-form-urlencoded), not %q", ct))
+		if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
+			h.writeError(c, fhir.Errorf(fhir.UnsupportedMedia, "not-supported", "POST _search takes a form body (application/x-www-form-urlencoded), not %q", c.GetHeader("Content-Type")))
 			return
 		}
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody)
 		if err := c.Request.ParseForm(); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				h.writeError(c, fhir.Errorf(fhir.TooLarge, "too-costly", "the body is over the limit of %d bytes", h.maxBody))
+				return
+			}
 			h.writeError(c, fhir.Errorf(fhir.Invalid, "structure", "the form body does not parse").Wrap(err))
 			return
 		}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"syscall"
 	"time"
@@ -38,6 +39,9 @@ type Config struct {
 	BaseURL         string // absolute FHIR base; derived from the listener when empty
 	MaxBody         int64  // request body limit in bytes
 	ShutdownTimeout time.Duration
+	// BodyIdleTimeout: how long a request body may pause before the
+	// connection is dropped (deadline.go); DefaultBodyIdleTimeout when 0.
+	BodyIdleTimeout time.Duration
 	Logger          *slog.Logger
 	// MaxBundleEntries bounds the entries of a transaction or batch Bundle
 	// (more: 413). MaxBody applies to the Bundle too, and is usually the
@@ -79,6 +83,9 @@ func (c *Config) setDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if c.BodyIdleTimeout == 0 {
+		c.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -97,6 +104,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		return errors.New("--shutdown-timeout must not be negative")
+	}
+	if c.BaseURL != "" {
+		u, err := url.Parse(c.BaseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return fmt.Errorf("--base-url %q: an absolute http(s) URL without query, such as https://fhir.example.org/fhir", c.BaseURL)
+		}
 	}
 	if c.MaxBundleEntries < 1 {
 		return fmt.Errorf("--max-bundle-entries %d: at least 1", c.MaxBundleEntries)
@@ -271,16 +284,17 @@ func (a *App) routes() http.Handler {
 	e.Use(h.Middleware()...)
 	e.NoRoute(h.NoRoute)
 	e.NoMethod(h.NoMethod)
-	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	e.GET("/readyz", a.ready)
-	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	get := e.GET // HEAD too: rest.ServeHEAD
+	get("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	get("/readyz", a.ready)
+	get("/metrics", gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	if a.auth != nil {
 		smart := gin.WrapH(a.auth.SMARTConfigHandler())
-		e.GET("/.well-known/smart-configuration", smart)
-		e.GET("/fhir/.well-known/smart-configuration", smart)
+		get("/.well-known/smart-configuration", smart)
+		get("/fhir/.well-known/smart-configuration", smart)
 		e.POST("/auth/token", gin.WrapH(a.auth.TokenHandler()))
 		e.POST("/auth/introspect", gin.WrapH(a.auth.IntrospectHandler()))
-		e.GET("/auth/jwks", gin.WrapH(a.auth.JWKSHandler()))
+		get("/auth/jwks", gin.WrapH(a.auth.JWKSHandler()))
 	}
 	h.Register(e.Group("/fhir"))
 	return e
@@ -345,10 +359,14 @@ func (a *App) Handler() http.Handler { return a.handler }
 // requests finish (bounded by ShutdownTimeout) and closes the store.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
-		Handler:           a.handler,
+		Handler:           bodyIdleDeadline(rest.ServeHEAD(a.handler), a.cfg.BodyIdleTimeout),
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(a.cfg.Logger.Handler(), slog.LevelWarn),
+		// A client that stops reading a response holds its handler and
+		// buffers; a large $everything page to a slow client takes seconds.
+		WriteTimeout:   WriteTimeout,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(a.cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

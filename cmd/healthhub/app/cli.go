@@ -172,6 +172,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "healthhub serve: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
+	if cfg.ShutdownTimeout <= 0 { // Config reads 0 as the default; a flag of 0 is a mistake
+		fmt.Fprintf(stderr, "healthhub serve: --shutdown-timeout %s: give a positive duration such as 15s\n", cfg.ShutdownTimeout)
+		return 2
+	}
 	defer TuneRuntime()() // restored when serve returns: it may run inside another program (tests)
 	lw := newLogWriter(stderr, logFlushInterval, logBufferSize)
 	defer lw.Close() // every return below flushes the log
