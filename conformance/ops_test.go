@@ -2,13 +2,10 @@ package conformance_test
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -44,16 +41,8 @@ func TestStalledRequestBodyIsCutOff(t *testing.T) {
 // patient-confined token: ids are patient data (TestAccessLogHasNoPatientData
 // treats them so) and README says logs name the client id only.
 func TestTokenLogHasNoPatientID(t *testing.T) {
-	clients, _ := json.Marshal([]map[string]any{
-		{"client_id": "portal", "name": "Patient portal", "organization": "Organization/portal", "jwks": json.RawMessage(mustKeySet(t)), "scope": "patient/*.rs"},
-		{"client_id": harnessClient, "jwks": json.RawMessage(mustKeySet(t)), "scope": harnessScope},
-	})
-	file := filepath.Join(t.TempDir(), "clients.json")
-	if err := os.WriteFile(file, clients, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	var sink syncBuffer
-	s := startServer(t, app.Config{ClientsFile: file, Logger: slog.New(slog.NewJSONHandler(&sink, nil))})
+	s := portalServer(t, "patient/*.rs", app.Config{Logger: slog.New(slog.NewJSONHandler(&sink, nil))})
 	const secret = "mrn-Qx7731905"
 	if r := patientToken(t, s, "patient/*.rs", secret); r.status != http.StatusOK {
 		t.Fatalf("patient token: %d %s", r.status, r.body)

@@ -54,16 +54,23 @@ func entryPaths(t *testing.T, r *response) []string {
 	return out
 }
 
-func TestPatientScopesConfineToTheCompartment(t *testing.T) {
+// portalServer starts a server whose clients are the harness's and
+// "portal", a patient portal registered with scope.
+func portalServer(t *testing.T, scope string, cfg app.Config) *server {
+	t.Helper()
 	clients, _ := json.Marshal([]map[string]any{
-		{"client_id": "portal", "name": "Patient portal", "organization": "Organization/portal", "jwks": json.RawMessage(mustKeySet(t)), "scope": "patient/*.cruds system/Observation.rs"},
+		{"client_id": "portal", "name": "Patient portal", "organization": "Organization/portal", "jwks": json.RawMessage(mustKeySet(t)), "scope": scope},
 		{"client_id": harnessClient, "jwks": json.RawMessage(mustKeySet(t)), "scope": harnessScope},
 	})
-	file := filepath.Join(t.TempDir(), "clients.json")
-	if err := os.WriteFile(file, clients, 0o600); err != nil {
+	cfg.ClientsFile = filepath.Join(t.TempDir(), "clients.json")
+	if err := os.WriteFile(cfg.ClientsFile, clients, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, app.Config{ClientsFile: file})
+	return startServer(t, cfg)
+}
+
+func TestPatientScopesConfineToTheCompartment(t *testing.T) {
+	s := portalServer(t, "patient/*.cruds system/Observation.rs", app.Config{})
 
 	// Two patients and their records, seeded by the harness client.
 	put := func(path, body string) {
@@ -234,15 +241,7 @@ func othersRecord(path string) bool {
 // pat-b (v1 subject pat-a, v2 subject pat-b) is pat-b's now: its instance
 // history is 404 to pat-a's token, and so must be a vread of its versions.
 func TestConfinedVReadFollowsInstanceHistory(t *testing.T) {
-	clients, _ := json.Marshal([]map[string]any{
-		{"client_id": "portal", "jwks": json.RawMessage(mustKeySet(t)), "scope": "patient/*.rs"},
-		{"client_id": harnessClient, "jwks": json.RawMessage(mustKeySet(t)), "scope": harnessScope},
-	})
-	file := filepath.Join(t.TempDir(), "clients.json")
-	if err := os.WriteFile(file, clients, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := startServer(t, app.Config{ClientsFile: file})
+	s := portalServer(t, "patient/*.rs", app.Config{})
 	put := func(path, body string) {
 		t.Helper()
 		if r := do(t, http.MethodPut, s.base+"/"+path, []byte(body)); r.status != http.StatusCreated && r.status != http.StatusOK {
