@@ -482,3 +482,24 @@ func TestSearchStoredAbsoluteOwnReference(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchSystemLevelSortSpansTypes: _sort orders the whole result of a
+// system-level search, not each type's share of it (R4 search.html#sort:
+// "_sort ... indicate[s] which order to return the results").
+func TestSearchSystemLevelSortSpansTypes(t *testing.T) {
+	s := startServer(t, app.Config{})
+	do(t, http.MethodPut, s.base+"/Patient/b", []byte(`{"resourceType":"Patient","id":"b"}`))
+	do(t, http.MethodPut, s.base+"/Patient/d", []byte(`{"resourceType":"Patient","id":"d"}`))
+	do(t, http.MethodPut, s.base+"/Organization/a", []byte(`{"resourceType":"Organization","id":"a"}`))
+	do(t, http.MethodPut, s.base+"/Organization/c", []byte(`{"resourceType":"Organization","id":"c"}`))
+	for q, want := range map[string][]string{
+		"?_type=Patient,Organization&_sort=_id":          {"a", "b", "c", "d"},
+		"?_type=Patient,Organization&_sort=-_id":         {"d", "c", "b", "a"},
+		"?_type=Patient,Organization&_sort=_id&_count=1": {"a", "b", "c", "d"},
+	} {
+		ids, _ := searchAll(t, s, q)
+		if !slices.Equal(ids, want) {
+			t.Errorf("GET %s: %v, want %v", q, ids, want)
+		}
+	}
+}

@@ -191,17 +191,25 @@ func (s *Service) matchAll(ctx context.Context, p auth.Principal, tx store.Tx, q
 	if q.Type != "" {
 		return s.matchIDs(ctx, p, tx, q)
 	}
-	var out []string
+	var all []hit
 	for _, typ := range q.Types {
 		sub := *q
 		sub.Type = typ
-		ids, err := s.matchIDs(ctx, p, tx, &sub)
+		hits, err := s.matchHits(ctx, p, tx, &sub)
 		if err != nil {
 			return nil, err
 		}
-		for _, id := range ids {
-			out = append(out, typ+"/"+id)
+		for _, h := range hits {
+			h.id = typ + "/" + h.id
+			all = append(all, h)
 		}
+	}
+	if len(q.Sort) > 0 { // one order across the types, not type by type
+		slices.SortStableFunc(all, compareHits(q))
+	}
+	out := make([]string, len(all))
+	for i, h := range all {
+		out[i] = h.id
 	}
 	return out, nil
 }
@@ -209,6 +217,37 @@ func (s *Service) matchAll(ctx context.Context, p auth.Principal, tx store.Tx, q
 // matchIDs answers the conditions of q: the ids of every visible current
 // match, in result order.
 func (s *Service) matchIDs(ctx context.Context, p auth.Principal, tx store.Tx, q *search.Query) ([]string, error) {
+	hits, err := s.matchHits(ctx, p, tx, q)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(hits))
+	for i, h := range hits {
+		ids[i] = h.id
+	}
+	return ids, nil
+}
+
+// hit is a match and its values for q's _sort keys.
+type hit struct {
+	id   string
+	sort [][]byte
+}
+
+// compareHits orders hits by q's _sort keys, then by id.
+func compareHits(q *search.Query) func(a, b hit) int {
+	return func(a, b hit) int {
+		for i, k := range q.Sort {
+			if c := compareSortValues(a.sort[i], b.sort[i], k.Descending); c != 0 {
+				return c
+			}
+		}
+		return strings.Compare(a.id, b.id) // a stable tie-break
+	}
+}
+
+// matchHits is matchIDs with each match's sort values.
+func (s *Service) matchHits(ctx context.Context, p auth.Principal, tx store.Tx, q *search.Query) ([]hit, error) {
 	if err := linksAllowed(p, q); err != nil {
 		return nil, err
 	}
@@ -296,14 +335,14 @@ func (s *Service) matchIDs(ctx context.Context, p auth.Principal, tx store.Tx, q
 		}
 	}
 
-	type hit struct {
-		id   string
-		sort [][]byte
-	}
 	// Index answers are current (a delete removes a resource's entries), so
 	// when nothing needs the resource itself, the ids are the answer.
 	if len(sets) > 0 && len(post) == 0 && len(q.Sort) == 0 && s.visibleAll(p, typ) {
-		return candidates, nil
+		hits := make([]hit, len(candidates))
+		for i, id := range candidates {
+			hits[i].id = id
+		}
+		return hits, nil
 	}
 	matchers := make([]func([]search.Entry) bool, len(post))
 	for i, c := range post {
@@ -349,20 +388,9 @@ func (s *Service) matchIDs(ctx context.Context, p auth.Principal, tx store.Tx, q
 		hits = append(hits, h)
 	}
 	if len(q.Sort) > 0 {
-		slices.SortStableFunc(hits, func(a, b hit) int {
-			for i, k := range q.Sort {
-				if c := compareSortValues(a.sort[i], b.sort[i], k.Descending); c != 0 {
-					return c
-				}
-			}
-			return strings.Compare(a.id, b.id) // a stable tie-break
-		})
+		slices.SortStableFunc(hits, compareHits(q))
 	}
-	ids := make([]string, len(hits))
-	for i, h := range hits {
-		ids[i] = h.id
-	}
-	return ids, nil
+	return hits, nil
 }
 
 // currentIDs returns, sorted and without duplicates, those of ids that
