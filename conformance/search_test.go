@@ -503,3 +503,36 @@ func TestSearchSystemLevelSortSpansTypes(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchChainThenHas: a forward chain may end in a reverse chain
+// (subject:Patient._has:Observation:patient:code=x: Encounters whose
+// subject is a Patient that some Observation with code x points at). The
+// parser accepts it; the answer must not be silently empty.
+func TestSearchChainThenHas(t *testing.T) {
+	s := startServer(t, app.Config{})
+	do(t, http.MethodPut, s.base+"/Patient/p1", []byte(`{"resourceType":"Patient","id":"p1"}`))
+	do(t, http.MethodPut, s.base+"/Patient/p2", []byte(`{"resourceType":"Patient","id":"p2"}`))
+	do(t, http.MethodPut, s.base+"/Encounter/e1", []byte(`{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/p1"}}`))
+	do(t, http.MethodPut, s.base+"/Encounter/e2", []byte(`{"resourceType":"Encounter","id":"e2","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/p2"}}`))
+	do(t, http.MethodPut, s.base+"/Observation/o1", []byte(`{"resourceType":"Observation","id":"o1","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"x1"}]},"subject":{"reference":"Patient/p1"}}`))
+	// The _has alone works:
+	if ids, _ := searchAll(t, s, "Patient?_has:Observation:patient:code=x1"); !slices.Equal(ids, []string{"p1"}) {
+		t.Fatalf("Patient?_has:Observation:patient:code=x1: %v, want [p1]", ids)
+	}
+	// A nested _has: the Organizations of Patients with such an Observation.
+	do(t, http.MethodPut, s.base+"/Organization/org1", []byte(`{"resourceType":"Organization","id":"org1"}`))
+	do(t, http.MethodPut, s.base+"/Patient/p1", []byte(`{"resourceType":"Patient","id":"p1","managingOrganization":{"reference":"Organization/org1"}}`))
+	if r := do(t, http.MethodGet, s.base+"/Organization?_has:Patient:organization:_has:Observation:patient:code=x1", nil); !slices.Equal(entryPaths(t, r), []string{"Organization/org1"}) {
+		t.Errorf("nested _has: %d %v, want [Organization/org1]", r.status, entryPaths(t, r))
+	}
+	for _, q := range []string{
+		"Encounter?subject:Patient._has:Observation:patient:code=x1",
+		"Encounter?subject._has:Observation:patient:code=x1",
+		"Encounter?patient._has:Observation:patient:code=x1",
+	} {
+		r := do(t, http.MethodGet, s.base+"/"+q, nil)
+		if got := entryPaths(t, r); r.status == http.StatusOK && !slices.Equal(got, []string{"Encounter/e1"}) {
+			t.Errorf("GET %s: %d %v, want [Encounter/e1] (or an error saying it is not supported)", q, r.status, got)
+		}
+	}
+}

@@ -313,7 +313,7 @@ func (s *Service) matchHits(ctx context.Context, p auth.Principal, tx store.Tx, 
 		sets = append(sets, ids)
 	}
 	for _, h := range q.Has {
-		ids, err := s.hasIDs(ctx, p, tx, typ, h)
+		ids, err := s.chainIDs(ctx, p, tx, typ, h)
 		if err != nil {
 			return nil, err
 		}
@@ -543,10 +543,13 @@ func prefixEnd(p []byte) []byte {
 	return nil // all 0xff: no upper bound
 }
 
-// chainIDs answers param:Target.chained=value by finding the targets that
-// match, then the resources of typ that refer to them, step by step from
-// the end of the chain. Only targets p may see count (a target p may not
-// see is as if it were not there).
+// chainIDs answers a chain: param:Target.chained=value, _has:Type:param:
+// chained=value, or a mix (subject:Patient._has:Observation:patient:code=x).
+// It finds what matches the condition at the end, then walks the steps back
+// to typ: through a forward step, the resources of the previous type that
+// refer to the current ones; through a reverse step (_has), those the
+// current ones refer to. Only resources p may see count, at every step (one
+// p may not see is as if it were not there).
 func (s *Service) chainIDs(ctx context.Context, p auth.Principal, tx store.Tx, typ string, ch search.Chain) ([]string, error) {
 	last := ch.Steps[len(ch.Steps)-1]
 	targets, err := s.conditionIDs(ctx, p, tx, last.Type, &ch.Condition)
@@ -554,31 +557,31 @@ func (s *Service) chainIDs(ctx context.Context, p auth.Principal, tx store.Tx, t
 		return nil, err
 	}
 	for i := len(ch.Steps) - 1; i >= 0; i-- {
+		st := ch.Steps[i]
 		source := typ
 		if i > 0 {
 			source = ch.Steps[i-1].Type
 		}
-		if targets, err = scanUnion(ctx, tx, source, s.refScans(ch.Steps[i].Param, ch.Steps[i].Type, targets)); err != nil {
+		if st.Reverse {
+			targets, err = s.referredBy(tx, source, st, targets)
+		} else {
+			targets, err = scanUnion(ctx, tx, source, s.refScans(st.Param, st.Type, targets))
+		}
+		if err == nil && i > 0 {
+			targets, err = s.visibleIDs(tx, p, source, targets) // typ's are judged as matches
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
 	return targets, nil
 }
 
-// hasIDs answers _has:Type:param:chained=value: the resources of typ that
-// resources of Type (matching the condition) point at with param; only
-// referrers p may see count.
-func (s *Service) hasIDs(ctx context.Context, p auth.Principal, tx store.Tx, typ string, h search.Chain) ([]string, error) {
-	if len(h.Steps) != 1 || !h.Steps[0].Reverse {
-		return nil, fhir.Errorf(fhir.Invalid, "not-supported", "nested _has is not supported")
-	}
-	st := h.Steps[0]
-	referrers, err := s.conditionIDs(ctx, p, tx, st.Type, &h.Condition)
-	if err != nil {
-		return nil, err
-	}
+// referredBy returns the sorted ids of typ that the resources ids of
+// st.Type refer to with st.Param (a reverse step, _has).
+func (s *Service) referredBy(tx store.Tx, typ string, st search.Step, ids []string) ([]string, error) {
 	seen := map[string]struct{}{}
-	for _, rid := range referrers {
+	for _, rid := range ids {
 		r, err := tx.Current(st.Type, rid)
 		if err != nil || r.Deleted {
 			continue
@@ -596,12 +599,33 @@ func (s *Service) hasIDs(ctx context.Context, p auth.Principal, tx store.Tx, typ
 			}
 		}
 	}
-	ids := make([]string, 0, len(seen))
+	out := make([]string, 0, len(seen))
 	for id := range seen {
-		ids = append(ids, id)
+		out = append(out, id)
 	}
-	slices.Sort(ids)
-	return ids, nil
+	slices.Sort(out)
+	return out, nil
+}
+
+// visibleIDs is ids less those of resources p may not see.
+func (s *Service) visibleIDs(tx store.Tx, p auth.Principal, typ string, ids []string) ([]string, error) {
+	if s.visibleAll(p, typ) && typeVisible(p, typ) {
+		return ids, nil
+	}
+	out := ids[:0:0]
+	for _, id := range ids {
+		r, err := tx.Current(typ, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !r.Deleted && s.visible(tx, p, r) {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 // conditionIDs returns the sorted ids of typ matching one condition, of
