@@ -150,6 +150,8 @@ type keyCache struct {
 	source  string // the jwks_uri or inline set the keys came from
 	keys    []publicKey
 	fetched time.Time
+	failed  time.Time // last failed fetch: no other before jwksMinRefetch
+	lastErr error
 }
 
 // jwks_uri caching: keys are kept this long, and an unknown kid refetches
@@ -164,8 +166,13 @@ const (
 // OpenRegistry loads every client from st.
 func OpenRegistry(ctx context.Context, st store.AuthStore) (*Registry, error) {
 	r := &Registry{
-		st:      st,
-		http:    &http.Client{Timeout: 5 * time.Second},
+		st: st,
+		http: &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 3 {
+				return errors.New("jwks_uri: too many redirects")
+			}
+			return checkJWKSURI(req.URL.String()) // every hop: https, or http to loopback
+		}},
 		clients: map[string]*Client{},
 		keys:    map[string]*keyCache{},
 	}
@@ -329,7 +336,7 @@ func (r *Registry) clientKeys(ctx context.Context, c Client, refresh bool) ([]pu
 	// cached under the new record: keys count only for the source they came
 	// from.
 	if source := c.JWKSURI + "\x00" + string(c.JWKS); kc.source != source {
-		kc.source, kc.keys, kc.fetched = source, nil, time.Time{}
+		kc.source, kc.keys, kc.fetched, kc.failed = source, nil, time.Time{}, time.Time{}
 	}
 	if c.JWKSURI == "" {
 		if kc.keys == nil {
@@ -341,12 +348,19 @@ func (r *Registry) clientKeys(ctx context.Context, c Client, refresh bool) ([]pu
 		}
 		return kc.keys, nil
 	}
+	if !kc.failed.IsZero() && time.Since(kc.failed) < jwksMinRefetch && (kc.keys == nil || refresh) {
+		if kc.keys != nil {
+			return kc.keys, nil
+		}
+		return nil, kc.lastErr
+	}
 	age := time.Since(kc.fetched)
 	if kc.keys != nil && age < jwksTTL && !(refresh && age >= jwksMinRefetch) {
 		return kc.keys, nil
 	}
 	keys, err := r.fetchJWKS(ctx, c.JWKSURI)
 	if err != nil {
+		kc.failed, kc.lastErr = time.Now(), err
 		if kc.keys != nil && age < jwksTTL {
 			return kc.keys, nil // keep what we had; the refetch was a bonus
 		}

@@ -202,7 +202,7 @@ func (s *Server) IntrospectHandler() http.Handler {
 			return
 		}
 		claims, err := s.verify(tok)
-		if err != nil {
+		if err != nil || !s.now().Before(claims.ExpiresAt.Time) { // RFC 7662: active only before exp, no leeway
 			writeJSON(w, http.StatusOK, introspection{Active: false})
 			return
 		}

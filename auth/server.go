@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -126,16 +127,17 @@ type OAuthError struct {
 	Status      int    `json:"-"`
 	Code        string `json:"error"`
 	Description string `json:"error_description,omitempty"`
+	Challenge   string `json:"-"` // the WWW-Authenticate scheme of a 401; Bearer when empty
 }
 
 func (e *OAuthError) Error() string { return e.Code + ": " + e.Description }
 
 func invalidClient(format string, args ...any) *OAuthError {
-	return &OAuthError{http.StatusUnauthorized, "invalid_client", fmt.Sprintf(format, args...)}
+	return &OAuthError{http.StatusUnauthorized, "invalid_client", fmt.Sprintf(format, args...), ""}
 }
 
 func invalidRequest(format string, args ...any) *OAuthError {
-	return &OAuthError{http.StatusBadRequest, "invalid_request", fmt.Sprintf(format, args...)}
+	return &OAuthError{http.StatusBadRequest, "invalid_request", fmt.Sprintf(format, args...), ""}
 }
 
 // tokenResponse is the success answer of the token endpoint.
@@ -169,11 +171,15 @@ func (s *Server) TokenHandler() http.Handler {
 			var oe *OAuthError
 			if !errors.As(err, &oe) {
 				s.log.ErrorContext(r.Context(), "token endpoint", "error", err)
-				oe = &OAuthError{http.StatusInternalServerError, "server_error", "internal error"}
+				oe = &OAuthError{Status: http.StatusInternalServerError, Code: "server_error", Description: "internal error"}
 			}
 			if oe.Status == http.StatusUnauthorized {
 				// RFC 6749 §5.2: a 401 names the scheme the client may use.
-				w.Header().Set("WWW-Authenticate", `Bearer realm="healthhub"`)
+				scheme := oe.Challenge
+				if scheme == "" {
+					scheme = "Bearer"
+				}
+				w.Header().Set("WWW-Authenticate", scheme+` realm="healthhub"`)
 			}
 			writeJSON(w, oe.Status, oe)
 			return
@@ -191,7 +197,11 @@ func (s *Server) token(r *http.Request) (*tokenResponse, error) {
 		if gt == "" {
 			return nil, invalidRequest("grant_type is missing; backend services use client_credentials")
 		}
-		return nil, &OAuthError{http.StatusBadRequest, "unsupported_grant_type", "only client_credentials is supported"}
+		return nil, &OAuthError{Status: http.StatusBadRequest, Code: "unsupported_grant_type", Description: "only client_credentials is supported"}
+	}
+	if scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " "); scheme != "" {
+		// RFC 6749 §5.2: 401 with a challenge of the scheme the client used.
+		return nil, &OAuthError{http.StatusUnauthorized, "invalid_client", "authenticate with a private_key_jwt client_assertion, not the Authorization header", scheme}
 	}
 	if form.Get("client_assertion_type") != assertionType {
 		return nil, invalidRequest("client_assertion_type must be %s", assertionType)
@@ -222,7 +232,7 @@ func (s *Server) token(r *http.Request) (*tokenResponse, error) {
 	if err != nil {
 		var se *ScopeError
 		if errors.As(err, &se) {
-			return nil, &OAuthError{http.StatusBadRequest, "invalid_scope", se.Reason}
+			return nil, &OAuthError{Status: http.StatusBadRequest, Code: "invalid_scope", Description: se.Reason}
 		}
 		return nil, err
 	}
@@ -260,7 +270,7 @@ func readForm(r *http.Request) (url.Values, error) {
 	if r.Method != http.MethodPost {
 		return nil, invalidRequest("use POST")
 	}
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
 		return nil, invalidRequest("the body must be application/x-www-form-urlencoded")
 	}
 	r.Body = http.MaxBytesReader(nil, r.Body, maxFormBytes)
@@ -430,6 +440,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }

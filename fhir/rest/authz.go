@@ -48,6 +48,8 @@ func (h *Handlers) authorized(code string, next gin.HandlerFunc) gin.HandlerFunc
 			h.writeOutcome(c, http.StatusForbidden, issue("forbidden", "no scope grants the "+code+" interaction"))
 			return
 		case perm != 0 && !p.Allows(typ, perm):
+			// RFC 6750 3.1: the challenge names the scope wanted (SMART v2 form).
+			c.Header("WWW-Authenticate", `Bearer realm="healthhub", error="insufficient_scope", scope="`+auth.Scope{Context: "system", Type: typ, Perms: perm}.String()+`"`)
 			h.writeOutcome(c, http.StatusForbidden, issue("forbidden", "this request needs scope "+auth.Needed(typ, perm)))
 			return
 		}
