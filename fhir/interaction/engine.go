@@ -123,16 +123,44 @@ type resolution struct {
 	// versions: the fullUrl of an entry that writes -> the version it
 	// leaves current, for version-specific references to it.
 	versions map[string]uint64
-	// restful lists the http(s) fullUrls in refs, sorted: relative
-	// references resolve against them too (restfulBase).
-	restful []string
 }
 
-// prepared is an op's resource ready to write, for one resolution (sig).
+// prepared is an op's resource ready to write, for one resolution: it holds
+// while its id, the version a patch applied to, and what each reference it
+// rewrote resolves to are the same (valid). The references that resolved to
+// nothing need no check: a resolution's keys are the writing entries'
+// fullUrls and the conditional references, the same in every resolution of
+// a Bundle; only what they resolve to changes.
 type prepared struct {
-	sig     string
+	id      string
+	ver     uint64
+	used    []string // ref, what it resolved to, ref, ...
 	obj     *fhir.Object
 	entries []store.IndexEntry
+}
+
+// patchedVersion is the version a patch op applies to; 0 for other ops.
+func patchedVersion(o *op, t *target) uint64 {
+	if o.method == methodPatch && t.cur != nil {
+		return t.cur.VersionID
+	}
+	return 0
+}
+
+// valid reports whether pr still holds under resolution res. It costs the
+// references pr rewrote: checking every fullUrl of the Bundle for every
+// entry made a large transaction quadratic, inside the write transaction.
+func (pr *prepared) valid(o *op, t *target, res *resolution) bool {
+	if pr.id != t.id || pr.ver != patchedVersion(o, t) {
+		return false
+	}
+	base := restfulBase(o.fullURL, o.typ)
+	for i := 0; i < len(pr.used); i += 2 {
+		if to, _ := res.resolve(base, pr.used[i]); to != pr.used[i+1] {
+			return false
+		}
+	}
+	return true
 }
 
 // Outcome says what an operation did.
@@ -272,7 +300,7 @@ func (s *Service) apply(ctx context.Context, p auth.Principal, tx store.Tx, o *o
 		return nil
 	}
 	pr := pre
-	if pr == nil || pr.sig != signature(o, t, res) {
+	if pr == nil || !pr.valid(o, t, res) {
 		var err error
 		if pr, err = s.prepare(o, t, res); err != nil {
 			return err
@@ -405,12 +433,10 @@ func (s *Service) resolve(ctx context.Context, p auth.Principal, tx store.Tx, op
 				// absolute or relative to the same base, name this entry
 				// (R4 bundle.html, resolving references in Bundles).
 				res.refs[o.fullURL] = o.typ + "/" + t.id
-				res.restful = append(res.restful, o.fullURL)
 			}
 			res.versions[o.fullURL] = t.writtenVersion()
 		}
 	}
-	slices.Sort(res.restful)
 	for _, o := range ops {
 		for _, ref := range o.refs {
 			if _, done := res.refs[ref]; done || !isConditionalReference(ref) {
@@ -546,25 +572,6 @@ func (s *Service) resolveOne(ctx context.Context, p auth.Principal, tx store.Tx,
 	return nil
 }
 
-// signature identifies what an op's prepared resource depends on: its
-// id, the version a patch applies to, and what its references resolve to.
-func signature(o *op, t *target, res *resolution) string {
-	var b strings.Builder
-	b.WriteString(t.id)
-	if o.method == methodPatch && t.cur != nil {
-		b.WriteString("@" + strconv.FormatUint(t.cur.VersionID, 10))
-	}
-	base := restfulBase(o.fullURL, o.typ)
-	for _, ref := range o.refs {
-		to, _ := res.resolve(base, ref)
-		b.WriteString("\x00" + to)
-	}
-	for _, u := range res.restful {
-		b.WriteString("\x00" + res.refs[u] + "@" + strconv.FormatUint(res.versions[u], 10))
-	}
-	return b.String()
-}
-
 // prepare builds the resource an op writes under resolution res: the
 // patched or sent resource, its resolvable references rewritten, its id
 // set; and its index entries.
@@ -579,7 +586,14 @@ func (s *Service) prepare(o *op, t *target, res *resolution) (*prepared, error) 
 		obj = copyObject(o.obj) // o.obj is shared by every run
 	}
 	base := restfulBase(o.fullURL, o.typ)
-	resolve := func(ref string) (string, bool) { return res.resolve(base, ref) }
+	var used []string
+	resolve := func(ref string) (string, bool) {
+		to, ok := res.resolve(base, ref)
+		if ok {
+			used = append(used, ref, to)
+		}
+		return to, ok
+	}
 	for _, k := range obj.Keys() {
 		if k == "resourceType" || k == "id" {
 			continue // meta too may hold references, in its extensions
@@ -605,7 +619,7 @@ func (s *Service) prepare(o *op, t *target, res *resolution) (*prepared, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &prepared{sig: signature(o, t, res), obj: obj, entries: entries}, nil
+	return &prepared{id: t.id, ver: patchedVersion(o, t), used: used, obj: obj, entries: entries}, nil
 }
 
 func copyObject(o *fhir.Object) *fhir.Object {
