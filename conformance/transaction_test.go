@@ -736,3 +736,21 @@ func TestTransactionVersionSpecificReferences(t *testing.T) {
 		t.Errorf("Observation lacks %s:\n%s", want, stored)
 	}
 }
+
+// TestTransactionConditionalCreateOfAnUpdatedResource: "A resource can only
+// appear in a transaction once (by identity)" (R4 http.html, transaction
+// processing rules). A conditional create whose criteria select the
+// Patient another entry PUTs names that Patient twice.
+func TestTransactionConditionalCreateOfAnUpdatedResource(t *testing.T) {
+	s := startServer(t, app.Config{})
+	id, _ := create(t, s, "Patient", patientWith("urn:s", "x", "X"))
+	r, tr := postBundle(t, s, txBundle("transaction",
+		txEntry{method: "POST", url: "Patient", ifNoneExist: "identifier=urn:s|x", resource: string(patientWith("urn:s", "x", "New"))},
+		txEntry{method: "PUT", url: "Patient/" + id, resource: `{"resourceType":"Patient","id":"` + id + `","identifier":[{"system":"urn:s","value":"x"}],"name":[{"family":"Put"}]}`},
+	))
+	if tr != nil {
+		t.Errorf("accepted (entry 0 answers %s %s for Patient/%s, entry 1 %s): want 400", tr.Entry[0].Response.Status, tr.Entry[0].Response.Etag, id, tr.Entry[1].Response.Etag)
+		return
+	}
+	checkOutcome(t, "conditional create and update of one Patient", r, 400, "invalid", "")
+}

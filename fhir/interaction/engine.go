@@ -411,7 +411,10 @@ func (s *Service) resolve(ctx context.Context, p auth.Principal, tx store.Tx, op
 		}
 		ids := t.deletes
 		switch {
-		case o.writes() && !t.found:
+		case o.writes():
+			// A conditional create that found its resource names it too: "a
+			// resource can only appear in a transaction once" (R4 http.html,
+			// transaction processing rules), another entry may not change it.
 			ids = []string{t.id}
 		case o.method == methodDelete && o.criteria == nil:
 			ids = []string{o.id} // deleting what is absent still names it
