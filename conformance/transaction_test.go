@@ -754,3 +754,42 @@ func TestTransactionConditionalCreateOfAnUpdatedResource(t *testing.T) {
 	}
 	checkOutcome(t, "conditional create and update of one Patient", r, 400, "invalid", "")
 }
+
+// TestBundleGetEntryConditionalRead: request.ifNoneMatch and
+// request.ifModifiedSince of a GET entry ask for a conditional read (R4
+// Bundle.entry.request.ifNoneMatch: "If the ETag values match, return a 304
+// Not Modified status"), as the same headers do on a read.
+func TestBundleGetEntryConditionalRead(t *testing.T) {
+	s := startServer(t, app.Config{})
+	id, _ := create(t, s, "Patient", []byte(`{"resourceType":"Patient"}`))
+	if r := do(t, "GET", s.base+"/Patient/"+id, nil, "If-None-Match", `W/"1"`); r.status != http.StatusNotModified {
+		t.Fatalf("REST conditional read: %d", r.status)
+	}
+	for _, kind := range []string{"batch", "transaction"} {
+		body := `{"resourceType":"Bundle","type":"` + kind + `","entry":[
+			{"request":{"method":"GET","url":"Patient/` + id + `","ifNoneMatch":"W/\"1\""}},
+			{"request":{"method":"GET","url":"Patient/` + id + `","ifModifiedSince":"2999-01-01T00:00:00Z"}}]}`
+		r, tr := postBundle(t, s, []byte(body))
+		if tr == nil {
+			t.Fatalf("%s: %d %s", kind, r.status, r.body)
+		}
+		for i, e := range tr.Entry {
+			if !strings.HasPrefix(e.Response.Status, "304") {
+				t.Errorf("%s entry %d: %s, want 304 Not Modified", kind, i, e.Response.Status)
+			}
+		}
+	}
+}
+
+// TestBundleHeadEntry: R4's HTTPVerb has HEAD, and the transaction rules
+// process "any GET or HEAD interactions"; the server answers HEAD alone.
+func TestBundleHeadEntry(t *testing.T) {
+	s := startServer(t, app.Config{})
+	id, _ := create(t, s, "Patient", []byte(`{"resourceType":"Patient"}`))
+	for _, kind := range []string{"batch", "transaction"} {
+		r, tr := postBundle(t, s, txBundle(kind, txEntry{method: "HEAD", url: "Patient/" + id}))
+		if tr == nil || tr.Entry[0].Response.Status != "200 OK" || tr.Entry[0].Response.Etag != `W/"1"` || len(tr.Entry[0].Resource) != 0 {
+			t.Errorf("%s with a HEAD entry: %d %s, want 200 with the ETag and no resource", kind, r.status, r.body)
+		}
+	}
+}

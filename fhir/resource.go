@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -67,4 +68,23 @@ func ParseVersionETag(s string) (v uint64, ok bool) {
 	}
 	v, err := strconv.ParseUint(s, 10, 64)
 	return v, err == nil && v > 0
+}
+
+// NotModified answers a conditional read of r (RFC 9110 13.1.2 and
+// 13.1.4): with ifNoneMatch (a list of ETags, or *), whether one names r's
+// version; else, with since, whether r was last modified no later than it
+// (to the second, as HTTP dates go).
+func NotModified(r *Resource, ifNoneMatch string, since time.Time) bool {
+	if ifNoneMatch != "" {
+		if strings.TrimSpace(ifNoneMatch) == "*" {
+			return true
+		}
+		for _, tag := range strings.Split(ifNoneMatch, ",") {
+			if v, ok := ParseVersionETag(strings.TrimSpace(tag)); ok && v == r.VersionID {
+				return true
+			}
+		}
+		return false
+	}
+	return !since.IsZero() && !r.LastUpdated.Truncate(time.Second).After(since)
 }

@@ -37,7 +37,7 @@ type bundleEntry struct {
 }
 
 type bundleRequest struct {
-	Method, URL, IfMatch, IfNoneExist string
+	Method, URL, IfMatch, IfNoneExist, IfNoneMatch, IfModifiedSince string
 }
 
 // The elements of Bundle, Bundle.entry and Bundle.entry.request in R4, by
@@ -116,7 +116,8 @@ func decodeBundle(body []byte) (bundleJSON, error) {
 		for _, f := range []struct {
 			name string
 			to   *string
-		}{{"method", &e.Request.Method}, {"url", &e.Request.URL}, {"ifMatch", &e.Request.IfMatch}, {"ifNoneExist", &e.Request.IfNoneExist}} {
+		}{{"method", &e.Request.Method}, {"url", &e.Request.URL}, {"ifMatch", &e.Request.IfMatch}, {"ifNoneExist", &e.Request.IfNoneExist},
+			{"ifNoneMatch", &e.Request.IfNoneMatch}, {"ifModifiedSince", &e.Request.IfModifiedSince}} {
 			if *f.to, err = stringMember(ro, f.name, at+".request."+f.name); err != nil {
 				return b, err
 			}
@@ -362,6 +363,9 @@ func (s *Service) entryOp(i int, e *bundleEntry, validated bool) (*op, error) {
 		return nil, opError(o, fhir.Errorf(fhir.Invalid, "required", "the entry has no request").At(at+".request"))
 	}
 	o.method, o.url = e.Request.Method, e.Request.URL
+	if o.method == "HEAD" { // R4's HTTPVerb has it: a GET whose answer leaves the resource out
+		o.method, o.head = methodGet, true
+	}
 	o, err := s.readEntry(o, e, validated)
 	if err != nil {
 		return nil, opError(o, err)
@@ -394,6 +398,21 @@ func (s *Service) readEntry(o *op, e *bundleEntry, validated bool) (*op, error) 
 			return o, fhir.Errorf(fhir.Invalid, "value", "request.ifMatch %q is not a version ETag such as W/\"3\"", echo(e.Request.IfMatch)).At(at + ".request.ifMatch")
 		}
 		o.ifMatch = Precondition(v)
+	}
+	if r := e.Request; r.IfNoneMatch != "" || r.IfModifiedSince != "" {
+		// A conditional read (R4 Bundle.entry.request.ifNoneMatch: "If the
+		// ETag values match, return a 304 Not Modified status").
+		if o.method != methodGet {
+			return o, fhir.Errorf(fhir.Invalid, "not-supported", "request.ifNoneMatch and request.ifModifiedSince apply to a GET (a conditional read), not to %s", o.method).At(at + ".request")
+		}
+		o.ifNoneMatch = r.IfNoneMatch
+		if r.IfModifiedSince != "" {
+			d, err := fhir.ParseDateTime(r.IfModifiedSince)
+			if err != nil {
+				return o, fhir.Errorf(fhir.Invalid, "value", "request.ifModifiedSince %q: %v", echo(r.IfModifiedSince), err).At(at + ".request.ifModifiedSince")
+			}
+			o.ifModifiedSince = d.Start
+		}
 	}
 	badURL := func(want string) error {
 		return fhir.Errorf(fhir.Invalid, "value", "%s takes request.url %s, not %q", o.method, want, echo(o.url)).At(at + ".request.url")

@@ -1,6 +1,7 @@
 package interaction
 
 import (
+	"time"
 	"cmp"
 	"context"
 	"errors"
@@ -57,6 +58,11 @@ type op struct {
 	fullURL  string   // Bundle.entry.fullUrl
 	newID    string   // the id a created resource gets, made before any transaction
 	refs     []string // urn: and conditional references in the resource or patch, and urn: links (links.go)
+	// GET: a HEAD entry (its answer leaves the resource out), and the
+	// conditions of a conditional read.
+	head            bool
+	ifNoneMatch     string
+	ifModifiedSince time.Time
 }
 
 func (o *op) writes() bool {
@@ -172,6 +178,7 @@ const (
 	Found            // If-None-Exist matched an existing resource; nothing written
 	Deleted          // Result.Deleted holds what was deleted: none when nothing matched
 	Read             // GET of one resource
+	NotModified      // a conditional GET whose resource has not changed (304)
 	Searched         // GET of a search
 )
 
@@ -182,6 +189,7 @@ type Result struct {
 	Deleted  []*fhir.Resource // Deleted: the tombstones
 	Page     *SearchPage      // Searched
 	Err      error            // in a batch: why this entry failed
+	Head     bool             // a HEAD entry: the answer without its resource
 }
 
 // order is the R4 processing order of a transaction: DELETE, POST,
@@ -293,6 +301,7 @@ func (s *Service) apply(ctx context.Context, p auth.Principal, tx store.Tx, o *o
 		}
 		return nil
 	case methodGet:
+		r.Head = o.head
 		return s.get(ctx, p, tx, o, r)
 	}
 	if t.found {
@@ -369,6 +378,9 @@ func (s *Service) get(ctx context.Context, p auth.Principal, tx store.Tx, o *op,
 		return gone(cur)
 	}
 	r.Outcome, r.Resource = Read, cur
+	if fhir.NotModified(cur, o.ifNoneMatch, o.ifModifiedSince) {
+		r.Outcome = NotModified
+	}
 	return nil
 }
 

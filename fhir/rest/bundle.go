@@ -59,23 +59,30 @@ func (h *Handlers) responseEntry(c *gin.Context, r interaction.Result, minimal b
 		}
 		return e, nil
 	case interaction.Searched:
-		page, err := h.searchBundle(r.Page.Query.Type, r.Page)
-		if err != nil {
-			return e, err
-		}
-		e.Resource = page
 		e.Response = &entryResponse{Status: statusLine(status)}
+		if !r.Head {
+			page, err := h.searchBundle(r.Page.Query.Type, r.Page)
+			if err != nil {
+				return e, err
+			}
+			e.Resource = page
+		}
 		return e, nil
 	case interaction.Created:
 		status = http.StatusCreated
+	case interaction.NotModified:
+		status = http.StatusNotModified
 	}
 	res := r.Resource
-	e.FullURL = h.base + "/" + res.Path()
 	e.Response = &entryResponse{Status: statusLine(status), Etag: res.ETag(), LastModified: res.LastUpdated.Format(fhir.InstantLayout)}
+	if r.Outcome == interaction.NotModified {
+		return e, nil // the client has it
+	}
+	e.FullURL = h.base + "/" + res.Path()
 	if r.Outcome == interaction.Created || r.Outcome == interaction.Updated {
 		e.Response.Location = h.base + "/" + res.VersionPath()
 	}
-	if !minimal || r.Outcome == interaction.Read {
+	if (!minimal || r.Outcome == interaction.Read) && !r.Head {
 		e.Resource = res.JSON
 	}
 	return e, nil

@@ -3,7 +3,6 @@ package rest
 import (
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -81,21 +80,9 @@ func (h *Handlers) writeSubset(c *gin.Context, r *fhir.Resource, q *search.Query
 // notModified answers a conditional read (If-None-Match, else
 // If-Modified-Since, as RFC 9110 orders them).
 func notModified(c *gin.Context, r *fhir.Resource) bool {
-	if inm := c.GetHeader("If-None-Match"); inm != "" {
-		if inm == "*" {
-			return true
-		}
-		// A list of tags (RFC 9110 §13.1.2): any one of them may match.
-		for _, tag := range strings.Split(inm, ",") {
-			if v, ok := fhir.ParseVersionETag(strings.TrimSpace(tag)); ok && v == r.VersionID {
-				return true
-			}
-		}
-		return false
-	}
+	var since time.Time
 	if ims := c.GetHeader("If-Modified-Since"); ims != "" {
-		t, err := http.ParseTime(ims)
-		return err == nil && !r.LastUpdated.Truncate(time.Second).After(t)
+		since, _ = http.ParseTime(ims) // a date that does not parse is ignored (RFC 9110 13.1.3)
 	}
-	return false
+	return fhir.NotModified(r, c.GetHeader("If-None-Match"), since)
 }
