@@ -1,7 +1,6 @@
 package interaction
 
 import (
-	"time"
 	"cmp"
 	"context"
 	"errors"
@@ -9,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
@@ -173,13 +173,13 @@ func (pr *prepared) valid(o *op, t *target, res *resolution) bool {
 type Outcome uint8
 
 const (
-	Created  Outcome = iota + 1
-	Updated          // includes a PATCH
-	Found            // If-None-Exist matched an existing resource; nothing written
-	Deleted          // Result.Deleted holds what was deleted: none when nothing matched
-	Read             // GET of one resource
-	NotModified      // a conditional GET whose resource has not changed (304)
-	Searched         // GET of a search
+	Created     Outcome = iota + 1
+	Updated             // includes a PATCH
+	Found               // If-None-Exist matched an existing resource; nothing written
+	Deleted             // Result.Deleted holds what was deleted: none when nothing matched
+	Read                // GET of one resource
+	NotModified         // a conditional GET whose resource has not changed (304)
+	Searched            // GET of a search
 )
 
 // Result is the outcome of one operation.
