@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -104,6 +106,9 @@ func (t *boltTx) History(ctx context.Context, q HistoryQuery) (*HistoryPage, err
 			return nil, err
 		}
 		r, err := t.Version(typ, id, version)
+		if errors.Is(err, ErrNotFound) { // damage, which Check reports; not "no such resource"
+			err = fmt.Errorf("%w: the change log names %s/%s version %d, which does not exist", errCorrupt, typ, id, version)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -148,6 +153,9 @@ func (t *boltTx) instanceHistory(ctx context.Context, q HistoryQuery, page *Hist
 			}
 		}
 		r, err := t.Version(q.Type, q.ID, v)
+		if errors.Is(err, ErrNotFound) {
+			err = fmt.Errorf("%w: %s/%s is at version %d but has no version %d", errCorrupt, q.Type, q.ID, cur.VersionID, v)
+		}
 		if err != nil {
 			return err
 		}

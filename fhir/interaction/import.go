@@ -212,6 +212,9 @@ func readLine(br *bufio.Reader, max int) (line []byte, tooLong bool, err error) 
 			continue
 		}
 		line = bytes.TrimRight(line, "\r\n")
+		if !tooLong && len(line) > max { // the +2 above is for an end of line, not content
+			tooLong, line = true, nil
+		}
 		return line, tooLong, err
 	}
 }

@@ -122,3 +122,41 @@ func TestImportConditionalReferenceNeedsCriteria(t *testing.T) {
 		}
 	}
 }
+
+// TestImportMaxLineIsTheLimit: ImportOptions.MaxLine is "the longest line
+// accepted, in bytes (longer: invalid)". A line one byte over it (LF end)
+// or two bytes over it (the last line, no end of line) must fail too; the
+// +2 meant for a CRLF is granted to lines that do not carry one.
+func TestImportMaxLineIsTheLimit(t *testing.T) {
+	const max = 100
+	line := func(n int, id string) string {
+		head := `{"resourceType":"Patient","id":"` + id + `","name":[{"family":"`
+		tail := `"}]}`
+		return head + strings.Repeat("x", n-len(head)-len(tail)) + tail
+	}
+	for _, c := range []struct {
+		name, in string
+	}{
+		{"LF, max+1 bytes", line(max+1, "lf") + "\n"},
+		{"no end of line, max+2 bytes", line(max+2, "eof")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			svc := newService(t)
+			var reported []string
+			im := svc.NewImporter(auth.Local(), interaction.ImportOptions{
+				MaxLine: max,
+				Report:  func(e *interaction.LineError) { reported = append(reported, e.Error()) },
+			})
+			if err := im.Read(context.Background(), "f.ndjson", strings.NewReader(c.in)); err != nil {
+				t.Fatal(err)
+			}
+			stats, err := im.Finish(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stats.Failed != 1 || stats.Created != 0 {
+				t.Errorf("a line of %d content bytes with MaxLine %d: %+v, reported %q; want it refused as too long", len(strings.TrimRight(c.in, "\n")), max, stats, reported)
+			}
+		})
+	}
+}
