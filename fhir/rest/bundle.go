@@ -23,10 +23,10 @@ func (h *Handlers) bundle(c *gin.Context) {
 		h.writeError(c, err)
 		return
 	}
-	minimal := preferReturn(c) == "minimal"
+	prefer := preferReturn(c)
 	b := bundle{ResourceType: "Bundle", Type: kind + "-response", Entry: make([]entry, 0, len(results))}
 	for _, r := range results {
-		e, err := h.responseEntry(c, r, minimal)
+		e, err := h.responseEntry(c, r, prefer)
 		if err != nil {
 			h.internalError(c, err)
 			return
@@ -43,8 +43,11 @@ func (h *Handlers) bundle(c *gin.Context) {
 
 func statusLine(code int) string { return strconv.Itoa(code) + " " + http.StatusText(code) }
 
-// responseEntry is the response entry of one Bundle entry's result.
-func (h *Handlers) responseEntry(c *gin.Context, r interaction.Result, minimal bool) (entry, error) {
+// responseEntry is the response entry of one Bundle entry's result. A
+// write's resource is left out for Prefer: return=minimal, and replaced by
+// an informational response.outcome for return=OperationOutcome, as a
+// write on its own answers (writeWritten).
+func (h *Handlers) responseEntry(c *gin.Context, r interaction.Result, prefer string) (entry, error) {
 	if r.Err != nil {
 		status, issues := h.errorOutcome(c, r.Err)
 		return entry{Response: &entryResponse{Status: statusLine(status), Outcome: outcomeJSON(issues)}}, nil
@@ -82,7 +85,14 @@ func (h *Handlers) responseEntry(c *gin.Context, r interaction.Result, minimal b
 	if r.Outcome == interaction.Created || r.Outcome == interaction.Updated {
 		e.Response.Location = h.base + "/" + res.VersionPath()
 	}
-	if (!minimal || r.Outcome == interaction.Read) && !r.Head {
+	write := r.Outcome != interaction.Read
+	switch {
+	case r.Head:
+	case write && prefer == "minimal":
+	case write && prefer == "OperationOutcome":
+		verb := map[interaction.Outcome]string{interaction.Created: "created", interaction.Updated: "updated", interaction.Found: "found"}[r.Outcome]
+		e.Response.Outcome = outcomeJSON([]fhir.Issue{{Severity: "information", Code: "informational", Diagnostics: verb + " " + res.VersionPath()}})
+	default:
 		e.Resource = res.JSON
 	}
 	return e, nil

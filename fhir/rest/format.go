@@ -46,12 +46,20 @@ func setHeader(c *gin.Context, canonicalName, value string) {
 // all we write; a request for XML or anything else we cannot produce is
 // 406. It runs before the handler, so a refused request does no work.
 func negotiate(c *gin.Context) error {
+	if strings.Contains(c.Request.URL.RawQuery, ";") {
+		// net/url drops a query pair with a raw ";" (no longer a separator):
+		// a search would run without that parameter, wider than asked.
+		return fhir.Errorf(fhir.Invalid, "structure", "the query string has an unencoded \";\": encode it as %%3B")
+	}
 	if f, ok := queryValue(c, "_format"); ok {
-		switch strings.TrimSpace(strings.SplitN(f, ";", 2)[0]) {
-		case "json", mimeJSON, mimeFHIRJSON:
-			return nil
+		mt, params, err := mime.ParseMediaType(f)
+		if err == nil && r4(params) {
+			switch mt {
+			case "json", mimeJSON, mimeFHIRJSON:
+				return nil
+			}
 		}
-		return fhir.Errorf(fhir.NotAcceptable, "not-supported", "_format=%s is not supported: this server speaks JSON (json, application/fhir+json, application/json)", f)
+		return fhir.Errorf(fhir.NotAcceptable, "not-supported", "_format=%s is not supported: this server speaks FHIR R4 JSON (json, application/fhir+json, application/json; fhirVersion 4.0)", f)
 	}
 	accept := c.GetHeader("Accept")
 	switch accept {
@@ -68,12 +76,42 @@ func negotiate(c *gin.Context) error {
 				continue // q=0, 0.0, 0.000: not acceptable (RFC 9110 §12.4.2)
 			}
 		}
+		if !r4(params) {
+			continue
+		}
 		switch mt {
 		case mimeFHIRJSON, mimeJSON, "*/*", "application/*", "text/json":
 			return nil
 		}
 	}
-	return fhir.Errorf(fhir.NotAcceptable, "not-supported", "Accept: %s cannot be served: this server speaks JSON (application/fhir+json)", accept)
+	return fhir.Errorf(fhir.NotAcceptable, "not-supported", "Accept: %s cannot be served: this server speaks FHIR R4 JSON (application/fhir+json; fhirVersion 4.0)", accept)
+}
+
+// r4 reports whether the parameters of a media type allow FHIR R4: no
+// fhirVersion, or 4.0 (R4 http.html#version-parameter; the parameter
+// applies to the entire interaction).
+func r4(params map[string]string) bool {
+	v, ok := params["fhirversion"] // mime lowercases parameter names
+	return !ok || v == "4.0" || strings.HasPrefix(v, "4.0.")
+}
+
+// acceptsPlainJSON reports whether Accept asks for application/json
+// rather than application/fhir+json (a generic client): the response is
+// then labelled so. Anything else, unknown types included, gets the FHIR
+// type.
+func acceptsPlainJSON(accept string) bool {
+	switch {
+	case accept == mimeJSON:
+		return true
+	case accept == "" || !strings.Contains(accept, mimeJSON) || strings.Contains(accept, mimeFHIRJSON):
+		return false
+	}
+	for _, part := range strings.Split(accept, ",") {
+		if mt, params, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mt == mimeJSON && params["q"] != "0" {
+			return true
+		}
+	}
+	return false
 }
 
 // queryValue is c.GetQuery without parsing (and allocating) an empty query
@@ -89,9 +127,9 @@ func queryValue(c *gin.Context, key string) (string, bool) {
 // is one we read.
 func (h *Handlers) readBody(c *gin.Context) ([]byte, error) {
 	if ct := c.GetHeader("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != mimeFHIRJSON && mt != mimeJSON) {
-			return nil, fhir.Errorf(fhir.UnsupportedMedia, "not-supported", "Content-Type %q is not supported: send application/fhir+json", ct)
+		mt, params, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != mimeFHIRJSON && mt != mimeJSON) || !r4(params) {
+			return nil, fhir.Errorf(fhir.UnsupportedMedia, "not-supported", "Content-Type %q is not supported: send application/fhir+json (FHIR R4, fhirVersion 4.0)", ct)
 		}
 	}
 	body, err := h.readRaw(c)
@@ -128,7 +166,7 @@ func (h *Handlers) writeJSON(c *gin.Context, status int, body []byte) {
 		}
 	}
 	ct := contentTypeFHIRJSON
-	if a := c.GetHeader("Accept"); strings.Contains(a, mimeJSON) && !strings.Contains(a, mimeFHIRJSON) {
+	if acceptsPlainJSON(c.GetHeader("Accept")) {
 		ct = contentTypeJSON
 	}
 	// What c.Data does, without boxing a render.Data and allocating its
