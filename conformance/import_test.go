@@ -99,10 +99,11 @@ func TestImportReportsBadLines(t *testing.T) {
 	for _, want := range []string{
 		file + ":2: malformed JSON",
 		file + ":3: ", // the schema/date problem
-		file + ":4: conditional reference \"Organization?identifier=https://example.org/org|nobody\" matches no resource",
-		file + ":5: conditional reference \"Organization?identifier=https://example.org/org|dup\" matches 2 resources",
+		// The values quoted are left out (TestImportLineErrorsQuoteNoPatientValues).
+		file + ":4: conditional reference \"…\" matches no resource",
+		file + ":5: conditional reference \"…\" matches 2 resources",
 		file + ":7: the Patient has no id",
-		file + ":11: conditional reference \"Condition?identifier=https://example.org/cond|c1\": Condition has no search index here",
+		file + ":11: conditional reference \"…\": Condition has no search index here",
 	} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
@@ -241,5 +242,30 @@ func TestImportSynthea(t *testing.T) {
 	r = do(t, http.MethodGet, s.base+"/Encounter?participant:Practitioner.identifier=http://hl7.org/fhir/sid/us-npi|9999974493&_summary=count", nil)
 	if total, _ := r.json(t)["total"].(float64); total == 0 {
 		t.Errorf("no Encounter refers to Practitioner NPI 9999974493 after import: conditional references not resolved?\n%s", r.body)
+	}
+}
+
+// `healthhub import` reports an invalid line as file:line: reason on
+// stderr, which operators keep as the import's log. The file and line
+// point at the data; the reason must not copy patient values into the log
+// ("Logs never contain resource bodies, URLs, search values ...", README).
+func TestImportLineErrorsQuoteNoPatientValues(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "Patient.ndjson")
+	lines := []string{
+		`{"resourceType":"Patient","id":"p1","name":[{"family":"Quarterman"}],"birthDate":"1961-13-13"}`,
+		`{"resourceType":"Patient","id":"p2","gender":"Quarterman"}`,
+		`{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},"subject":{"reference":"Patient?identifier=http://hospital.example/mrn|MRN-4711"}}`,
+	}
+	if err := os.WriteFile(src, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runImport(t, "--data", t.TempDir(), src)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (every line is invalid):\n%s", code, errOut)
+	}
+	for _, secret := range []string{"1961-13-13", "Quarterman", "MRN-4711"} {
+		if strings.Contains(errOut, secret) {
+			t.Errorf("import's stderr quotes the patient value %q:\n%s", secret, errOut)
+		}
 	}
 }

@@ -278,3 +278,151 @@ func TestConfinedVReadFollowsInstanceHistory(t *testing.T) {
 		t.Errorf("batch vread of version 1 of a resource now outside the compartment: %d %s, want an entry of 404", r.status, r.body)
 	}
 }
+
+// nextLinkOf is the next link of a searchset answer, "" when none.
+func nextLinkOf(t *testing.T, r *response) string {
+	t.Helper()
+	var b struct {
+		Link []struct{ Relation, URL string }
+	}
+	if err := json.Unmarshal(r.body, &b); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range b.Link {
+		if l.Relation == "next" {
+			return l.URL
+		}
+	}
+	return ""
+}
+
+// A confined token's search pages are a snapshot of ids taken on the first
+// page; a resource refiled to another patient after that must not be served
+// to it on a later page ("searches (... every page) hold the compartment
+// only", README, Patient-scoped tokens).
+func TestConfinedSearchPageFollowsCompartment(t *testing.T) {
+	s := portalServer(t, "patient/*.rs", app.Config{})
+	put := func(path, body string) {
+		t.Helper()
+		if r := do(t, http.MethodPut, s.base+"/"+path, []byte(body)); r.status != http.StatusCreated && r.status != http.StatusOK {
+			t.Fatalf("seed %s: %d %s", path, r.status, r.body)
+		}
+	}
+	obs := func(id, subject, text string) string {
+		return `{"resourceType":"Observation","id":"` + id + `","status":"final","code":{"text":"` + text + `"},"subject":{"reference":"` + subject + `"}}`
+	}
+	put("Patient/pat-a", `{"resourceType":"Patient","id":"pat-a"}`)
+	put("Patient/pat-b", `{"resourceType":"Patient","id":"pat-b"}`)
+	put("Observation/obs-1", obs("obs-1", "Patient/pat-a", "weight"))
+	put("Observation/obs-2", obs("obs-2", "Patient/pat-a", "misfiled"))
+
+	r := patientToken(t, s, "patient/*.rs", "pat-a")
+	if r.status != http.StatusOK {
+		t.Fatalf("patient token: %d %s", r.status, r.body)
+	}
+	bearer := "Bearer " + r.json(t)["access_token"].(string)
+
+	first := do(t, http.MethodGet, s.base+"/Observation?_count=1", nil, "Authorization", bearer)
+	if first.status != http.StatusOK {
+		t.Fatalf("first page: %d %s", first.status, first.body)
+	}
+	next := nextLinkOf(t, first)
+	if next == "" {
+		t.Fatalf("no next link: %s", first.body)
+	}
+	// obs-2 was misfiled: it is pat-b's, and is corrected with pat-b's result.
+	put("Observation/obs-2", obs("obs-2", "Patient/pat-b", "HIV-1 positive"))
+	if r := do(t, http.MethodGet, s.base+"/Observation/obs-2", nil, "Authorization", bearer); r.status != http.StatusNotFound {
+		t.Fatalf("read of the refiled Observation: %d, want 404", r.status)
+	}
+	second := do(t, http.MethodGet, next, nil, "Authorization", bearer)
+	for _, p := range entryPaths(t, second) {
+		if p == "Observation/obs-2" {
+			t.Errorf("page 2 serves Observation/obs-2, now Patient/pat-b's, to pat-a's token: %s", second.body)
+		}
+	}
+	if strings.Contains(string(second.body), "HIV-1") {
+		t.Errorf("page 2 shows pat-b's result")
+	}
+}
+
+// The same for $everything: its pages are a snapshot too.
+func TestConfinedEverythingPageFollowsCompartment(t *testing.T) {
+	s := portalServer(t, "patient/*.rs", app.Config{})
+	put := func(path, body string) {
+		t.Helper()
+		if r := do(t, http.MethodPut, s.base+"/"+path, []byte(body)); r.status != http.StatusCreated && r.status != http.StatusOK {
+			t.Fatalf("seed %s: %d %s", path, r.status, r.body)
+		}
+	}
+	obs := func(id, subject, text string) string {
+		return `{"resourceType":"Observation","id":"` + id + `","status":"final","code":{"text":"` + text + `"},"subject":{"reference":"` + subject + `"}}`
+	}
+	put("Patient/pat-a", `{"resourceType":"Patient","id":"pat-a"}`)
+	put("Patient/pat-b", `{"resourceType":"Patient","id":"pat-b"}`)
+	put("Observation/obs-1", obs("obs-1", "Patient/pat-a", "weight"))
+	put("Observation/obs-2", obs("obs-2", "Patient/pat-a", "misfiled"))
+
+	r := patientToken(t, s, "patient/*.rs", "pat-a")
+	if r.status != http.StatusOK {
+		t.Fatalf("patient token: %d %s", r.status, r.body)
+	}
+	bearer := "Bearer " + r.json(t)["access_token"].(string)
+
+	first := do(t, http.MethodGet, s.base+"/Patient/pat-a/$everything?_count=1", nil, "Authorization", bearer)
+	if first.status != http.StatusOK {
+		t.Fatalf("first page: %d %s", first.status, first.body)
+	}
+	put("Observation/obs-2", obs("obs-2", "Patient/pat-b", "HIV-1 positive"))
+	for next := nextLinkOf(t, first); next != ""; {
+		page := do(t, http.MethodGet, next, nil, "Authorization", bearer)
+		if page.status != http.StatusOK {
+			t.Fatalf("page: %d %s", page.status, page.body)
+		}
+		if strings.Contains(string(page.body), "HIV-1") {
+			t.Errorf("a later $everything page of pat-a shows pat-b's Observation/obs-2 to pat-a's token: %s", page.body)
+		}
+		next = nextLinkOf(t, page)
+	}
+}
+
+// A PATCH of another patient's resource by a confined token is a write
+// outside the compartment: 403, as for PUT and DELETE, before the patch
+// touches the resource. It must not read the resource to the caller: a
+// copy into a coded element makes validation quote the value, and a test
+// operation answers 403 or 422 depending on what the resource holds.
+func TestConfinedPatchOfOthersResourceRevealsNothing(t *testing.T) {
+	s := portalServer(t, "patient/*.cruds", app.Config{})
+	put := func(path, body string) {
+		t.Helper()
+		if r := do(t, http.MethodPut, s.base+"/"+path, []byte(body)); r.status != http.StatusCreated && r.status != http.StatusOK {
+			t.Fatalf("seed %s: %d %s", path, r.status, r.body)
+		}
+	}
+	put("Patient/pat-a", `{"resourceType":"Patient","id":"pat-a"}`)
+	put("Patient/pat-b", `{"resourceType":"Patient","id":"pat-b"}`)
+	put("Observation/obs-b1", `{"resourceType":"Observation","id":"obs-b1","status":"final","code":{"text":"HIV-1 positive"},"subject":{"reference":"Patient/pat-b"}}`)
+
+	r := patientToken(t, s, "patient/*.cruds", "pat-a")
+	if r.status != http.StatusOK {
+		t.Fatalf("patient token: %d %s", r.status, r.body)
+	}
+	bearer := "Bearer " + r.json(t)["access_token"].(string)
+	patch := func(ops string) *response {
+		return do(t, http.MethodPatch, s.base+"/Observation/obs-b1", []byte(ops), "Authorization", bearer, "Content-Type", "application/json-patch+json")
+	}
+	// Copy pat-b's result into a coded element: validation quotes it.
+	if r := patch(`[{"op":"copy","from":"/code/text","path":"/status"}]`); r.status != http.StatusForbidden || strings.Contains(string(r.body), "HIV") {
+		t.Errorf("copy of pat-b's value: %d %s, want 403 that quotes nothing", r.status, r.body)
+	}
+	// A test operation as an oracle on pat-b's record.
+	yes := patch(`[{"op":"test","path":"/code/text","value":"HIV-1 positive"}]`)
+	no := patch(`[{"op":"test","path":"/code/text","value":"HIV-1 negative"}]`)
+	if yes.status != no.status || no.status != http.StatusForbidden {
+		t.Errorf("test operations on pat-b's Observation: %d when true, %d when false (%s), want 403 both", yes.status, no.status, no.body)
+	}
+	// If-Match tells the version of a resource it may not know of.
+	if r := do(t, http.MethodPatch, s.base+"/Observation/obs-b1", []byte(`[{"op":"add","path":"/status","value":"final"}]`), "Authorization", bearer, "Content-Type", "application/json-patch+json", "If-Match", `W/"7"`); r.status != http.StatusForbidden {
+		t.Errorf("PATCH with a stale If-Match: %d %s, want 403", r.status, r.body)
+	}
+}

@@ -499,6 +499,9 @@ func (s *Service) resolveOne(ctx context.Context, p auth.Principal, tx store.Tx,
 			if t.cur, err = current(tx, o.typ, o.id); err != nil {
 				return err
 			}
+			if err := s.mayWrite(tx, p, o.typ, o.id, nil); err != nil {
+				return err
+			}
 			if err := o.ifMatch.check(t.cur, o.typ, o.id); err != nil {
 				return err
 			}
@@ -570,6 +573,11 @@ func (s *Service) resolveOne(ctx context.Context, p auth.Principal, tx store.Tx,
 	}
 	if t.found || o.method != methodPost {
 		if t.cur, err = current(tx, o.typ, t.id); err != nil {
+			return err
+		}
+	}
+	if t.cur != nil && o.method != methodPost {
+		if err := s.mayWrite(tx, p, o.typ, t.id, nil); err != nil {
 			return err
 		}
 	}

@@ -95,7 +95,7 @@ func (s *Service) Everything(ctx context.Context, p auth.Principal, req Everythi
 				return err
 			}
 		}
-		if err := loadEverythingPage(tx, keys, page, count); err != nil {
+		if err := s.loadEverythingPage(tx, p, keys, page, count); err != nil {
 			return err
 		}
 		if !selective(req) {
@@ -305,7 +305,7 @@ func readRef(tx store.Tx, typ, idVersion string) (*fhir.Resource, error) {
 // marked includedKey, included resources (by version when the key names
 // one). What was deleted since the snapshot is left out. Total counts the
 // matches only, as a searchset's does.
-func loadEverythingPage(tx store.Tx, keys []string, page *SearchPage, count int) error {
+func (s *Service) loadEverythingPage(tx store.Tx, p auth.Principal, keys []string, page *SearchPage, count int) error {
 	page.Total = 0
 	for _, k := range keys {
 		if !strings.HasPrefix(k, includedKey) {
@@ -320,7 +320,7 @@ func loadEverythingPage(tx store.Tx, keys []string, page *SearchPage, count int)
 		if err != nil {
 			return err
 		}
-		if r == nil || r.Deleted {
+		if r == nil || r.Deleted || !s.visible(tx, p, r) { // as loadPage: what p may see now
 			continue
 		}
 		if included {

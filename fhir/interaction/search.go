@@ -79,7 +79,7 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 		if q.CountOnly() {
 			return nil
 		}
-		if err := loadPage(tx, typ, ids, page, q.Count); err != nil {
+		if err := s.loadPage(tx, p, typ, ids, page, q.Count); err != nil {
 			return err
 		}
 		inc, err := s.includes(ctx, p, tx, q, page.Matches)
@@ -98,8 +98,11 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 // loadPage reads the resources of one page of a snapshot, ids[page.Offset:]
 // up to count of them, into page.Matches, and sets page.Next. typ is the
 // type of every id; "" when the ids are Type/id paths (system level).
-// What was deleted since the snapshot was taken is left out.
-func loadPage(tx store.Tx, typ string, ids []string, page *SearchPage, count int) error {
+// What was deleted since the snapshot was taken is left out, and so is
+// what p may no longer see: for a principal confined to a patient, a
+// resource refiled to another patient since (a compartment depends on the
+// data, not only on the scopes the snapshot was taken for).
+func (s *Service) loadPage(tx store.Tx, p auth.Principal, typ string, ids []string, page *SearchPage, count int) error {
 	end := min(page.Offset+count, len(ids))
 	for _, key := range ids[min(page.Offset, end):end] {
 		rtyp, id := typ, key
@@ -113,7 +116,7 @@ func loadPage(tx store.Tx, typ string, ids []string, page *SearchPage, count int
 		if err != nil {
 			return err
 		}
-		if !r.Deleted {
+		if !r.Deleted && s.visible(tx, p, r) {
 			page.Matches = append(page.Matches, r)
 		}
 	}

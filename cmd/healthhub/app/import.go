@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -91,7 +92,7 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		ChunkSize: *chunk,
 		Report: func(e *interaction.LineError) {
 			prog.clear()
-			fmt.Fprintln(stderr, e)
+			fmt.Fprintln(stderr, withoutValues(e.Error()))
 		},
 		Progress: prog.update,
 	})
@@ -208,3 +209,13 @@ func (p *progress) clear() {
 		p.shown = false
 	}
 }
+
+// quoted is a Go-quoted string in a message: how diagnostics quote the
+// values they are about.
+var quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+
+// withoutValues is a line's error for stderr, which ends up in job logs:
+// the values it quotes are patient data (a birth date, an MRN in a
+// conditional reference), so they become "…"; the file, the line, the
+// element and the rule broken stay, which is what finds the line.
+func withoutValues(msg string) string { return quoted.ReplaceAllString(msg, `"…"`) }
