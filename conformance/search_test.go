@@ -536,3 +536,35 @@ func TestSearchChainThenHas(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchURIAbove: R4 search.html#uri: :above is "search for any value
+// set above a given specific URL", and "the :above and :below modifiers only
+// apply to URLs, and not URNS such as OIDs". A URL is above another when it
+// is one of its parents (path segments), not any leading substring of it.
+func TestSearchURIAbove(t *testing.T) {
+	s := startServer(t, app.Config{})
+	for id, meta := range map[string]string{
+		"u1": `{"profile":["http://example.org/fhir/StructureDefinition/enc"],"source":"urn:oid:1.2.34"}`,
+		"u2": `{"profile":["http://example.org/fhir/StructureDefinition/enc/v2"],"source":"urn:oid:1.2"}`,
+	} {
+		body := `{"resourceType":"Encounter","id":"` + id + `","meta":` + meta + `,"status":"finished","class":{"code":"AMB"}}`
+		if r := do(t, http.MethodPut, s.base+"/Encounter/"+id, []byte(body)); r.status != http.StatusCreated {
+			t.Fatalf("PUT %s: %d %s", id, r.status, r.body)
+		}
+	}
+	for q, want := range map[string][]string{
+		// .../enc/v2 and .../enc are both parents of .../enc/v2/x.
+		"Encounter?_profile:above=" + url.QueryEscape("http://example.org/fhir/StructureDefinition/enc/v2/x"): {"u1", "u2"},
+		// .../enc is not a parent of .../encounter.
+		"Encounter?_profile:above=" + url.QueryEscape("http://example.org/fhir/StructureDefinition/encounter"): nil,
+		// An OID is not a URL; and urn:oid:1.2 is not "above" urn:oid:1.23 anyway.
+		"Encounter?_source:above=" + url.QueryEscape("urn:oid:1.23"): nil,
+	} {
+		if r := do(t, http.MethodGet, s.base+"/"+q, nil); r.status == http.StatusBadRequest {
+			continue // refusing :above on a URN is a fair answer too
+		}
+		if got, _ := searchAll(t, s, q); !slices.Equal(sorted(got), want) {
+			t.Errorf("GET %s: %v, want %v", q, sorted(got), want)
+		}
+	}
+}

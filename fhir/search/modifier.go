@@ -19,7 +19,7 @@ const (
 	ModContains   Modifier = "contains"   // string: anywhere in the value
 	ModText       Modifier = "text"       // token: the text or display of the code
 	ModNot        Modifier = "not"        // token: no value matches (resources without one included)
-	ModAbove      Modifier = "above"      // uri: the value starts with the target
+	ModAbove      Modifier = "above"      // uri (URLs): the target is one of the value's parents
 	ModBelow      Modifier = "below"      // uri: the target starts with the value
 	ModIn         Modifier = "in"         // token: in a value set (not supported)
 	ModNotIn      Modifier = "not-in"     // token: not in a value set (not supported)

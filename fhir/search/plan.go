@@ -121,8 +121,10 @@ import (
 // # URIs (#uri)
 //
 // Default: the whole URI, as written ('v' keys). :below: the value starts
-// with the search value (a prefix range). :above: the search value starts
-// with the value (one point scan per prefix of the search value). Exact.
+// with the search value (a prefix range). :above: the value is one of the
+// search value's parents, cut at a "/" of its path (one point scan each).
+// Both apply to URLs only (R4: "not URNs such as OIDs"): on another URI they
+// mean equality. Exact.
 //
 // # Composites (#composite)
 //
@@ -757,18 +759,41 @@ func compileURI(mod Modifier, o *Operand) opPlan {
 	p := opPlan{exact: true, indexed: true}
 	switch mod {
 	case ModBelow:
+		if !strings.Contains(q, "://") { // "only apply to URLs, and not URNs such as OIDs"
+			return compileURI(ModNone, o)
+		}
 		p.spans = []span{prefixSpan(AppendKeyPrefix([]byte{FormValue}, q))}
 		p.match = func(v Value) bool { u, ok := v.(URIValue); return ok && strings.HasPrefix(u.URI, q) }
 	case ModAbove:
-		for i := 1; i <= len(q); i++ {
-			p.spans = append(p.spans, pointSpan(formKey(FormValue, q[:i])))
+		if !strings.Contains(q, "://") {
+			return compileURI(ModNone, o)
 		}
-		p.match = func(v Value) bool { u, ok := v.(URIValue); return ok && u.URI != "" && strings.HasPrefix(q, u.URI) }
+		parents := urlParents(q)
+		for _, u := range parents {
+			p.spans = append(p.spans, pointSpan(formKey(FormValue, u)))
+		}
+		p.match = func(v Value) bool { u, ok := v.(URIValue); return ok && slices.Contains(parents, u.URI) }
 	default:
 		p.spans = []span{pointSpan(formKey(FormValue, q))}
 		p.match = func(v Value) bool { u, ok := v.(URIValue); return ok && u.URI == q }
 	}
 	return p
+}
+
+// urlParents are the URLs above url, url included: cut before and after
+// each "/" of its path (http://a.org/fhir/x: http://a.org, http://a.org/,
+// http://a.org/fhir, http://a.org/fhir/, http://a.org/fhir/x). A leading
+// substring is not a parent: .../enc is not above .../encounter.
+func urlParents(url string) []string {
+	out := []string{url}
+	authority := strings.Index(url, "://") + len("://")
+	for k := authority; k < len(url); k++ {
+		if url[k] == '/' {
+			out = append(out, url[:k], url[:k+1])
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // maxCompositePrefixes bounds the product of point keys a composite scan

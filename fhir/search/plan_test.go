@@ -531,7 +531,7 @@ func TestPlanURI(t *testing.T) {
 		{"_profile:below=" + sd, "u1 u2", "exact"},
 		{"_profile:below=" + sd + "vitals", "u1 u2", "exact"},
 		{"_profile:above=" + sd + "vitals", "u1 u3", "exact"},
-		{"_profile:above=" + sd + "vitals-bp/x", "u1 u2 u3", "exact"},
+		{"_profile:above=" + sd + "vitals-bp/x", "u2 u3", "exact"}, // .../vitals is no parent of .../vitals-bp/x
 		{"_profile=http://other.org/p", "u2", "exact"},
 		{"_profile:missing=true", "u4 u5", "all"},
 		{"_source=" + sd + "vitals", "u5", "exact"},
