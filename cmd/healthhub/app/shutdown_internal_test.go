@@ -1,0 +1,95 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func startOnLoopback(t *testing.T, cfg Config) (base string, stop func() error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Addr = ln.Addr().String()
+	cfg.DataDir = t.TempDir()
+	cfg.AuthOff = true
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx, ln) }()
+	return "http://" + cfg.Addr + "/fhir", func() error { cancel(); return <-done }
+}
+
+// TestShutdownLetsWritesFinish: a write whose body is still arriving
+// when the server is told to stop completes and gets its 201; afterwards
+// no goroutine of the server is left.
+func TestShutdownLetsWritesFinish(t *testing.T) {
+	before := runtime.NumGoroutine()
+	base, stop := startOnLoopback(t, Config{ShutdownTimeout: 5 * time.Second})
+	hc := &http.Client{Transport: &http.Transport{}}
+	// warm up: some indexed writes and a search
+	for i := range 20 {
+		req, _ := http.NewRequest(http.MethodPost, base+"/Patient", strings.NewReader(fmt.Sprintf(`{"resourceType":"Patient","name":[{"family":"F%d"}]}`, i)))
+		req.Header.Set("Content-Type", "application/fhir+json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest(http.MethodPost, base+"/Patient", pr)
+	req.Header.Set("Content-Type", "application/fhir+json")
+	var wg sync.WaitGroup
+	var status int
+	var body []byte
+	wg.Go(func() {
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Errorf("in-flight write: %v", err)
+			return
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		status = resp.StatusCode
+	})
+	pw.Write([]byte(`{"resourceType":"Patient",`))
+	time.Sleep(200 * time.Millisecond)
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	time.Sleep(200 * time.Millisecond)
+	pw.Write([]byte(`"active":true}`))
+	pw.Close()
+	wg.Wait()
+	if status != http.StatusCreated {
+		t.Errorf("in-flight write: %d %s, want 201", status, bytes.TrimSpace(body))
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	hc.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines after Serve returned, %d before\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}
