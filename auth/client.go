@@ -348,15 +348,17 @@ func (r *Registry) clientKeys(ctx context.Context, c Client, refresh bool) ([]pu
 		}
 		return kc.keys, nil
 	}
-	if !kc.failed.IsZero() && time.Since(kc.failed) < jwksMinRefetch && (kc.keys == nil || refresh) {
-		if kc.keys != nil {
-			return kc.keys, nil
-		}
-		return nil, kc.lastErr
-	}
 	age := time.Since(kc.fetched)
 	if kc.keys != nil && age < jwksTTL && !(refresh && age >= jwksMinRefetch) {
 		return kc.keys, nil
+	}
+	// A fetch is due. After a failed one, none for jwksMinRefetch, whatever
+	// asks (anyone can send a token request naming the client).
+	if !kc.failed.IsZero() && time.Since(kc.failed) < jwksMinRefetch {
+		if kc.keys != nil && age < jwksTTL {
+			return kc.keys, nil
+		}
+		return nil, kc.lastErr
 	}
 	keys, err := r.fetchJWKS(ctx, c.JWKSURI)
 	if err != nil {
@@ -366,7 +368,7 @@ func (r *Registry) clientKeys(ctx context.Context, c Client, refresh bool) ([]pu
 		}
 		return nil, err
 	}
-	kc.keys, kc.fetched = keys, time.Now()
+	kc.keys, kc.fetched, kc.failed = keys, time.Now(), time.Time{}
 	return keys, nil
 }
 

@@ -218,6 +218,7 @@ func (s *Service) everythingKeys(ctx context.Context, p auth.Principal, tx store
 			source(r)
 		}
 	}
+	versions := map[string]bool{} // Type/id@version read: Practitioner/x and Practitioner/x/_history/1 may be one
 	for _, ref := range refs {
 		typ, rest, _ := strings.Cut(ref, "/")
 		if !wanted(typ) {
@@ -227,7 +228,8 @@ func (s *Service) everythingKeys(ctx context.Context, p auth.Principal, tx store
 		if err != nil {
 			return nil, err
 		}
-		if r != nil && !r.Deleted && since(r) && s.visible(tx, p, r) {
+		if r != nil && !r.Deleted && since(r) && s.visible(tx, p, r) && !versions[versionKey(r)] {
+			versions[versionKey(r)] = true
 			keys = append(keys, includedKey+ref)
 		}
 	}
@@ -257,7 +259,8 @@ func (s *Service) includeKey(ref string) (string, bool) {
 // everythingIncluded returns the resources of everythingIncludes types
 // that the page's matches refer to, each once.
 func (s *Service) everythingIncluded(p auth.Principal, tx store.Tx, matches []*fhir.Resource) ([]*fhir.Resource, error) {
-	seen := map[string]bool{}
+	seen := map[string]bool{}     // references followed
+	versions := map[string]bool{} // what they brought: one version once
 	var out []*fhir.Resource
 	var err error
 	for _, m := range matches {
@@ -272,7 +275,8 @@ func (s *Service) everythingIncluded(p auth.Principal, tx store.Tx, matches []*f
 			switch {
 			case e != nil:
 				err = e
-			case r != nil && !r.Deleted && s.visible(tx, p, r):
+			case r != nil && !r.Deleted && s.visible(tx, p, r) && !versions[versionKey(r)]:
+				versions[versionKey(r)] = true
 				out = append(out, r)
 			}
 		}}
@@ -280,6 +284,8 @@ func (s *Service) everythingIncluded(p auth.Principal, tx store.Tx, matches []*f
 	}
 	return out, err
 }
+
+func versionKey(r *fhir.Resource) string { return r.Path() + "@" + strconv.FormatUint(r.VersionID, 10) }
 
 // readRef reads id (or id/_history/v) of typ; nil when there is none.
 func readRef(tx store.Tx, typ, idVersion string) (*fhir.Resource, error) {

@@ -7,10 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"reflect"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -107,11 +107,16 @@ type Importer struct {
 	chunk    []*importLine
 	deferred []*importLine
 	refs     *refResolver
-	// seen: "Type/id" -> "file:line" of the run's line that has it. A run
-	// takes each resource once: with two versions of one resource in it,
-	// every rerun would write both again (the first differs from the
-	// stored second), and "the same import twice adds nothing" would fail.
-	seen map[string]string
+	// seen holds a hash of the Type/id of each line committed in this run
+	// (claim). A run takes each resource once: with two versions of one
+	// resource in it, every rerun would write both again (the first
+	// differs from the stored second), and "the same import twice adds
+	// nothing" would fail. 8 bytes a line, not the id: a run of ten
+	// million lines keeps ~200 MB, not a gigabyte; two ids that share a
+	// hash (one run in ~10^12 at that size) fail the second as a
+	// duplicate, reported like any failed line.
+	seen     map[uint64]struct{}
+	seenSeed maphash.Seed
 	// committing delivers the result of the chunk being committed in the
 	// background while the next one is validated; nil when none is.
 	committing chan commitResult
@@ -130,7 +135,7 @@ func (s *Service) NewImporter(p auth.Principal, opt ImportOptions) *Importer {
 	if opt.MaxLine <= 0 {
 		opt.MaxLine = 16 << 20
 	}
-	return &Importer{s: s, p: p, opt: opt, refs: newRefResolver(s, p), seen: map[string]string{}}
+	return &Importer{s: s, p: p, opt: opt, refs: newRefResolver(s, p), seen: map[uint64]struct{}{}, seenSeed: maphash.MakeSeed()}
 }
 
 // Stats returns the counts so far.
@@ -295,17 +300,6 @@ func (im *Importer) flush(ctx context.Context) error {
 		return err
 	}
 	parallel(len(chunk), func(i int) { im.s.checkLine(chunk[i]) })
-	for _, l := range chunk {
-		if l.err != nil || l.final { // a second-pass line was seen in the first
-			continue
-		}
-		key := l.typ + "/" + l.id
-		if at, dup := im.seen[key]; dup {
-			l.err = fhir.Errorf(fhir.Invalid, "duplicate", "%s is also at %s: an import takes each resource once (its current version)", key, at)
-			continue
-		}
-		im.seen[key] = l.file + ":" + strconv.Itoa(l.no)
-	}
 	if err := im.refs.resolveChunk(ctx, chunk); err != nil {
 		return err
 	}
@@ -327,8 +321,12 @@ func (im *Importer) flush(ctx context.Context) error {
 			}
 			l.obj, l.entries, l.idents, l.refs = nil, nil, nil, nil // keep only what the retry needs
 			im.deferred = append(im.deferred, l)
-		default:
+		case im.claim(l):
 			ok = append(ok, l)
+		default:
+			if err := im.fail(l, fhir.Errorf(fhir.Invalid, "duplicate", "%s/%s came earlier in this import: an import takes each resource once (its current version)", l.typ, l.id)); err != nil {
+				return err
+			}
 		}
 	}
 	// One chunk commits in the background while the next is validated:
@@ -340,6 +338,19 @@ func (im *Importer) flush(ctx context.Context) error {
 	im.committing = done
 	go func() { done <- im.commit(ctx, ok) }()
 	return nil
+}
+
+// claim records that line l, about to be committed, has its Type/id in
+// this run; false when a line committed earlier in the run had it. Only
+// lines that are committed claim: one that fails, or waits for the second
+// pass, leaves its Type/id to the lines after it.
+func (im *Importer) claim(l *importLine) bool {
+	h := maphash.String(im.seenSeed, l.typ+"/"+l.id)
+	if _, dup := im.seen[h]; dup {
+		return false
+	}
+	im.seen[h] = struct{}{}
+	return true
 }
 
 // commit writes a chunk's lines in one transaction; a line whose stored

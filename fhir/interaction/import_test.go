@@ -160,3 +160,30 @@ func TestImportMaxLineIsTheLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestImportFailedLineDoesNotClaimItsID: only a line that is committed
+// takes its Type/id; one that fails leaves it to a later valid line.
+func TestImportFailedLineDoesNotClaimItsID(t *testing.T) {
+	for _, tc := range []struct{ name, first string }{
+		{"invalid (control)", `{"resourceType":"Patient","id":"PID","gender":"nonsense"}`},
+		{"bad criteria", `{"resourceType":"Patient","id":"PID","managingOrganization":{"reference":"Organization?_count=1"}}`},
+		{"matches nothing (second pass)", `{"resourceType":"Patient","id":"PID","managingOrganization":{"reference":"Organization?identifier=urn:o|none"}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := newService(t)
+			in := tc.first + "\n" + `{"resourceType":"Patient","id":"PID","gender":"female"}` + "\n"
+			var reports []string
+			im := svc.NewImporter(auth.Local(), interaction.ImportOptions{Report: func(e *interaction.LineError) { reports = append(reports, e.Error()) }})
+			if err := im.Read(ctx, "p.ndjson", strings.NewReader(in)); err != nil {
+				t.Fatal(err)
+			}
+			stats, err := im.Finish(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := svc.Read(ctx, auth.Local(), "Patient", "PID"); err != nil {
+				t.Errorf("the valid second line was not imported (%+v, reports %q): %v", stats, reports, err)
+			}
+		})
+	}
+}

@@ -51,6 +51,19 @@ func (s *Service) keysetScan(tx store.Tx, p auth.Principal, q *search.Query) (se
 	if all || !exact {
 		return search.Scan{}, false, nil
 	}
+	if len(scans) > 1 && isKeysetCursor(q.Cursor) {
+		// A later page keeps to the value the first one chose, though a
+		// resource stored with another form of the value may have come
+		// since: like any resource created meanwhile on the far side of
+		// the cursor, it is not in this walk.
+		if vk, _, ok := decodeKeysetCursor(q.Cursor); ok {
+			for _, sc := range scans {
+				if sc.Point && bytes.Compare(vk, sc.From) >= 0 && (sc.To == nil || bytes.Compare(vk, sc.To) < 0) {
+					return sc, true, nil
+				}
+			}
+		}
+	}
 	if len(scans) > 1 {
 		// A reference names its resource relative or as an absolute URL to
 		// this server (localReferences); the URL form is seldom stored.

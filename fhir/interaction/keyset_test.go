@@ -206,3 +206,33 @@ func TestKeysetReferenceWithBase(t *testing.T) {
 		t.Errorf("subject=Patient/x: %d matches, want 3 (one stored as %s/Patient/x)", len(page.Matches), base)
 	}
 }
+
+// TestKeysetCursorSurvivesOtherReferenceForm: a later page keeps to the
+// value its first page chose, though the other form of it appeared since.
+func TestKeysetCursorSurvivesOtherReferenceForm(t *testing.T) {
+	s := newService(t)
+	const base = "http://hie.example/fhir"
+	s.SetBaseURL(base)
+	p := auth.Local()
+	obs := func(ref string) {
+		t.Helper()
+		if _, err := s.Create(ctx, p, "Observation", []byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"`+ref+`"}}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	obs("Patient/x")
+	obs("Patient/x")
+	q := url.Values{"subject": {"Patient/x"}, "_count": {"1"}}
+	page, err := s.Search(ctx, p, "Observation", q, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(page.NextCursor, "k") {
+		t.Fatalf("want a keyset cursor, got %q", page.NextCursor)
+	}
+	obs(base + "/Patient/x") // another client writes the absolute form meanwhile
+	q.Set("_cursor", page.NextCursor)
+	if _, err := s.Search(ctx, p, "Observation", q, true); err != nil {
+		t.Errorf("following next after a match was created with the absolute reference form: %v", err)
+	}
+}

@@ -71,10 +71,8 @@ func negotiate(c *gin.Context) error {
 		if err != nil {
 			continue
 		}
-		if q, ok := params["q"]; ok {
-			if w, err := strconv.ParseFloat(q, 64); err == nil && w == 0 {
-				continue // q=0, 0.0, 0.000: not acceptable (RFC 9110 §12.4.2)
-			}
+		if qZero(params) {
+			continue
 		}
 		if !r4(params) {
 			continue
@@ -85,6 +83,17 @@ func negotiate(c *gin.Context) error {
 		}
 	}
 	return fhir.Errorf(fhir.NotAcceptable, "not-supported", "Accept: %s cannot be served: this server speaks FHIR R4 JSON (application/fhir+json; fhirVersion 4.0)", accept)
+}
+
+// qZero reports a media range's q=0, in any spelling (0, 0.0, 0.000): not
+// acceptable (RFC 9110 12.4.2).
+func qZero(params map[string]string) bool {
+	q, ok := params["q"]
+	if !ok {
+		return false
+	}
+	w, err := strconv.ParseFloat(q, 64)
+	return err == nil && w == 0
 }
 
 // r4 reports whether the parameters of a media type allow FHIR R4: no
@@ -107,7 +116,7 @@ func acceptsPlainJSON(accept string) bool {
 		return false
 	}
 	for _, part := range strings.Split(accept, ",") {
-		if mt, params, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mt == mimeJSON && params["q"] != "0" {
+		if mt, params, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mt == mimeJSON && !qZero(params) {
 			return true
 		}
 	}

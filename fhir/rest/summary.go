@@ -110,9 +110,9 @@ func namedIn(names map[string]bool, p string) bool {
 	if names[p] {
 		return true
 	}
-	for i := 1; i < len(p); i++ {
-		if p[i] >= 'A' && p[i] <= 'Z' {
-			return names[p[:i]] || names[p[:i]+"[x]"]
+	for i := 1; i < len(p); i++ { // every split at a capital: multipleBirth|Boolean
+		if p[i] >= 'A' && p[i] <= 'Z' && (names[p[:i]] || names[p[:i]+"[x]"]) {
+			return true
 		}
 	}
 	return false
