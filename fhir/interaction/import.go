@@ -157,6 +157,7 @@ type importLine struct {
 	entries []store.IndexEntry
 	err     error
 	waits   bool // a conditional reference matched nothing yet: retry at the end
+	claimed bool // it holds its Type/id in the run (claim)
 }
 
 func (im *Importer) read(ctx context.Context, name string, r io.Reader) error {
@@ -278,6 +279,10 @@ func (im *Importer) settle() error {
 // fail counts and reports an invalid line; under Strict it stops the run.
 func (im *Importer) fail(l *importLine, err error) error {
 	im.stats.Failed++
+	if l.claimed { // it leaves its Type/id to the lines after it
+		delete(im.seen, maphash.String(im.seenSeed, l.typ+"/"+l.id))
+		l.claimed = false
+	}
 	le := &LineError{File: l.file, Line: l.no, Err: err}
 	if im.opt.Report != nil {
 		im.opt.Report(le)
@@ -300,6 +305,13 @@ func (im *Importer) flush(ctx context.Context) error {
 		return err
 	}
 	parallel(len(chunk), func(i int) { im.s.checkLine(chunk[i]) })
+	for _, l := range chunk {
+		// Before the references resolve: a refused duplicate must not
+		// become a target of another line's conditional reference.
+		if l.err == nil && !l.final && !im.claim(l) { // a second-pass line claimed in the first
+			l.err = fhir.Errorf(fhir.Invalid, "duplicate", "%s/%s came earlier in this import: an import takes each resource once (its current version)", l.typ, l.id)
+		}
+	}
 	if err := im.refs.resolveChunk(ctx, chunk); err != nil {
 		return err
 	}
@@ -321,12 +333,8 @@ func (im *Importer) flush(ctx context.Context) error {
 			}
 			l.obj, l.entries, l.idents, l.refs = nil, nil, nil, nil // keep only what the retry needs
 			im.deferred = append(im.deferred, l)
-		case im.claim(l):
-			ok = append(ok, l)
 		default:
-			if err := im.fail(l, fhir.Errorf(fhir.Invalid, "duplicate", "%s/%s came earlier in this import: an import takes each resource once (its current version)", l.typ, l.id)); err != nil {
-				return err
-			}
+			ok = append(ok, l)
 		}
 	}
 	// One chunk commits in the background while the next is validated:
@@ -340,16 +348,18 @@ func (im *Importer) flush(ctx context.Context) error {
 	return nil
 }
 
-// claim records that line l, about to be committed, has its Type/id in
-// this run; false when a line committed earlier in the run had it. Only
-// lines that are committed claim: one that fails, or waits for the second
-// pass, leaves its Type/id to the lines after it.
+// claim records that a valid line l has its Type/id in this run; false
+// when an earlier line has it. The first valid line of a Type/id keeps it,
+// also while it waits for the second pass, so a rerun keeps the same
+// line whatever the store held before; a line that fails after claiming
+// gives its Type/id back (fail), to the lines read after that.
 func (im *Importer) claim(l *importLine) bool {
 	h := maphash.String(im.seenSeed, l.typ+"/"+l.id)
 	if _, dup := im.seen[h]; dup {
 		return false
 	}
 	im.seen[h] = struct{}{}
+	l.claimed = true
 	return true
 }
 
@@ -422,6 +432,12 @@ func (s *Service) checkLine(l *importLine) {
 		raw, _ := obj.Get(key)
 		if bytes.Contains(raw, []byte(`"reference":"`)) { // compact: no space
 			l.refs = append(l.refs, conditionalRefs(key, raw)...)
+		}
+	}
+	for _, ref := range l.refs { // criteria that can never resolve fail the line now, before it claims its id
+		if err := s.checkCriteria(ref); err != nil {
+			l.err = err
+			return
 		}
 	}
 }

@@ -162,6 +162,20 @@ func (r *refResolver) resolveLine(ctx context.Context, tx store.Tx, l *importLin
 	return done, nil
 }
 
+// checkCriteria reports the faults of a conditional reference's criteria
+// that do not depend on what is stored: lookup would fail on them.
+func (s *Service) checkCriteria(ref condRef) error {
+	vals, err := url.ParseQuery(ref.query)
+	if err != nil {
+		return fhir.Errorf(fhir.Invalid, "invalid", "conditional reference %q: %v", ref.typ+"?"+ref.query, err)
+	}
+	if _, ok := identifierOnly(vals); ok && runTracked[ref.typ] || !s.registry.Searchable(ref.typ) {
+		return nil // lookup's own answer
+	}
+	_, err = s.criteria(ref.typ, vals, "the conditional reference "+strconv.Quote(echo(ref.typ+"?"+ref.query)))
+	return err
+}
+
 // lookup returns the ids of ref.typ the criteria match now.
 func (r *refResolver) lookup(ctx context.Context, tx store.Tx, ref *condRef) ([]string, error) {
 	if err := criteriaAllowed(r.p, ref.typ); err != nil {

@@ -277,6 +277,9 @@ func decimalParts(n string) (neg bool, digits string, exp int64, ok bool) {
 		neg, n = true, n[1:]
 	}
 	mant, e, hasExp := strings.Cut(strings.ToLower(n), "e")
+	if strings.Trim(mant, "0.") == "" {
+		return false, "0", 0, true // zero, whatever its exponent
+	}
 	if hasExp {
 		var err error
 		if exp, err = strconv.ParseInt(e, 10, 64); err != nil || exp > 1<<40 || exp < -(1<<40) {

@@ -33,3 +33,16 @@ func TestNumbersEqual(t *testing.T) {
 		}
 	}
 }
+
+// TestNumbersEqualZeroExponent: zero is zero whatever its exponent, also
+// one past what an int64 holds.
+func TestNumbersEqualZeroExponent(t *testing.T) {
+	for _, tt := range []struct{ a, b string }{
+		{"0e99999999999999999999", "0"},
+		{"0.0e-99999999999999999999", "-0"},
+	} {
+		if !numbersEqual(tt.a, tt.b) {
+			t.Errorf("numbersEqual(%s, %s) = false, want true", tt.a, tt.b)
+		}
+	}
+}
