@@ -69,6 +69,12 @@ func (h *Handlers) writeError(c *gin.Context, err error) {
 		return
 	}
 	status, issues := h.errorOutcome(c, err)
+	if status == http.StatusForbidden && h.auth != nil && c.Writer.Header().Get("WWW-Authenticate") == "" {
+		// A scope found wanting deeper in (a chain, _has, a conditional
+		// criterion, a transaction's entry, a compartment): RFC 6750 3.1,
+		// the scope needed named in the OperationOutcome.
+		c.Header("WWW-Authenticate", `Bearer realm="healthhub", error="insufficient_scope"`)
+	}
 	h.writeOutcome(c, status, issues)
 }
 
