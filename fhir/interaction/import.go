@@ -234,8 +234,10 @@ func (im *Importer) Finish(ctx context.Context) (ImportStats, error) {
 }
 
 func (im *Importer) finish(ctx context.Context) error {
-	if err := im.flush(ctx); err != nil {
-		return err
+	for len(im.chunk) > 0 { // a flush may leave the repeat of a Type/id for the next
+		if err := im.flush(ctx); err != nil {
+			return err
+		}
 	}
 	// The retry resolves against everything: let the last commit land.
 	if err := im.settle(); err != nil {
@@ -305,12 +307,33 @@ func (im *Importer) flush(ctx context.Context) error {
 		return err
 	}
 	parallel(len(chunk), func(i int) { im.s.checkLine(chunk[i]) })
-	for _, l := range chunk {
+	var rest []*importLine // from a repeat of a Type/id this chunk claims: the next flush's
+	claimedHere := map[string]bool{}
+	for i, l := range chunk {
 		// Before the references resolve: a refused duplicate must not
 		// become a target of another line's conditional reference.
-		if l.err == nil && !l.final && !im.claim(l) { // a second-pass line claimed in the first
-			l.err = fhir.Errorf(fhir.Invalid, "duplicate", "%s/%s came earlier in this import: an import takes each resource once (its current version)", l.typ, l.id)
+		if l.err != nil || l.final { // a second-pass line claimed in the first
+			continue
 		}
+		key := l.typ + "/" + l.id
+		if claimedHere[key] {
+			// Its claimant may yet fail (and give the Type/id back): the
+			// repeat waits for the next flush, which knows, so that the
+			// answer does not depend on where chunks end.
+			for _, r := range chunk[i:] {
+				rest = append(rest, &importLine{file: r.file, no: r.no, body: r.body, final: r.final})
+			}
+			chunk = chunk[:i]
+			break
+		}
+		if !im.claim(l) {
+			l.err = fhir.Errorf(fhir.Invalid, "duplicate", "%s/%s came earlier in this import: an import takes each resource once (its current version)", l.typ, l.id)
+			continue
+		}
+		claimedHere[key] = true
+	}
+	if len(rest) > 0 {
+		defer func() { im.chunk = append(rest, im.chunk...) }()
 	}
 	if err := im.refs.resolveChunk(ctx, chunk); err != nil {
 		return err
