@@ -628,6 +628,12 @@ func (s *Service) prepare(o *op, t *target, res *resolution) (*prepared, error) 
 	}
 	if len(res.refs) > 0 { // something in the Bundle to link to
 		if raw, changed := rewriteLinks(s.validator, o.typ, obj.Bytes(), resolve); changed {
+			// The rewritten narratives and links are checked again: the
+			// scanner that rewrote them is not an XML parser, and what is
+			// stored must pass the rules the client's version passed.
+			if err := s.validateBody(o.typ, raw); err != nil {
+				return nil, err
+			}
 			var err error
 			if obj, err = fhir.ParseObject(raw); err != nil {
 				return nil, err

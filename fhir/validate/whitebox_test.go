@@ -132,3 +132,37 @@ func BenchmarkStages(b *testing.B) {
 		}
 	})
 }
+
+// TestNarrativeBrowserParsingTricks: narratives that XML reads as harmless
+// but an HTML parser (innerHTML, where clients show them) reads as an
+// <img onerror>: CDATA (a bogus comment ending at the first ">") and
+// comments starting with ">" or "->" (HTML ends <!--> and <!---> at once).
+func TestNarrativeBrowserParsingTricks(t *testing.T) {
+	const d = `<div xmlns="http://www.w3.org/1999/xhtml">`
+	for _, div := range []string{
+		d + `a<!--><img src="x" onerror="alert(1)"/>--></div>`,
+		d + `a<!---><img src="x" onerror="alert(1)"/>--></div>`,
+		d + `<![CDATA[><img src=x onerror=alert(1)>]]></div>`,
+		d + `<p><![CDATA["]]>" href='x'>text</p></div>`,
+	} {
+		if narrativeProblem(div) == "" {
+			t.Errorf("accepted: %s", div)
+		}
+	}
+	if p := narrativeProblem(d + `a<!-- a comment --> b</div>`); p != "" {
+		t.Errorf("an ordinary comment is refused: %s", p)
+	}
+}
+
+// TestFullURLCharacters: a fullUrl holds only what a URI may (RFC 3986);
+// it is spliced into narratives when a transaction rewrites links.
+func TestFullURLCharacters(t *testing.T) {
+	for _, u := range []string{"http://example.org/fhir/Patient/x<!--", `http://example.org/fhir/Patient/"x`, "http://example.org/fhir/Patient/x'", "http://example.org/a b"} {
+		if absoluteURI(u) {
+			t.Errorf("fullUrl %q accepted", u)
+		}
+	}
+	if !absoluteURI("https://hospital-a.example/fhir/Patient/p1") {
+		t.Error("an ordinary fullUrl refused")
+	}
+}

@@ -47,6 +47,12 @@ func set(names ...string) map[string]bool {
 // It holds only the elements and attributes of txt-1, no javascript: links,
 // and some text or an image (txt-2).
 func narrativeProblem(div string) string {
+	if strings.Contains(div, "<![CDATA[") {
+		// XML reads it as text; an HTML parser (innerHTML, where narratives
+		// are shown) reads a bogus comment that ends at the first ">", and
+		// what follows it as markup. A narrative needs no CDATA.
+		return "narrative cannot hold a CDATA section (browsers read it differently from XML)"
+	}
 	d := xml.NewDecoder(strings.NewReader(div))
 	d.Strict = true // unknown entities and unclosed tags are errors
 	depth := 0
@@ -104,6 +110,12 @@ func narrativeProblem(div string) string {
 			}
 			if !hasContent && strings.IndexFunc(string(t), func(r rune) bool { return !unicode.IsSpace(r) }) >= 0 {
 				hasContent = true
+			}
+		case xml.Comment:
+			// HTML ends <!--> and <!---> at once, so the rest of an XML
+			// comment that starts so would be markup in a browser.
+			if c := string(t); strings.HasPrefix(c, ">") || strings.HasPrefix(c, "->") {
+				return "narrative comment starts with \">\" or \"->\", which a browser reads as the comment's end"
 			}
 		case xml.Directive:
 			return "narrative cannot hold a DOCTYPE or other <!...> declaration"
