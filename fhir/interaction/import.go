@@ -234,10 +234,8 @@ func (im *Importer) Finish(ctx context.Context) (ImportStats, error) {
 }
 
 func (im *Importer) finish(ctx context.Context) error {
-	for len(im.chunk) > 0 { // a flush may leave the repeat of a Type/id for the next
-		if err := im.flush(ctx); err != nil {
-			return err
-		}
+	if err := im.flush(ctx); err != nil {
+		return err
 	}
 	// The retry resolves against everything: let the last commit land.
 	if err := im.settle(); err != nil {
@@ -307,38 +305,54 @@ func (im *Importer) flush(ctx context.Context) error {
 		return err
 	}
 	parallel(len(chunk), func(i int) { im.s.checkLine(chunk[i]) })
-	var rest []*importLine // from a repeat of a Type/id this chunk claims: the next flush's
-	claimedHere := map[string]bool{}
-	for i, l := range chunk {
-		// Before the references resolve: a refused duplicate must not
-		// become a target of another line's conditional reference.
+	// Claims are made before the references resolve: a refused duplicate
+	// must not become a target of another line's conditional reference.
+	// A repeat of a Type/id an earlier line of this chunk claims waits
+	// until that line's fate is known: a claimant that fails gives the
+	// Type/id to it, whatever the chunk size.
+	claimant := map[string]*importLine{}
+	var main, repeats []*importLine
+	for _, l := range chunk {
 		if l.err != nil || l.final { // a second-pass line claimed in the first
+			main = append(main, l)
 			continue
 		}
 		key := l.typ + "/" + l.id
-		if claimedHere[key] {
-			// Its claimant may yet fail (and give the Type/id back): the
-			// repeat waits for the next flush, which knows, so that the
-			// answer does not depend on where chunks end.
-			for _, r := range chunk[i:] {
-				rest = append(rest, &importLine{file: r.file, no: r.no, body: r.body, final: r.final})
-			}
-			chunk = chunk[:i]
-			break
-		}
-		if !im.claim(l) {
-			l.err = fhir.Errorf(fhir.Invalid, "duplicate", "%s/%s came earlier in this import: an import takes each resource once (its current version)", l.typ, l.id)
+		switch {
+		case claimant[key] != nil:
+			repeats = append(repeats, l)
 			continue
+		case !im.claim(l):
+			l.err = duplicateLine(l)
+		default:
+			claimant[key] = l
 		}
-		claimedHere[key] = true
+		main = append(main, l)
 	}
-	if len(rest) > 0 {
-		defer func() { im.chunk = append(rest, im.chunk...) }()
-	}
-	if err := im.refs.resolveChunk(ctx, chunk); err != nil {
+	if err := im.refs.resolveChunk(ctx, main); err != nil {
 		return err
 	}
-	parallel(len(chunk), func(i int) { im.s.prepareLine(chunk[i]) })
+	parallel(len(main), func(i int) { im.s.prepareLine(main[i]) })
+	var second []*importLine // repeats whose claimant failed
+	for _, l := range repeats {
+		key := l.typ + "/" + l.id
+		if c := claimant[key]; c.err == nil {
+			l.err = duplicateLine(l) // its claimant stays: committed now, or in the second pass
+			continue
+		} else if c.claimed {
+			delete(im.seen, maphash.String(im.seenSeed, key))
+			c.claimed = false
+		}
+		im.claim(l)
+		claimant[key] = l
+		second = append(second, l)
+	}
+	if len(second) > 0 {
+		if err := im.refs.resolveChunk(ctx, second); err != nil {
+			return err
+		}
+		parallel(len(second), func(i int) { im.s.prepareLine(second[i]) })
+	}
 
 	var ok []*importLine
 	for _, l := range chunk {
@@ -369,6 +383,10 @@ func (im *Importer) flush(ctx context.Context) error {
 	im.committing = done
 	go func() { done <- im.commit(ctx, ok) }()
 	return nil
+}
+
+func duplicateLine(l *importLine) error {
+	return fhir.Errorf(fhir.Invalid, "duplicate", "%s/%s came earlier in this import: an import takes each resource once (its current version)", l.typ, l.id)
 }
 
 // claim records that a valid line l has its Type/id in this run; false

@@ -176,9 +176,8 @@ func absoluteURI(s string) bool {
 		return isOID(s[len("urn:oid:"):])
 	}
 	u, err := url.Parse(s)
-	// Characters a URI cannot hold (RFC 3986): url.Parse lets them through,
-	// and a fullUrl is spliced into narratives when links are rewritten.
-	return err == nil && u.Scheme != "" && u.Host != "" && !strings.ContainsAny(s, " \t\r\n<>\"'`{}|\\^")
+	// Characters a URI cannot hold (RFC 3986; url.Parse lets them through).
+	return err == nil && u.Scheme != "" && u.Host != "" && !strings.ContainsAny(s, " \t\r\n<>\"`{}|\\^")
 }
 
 // restTail splits a RESTful URL ".../Type/id" into Type and id, when the

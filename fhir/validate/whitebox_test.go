@@ -157,12 +157,14 @@ func TestNarrativeBrowserParsingTricks(t *testing.T) {
 // TestFullURLCharacters: a fullUrl holds only what a URI may (RFC 3986);
 // it is spliced into narratives when a transaction rewrites links.
 func TestFullURLCharacters(t *testing.T) {
-	for _, u := range []string{"http://example.org/fhir/Patient/x<!--", `http://example.org/fhir/Patient/"x`, "http://example.org/fhir/Patient/x'", "http://example.org/a b"} {
+	for _, u := range []string{"http://example.org/fhir/Patient/x<!--", `http://example.org/fhir/Patient/"x`, "http://example.org/a b", "http://example.org/a{b}"} {
 		if absoluteURI(u) {
 			t.Errorf("fullUrl %q accepted", u)
 		}
 	}
-	if !absoluteURI("https://hospital-a.example/fhir/Patient/p1") {
-		t.Error("an ordinary fullUrl refused")
+	for _, u := range []string{"https://hospital-a.example/fhir/Patient/p1", "http://example.org/fhir/Patient/p1?name=o'brien", "http://example.org:8080/a%20b"} {
+		if !absoluteURI(u) {
+			t.Errorf("fullUrl %q refused", u)
+		}
 	}
 }
