@@ -11,6 +11,7 @@ import (
 	"io"
 	"reflect"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -234,8 +235,10 @@ func (im *Importer) Finish(ctx context.Context) (ImportStats, error) {
 }
 
 func (im *Importer) finish(ctx context.Context) error {
-	if err := im.flush(ctx); err != nil {
-		return err
+	for len(im.chunk) > 0 { // a flush may leave lines for the next (a repeat whose claimant failed)
+		if err := im.flush(ctx); err != nil {
+			return err
+		}
 	}
 	// The retry resolves against everything: let the last commit land.
 	if err := im.settle(); err != nil {
@@ -333,25 +336,31 @@ func (im *Importer) flush(ctx context.Context) error {
 		return err
 	}
 	parallel(len(main), func(i int) { im.s.prepareLine(main[i]) })
-	var second []*importLine // repeats whose claimant failed
+	// A repeat whose claimant stands (about to commit, or waiting for the
+	// second pass) is a duplicate. One whose claimant failed takes the
+	// Type/id, as it would in a chunk of its own: the chunk ends before
+	// it, and it and the lines after it go to the next flush (fresh, their
+	// claims given back), so that they see its identifiers. That is rare:
+	// a chunk keeps its size otherwise.
+	cut := -1
 	for _, l := range repeats {
-		key := l.typ + "/" + l.id
-		if c := claimant[key]; c.err == nil {
-			l.err = duplicateLine(l) // its claimant stays: committed now, or in the second pass
+		if claimant[l.typ+"/"+l.id].err == nil {
+			l.err = duplicateLine(l)
 			continue
-		} else if c.claimed {
-			delete(im.seen, maphash.String(im.seenSeed, key))
-			c.claimed = false
 		}
-		im.claim(l)
-		claimant[key] = l
-		second = append(second, l)
+		cut = slices.Index(chunk, l)
+		break
 	}
-	if len(second) > 0 {
-		if err := im.refs.resolveChunk(ctx, second); err != nil {
-			return err
+	if cut >= 0 {
+		var rest []*importLine
+		for _, l := range chunk[cut:] {
+			if l.claimed {
+				delete(im.seen, maphash.String(im.seenSeed, l.typ+"/"+l.id))
+			}
+			rest = append(rest, &importLine{file: l.file, no: l.no, body: l.body, final: l.final})
 		}
-		parallel(len(second), func(i int) { im.s.prepareLine(second[i]) })
+		chunk = chunk[:cut]
+		defer func() { im.chunk = append(rest, im.chunk...) }()
 	}
 
 	var ok []*importLine
