@@ -353,13 +353,30 @@ func (im *Importer) flush(ctx context.Context) error {
 	}
 	if cut >= 0 {
 		var rest []*importLine
+		gone := map[string]bool{} // Type/id no longer accepted in this flush
 		for _, l := range chunk[cut:] {
-			if l.claimed {
+			if l.claimed { // a line of main: the only one of its Type/id in the run so far
 				delete(im.seen, maphash.String(im.seenSeed, l.typ+"/"+l.id))
+				im.refs.forget(l)
+				gone[l.typ+"/"+l.id] = true
 			}
 			rest = append(rest, &importLine{file: l.file, no: l.no, body: l.body, final: l.final})
 		}
 		chunk = chunk[:cut]
+		// A line before the cut whose reference resolved to one after it
+		// waits for the second pass, as it would have had the chunk ended
+		// there; and so, in turn, do the lines that resolved to it.
+		for changed := true; changed; {
+			changed = false
+			for _, l := range chunk {
+				if l.err != nil || l.waits || !slices.ContainsFunc(l.refs, func(r condRef) bool { return gone[r.typ+"/"+r.target] }) {
+					continue
+				}
+				l.waits, changed = true, true
+				im.refs.forget(l)
+				gone[l.typ+"/"+l.id] = true
+			}
+		}
 		defer func() { im.chunk = append(rest, im.chunk...) }()
 	}
 

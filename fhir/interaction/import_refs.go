@@ -82,6 +82,18 @@ func (r *refResolver) accept(l *importLine) {
 	}
 }
 
+// forget undoes accept: the line will not be committed in this flush.
+func (r *refResolver) forget(l *importLine) {
+	if !runTracked[l.typ] {
+		return
+	}
+	delete(r.written, l.typ+"/"+l.id)
+	for _, ident := range l.idents {
+		key := l.typ + "|" + ident
+		r.seen[key] = slices.DeleteFunc(r.seen[key], func(id string) bool { return id == l.id })
+	}
+}
+
 // resolveChunk resolves the references of a chunk's valid lines, setting
 // each line's targets, its err, or waits.
 func (r *refResolver) resolveChunk(ctx context.Context, chunk []*importLine) error {
