@@ -96,8 +96,14 @@ func TestClientTransactionPreferOperationOutcome(t *testing.T) {
 // refused, naming the fix.
 func TestClientRawSemicolonInQuery(t *testing.T) {
 	s := startServer(t, app.Config{})
-	for _, path := range []string{"/Patient?identifier=urn:x|a;b", "/Patient/x?_format=json;fhirVersion=3.0"} {
+	for _, path := range []string{"/Patient?identifier=urn:x|a;b", "/Patient?_count=5&name=a;b"} {
 		r := do(t, "GET", s.base+path, nil)
 		checkOutcome(t, "GET "+path, r, 400, "structure", "")
+	}
+	// _format written unencoded with its parameters: dropped by net/url,
+	// which leaves JSON, what it asked for.
+	put(t, s, "Patient", "f", []byte(`{"resourceType":"Patient"}`))
+	if r := do(t, "GET", s.base+"/Patient/f?_format=application/fhir+json;fhirVersion=4.0", nil); r.status != 200 {
+		t.Errorf("_format with a raw ';': %d %s", r.status, r.body)
 	}
 }

@@ -46,10 +46,19 @@ func setHeader(c *gin.Context, canonicalName, value string) {
 // all we write; a request for XML or anything else we cannot produce is
 // 406. It runs before the handler, so a refused request does no work.
 func negotiate(c *gin.Context) error {
-	if strings.Contains(c.Request.URL.RawQuery, ";") {
+	if raw := c.Request.URL.RawQuery; strings.Contains(raw, ";") {
 		// net/url drops a query pair with a raw ";" (no longer a separator):
-		// a search would run without that parameter, wider than asked.
-		return fhir.Errorf(fhir.Invalid, "structure", "the query string has an unencoded \";\": encode it as %%3B")
+		// a search would run without that parameter, wider than asked. Only
+		// _format and _pretty may go (a client's
+		// _format=application/fhir+json;fhirVersion=4.0 then means JSON).
+		for _, pair := range strings.Split(raw, "&") {
+			if key, _, _ := strings.Cut(pair, "="); strings.Contains(pair, ";") && key != "_format" && key != "_pretty" {
+				if len(key) > 64 {
+					key = key[:64] + "..."
+				}
+				return fhir.Errorf(fhir.Invalid, "structure", "the query string has an unencoded \";\" (in %s): encode it as %%3B", key)
+			}
+		}
 	}
 	if f, ok := queryValue(c, "_format"); ok {
 		mt, params, err := mime.ParseMediaType(f)
