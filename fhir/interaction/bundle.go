@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"healthhub/auth"
@@ -407,11 +408,12 @@ func (s *Service) readEntry(o *op, e *bundleEntry, validated bool) (*op, error) 
 		}
 		o.ifNoneMatch = r.IfNoneMatch
 		if r.IfModifiedSince != "" {
-			d, err := fhir.ParseDateTime(r.IfModifiedSince)
+			// An instant (R4): to the second, with a zone, as RFC 3339 has it.
+			t, err := time.Parse(time.RFC3339Nano, r.IfModifiedSince)
 			if err != nil {
-				return o, fhir.Errorf(fhir.Invalid, "value", "request.ifModifiedSince %q: %v", echo(r.IfModifiedSince), err).At(at + ".request.ifModifiedSince")
+				return o, fhir.Errorf(fhir.Invalid, "value", "request.ifModifiedSince %q is not an instant (such as 2026-01-02T03:04:05Z)", echo(r.IfModifiedSince)).At(at + ".request.ifModifiedSince")
 			}
-			o.ifModifiedSince = d.Start
+			o.ifModifiedSince = t
 		}
 	}
 	badURL := func(want string) error {

@@ -3,6 +3,7 @@ package rest
 import (
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -59,6 +60,17 @@ func (h *Handlers) responseEntry(c *gin.Context, r interaction.Result, prefer st
 		e.Response = &entryResponse{Status: statusLine(http.StatusNoContent)}
 		if len(r.Deleted) == 1 {
 			e.Response.Etag = r.Deleted[0].ETag()
+		}
+		if prefer == "OperationOutcome" { // as a DELETE on its own answers
+			paths := make([]string, len(r.Deleted))
+			for i, d := range r.Deleted {
+				paths[i] = d.Path()
+			}
+			msg := "nothing was deleted: no such resource, or already deleted"
+			if len(paths) > 0 {
+				msg = "deleted " + strings.Join(paths, ", ")
+			}
+			e.Response.Outcome = outcomeJSON([]fhir.Issue{{Severity: "information", Code: "informational", Diagnostics: msg}})
 		}
 		return e, nil
 	case interaction.Searched:

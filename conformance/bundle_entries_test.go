@@ -1,0 +1,57 @@
+package conformance_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"healthhub/cmd/healthhub/app"
+)
+
+// TestBatchIfModifiedSinceMustBeAnInstant: R4 types
+// Bundle.entry.request.ifModifiedSince as instant (date, time to the
+// second and zone). A transaction refuses "2999-01-01" (400, "not a valid
+// instant"); the same entry in a batch must be refused too (its entry 400),
+// not read as midnight UTC and answered 304.
+func TestBatchIfModifiedSinceMustBeAnInstant(t *testing.T) {
+	s := startServer(t, app.Config{})
+	id, _ := create(t, s, "Patient", []byte(`{"resourceType":"Patient"}`))
+	for _, since := range []string{"2999-01-01", "2999"} {
+		tx := `{"resourceType":"Bundle","type":"transaction","entry":[
+			{"request":{"method":"GET","url":"Patient/` + id + `","ifModifiedSince":"` + since + `"}}]}`
+		if r := do(t, "POST", s.base, []byte(tx)); r.status != http.StatusBadRequest {
+			t.Fatalf("transaction with ifModifiedSince %q: %d %s, want 400", since, r.status, r.body)
+		}
+		batch := strings.Replace(tx, `"transaction"`, `"batch"`, 1)
+		r, tr := postBundle(t, s, []byte(batch))
+		if tr == nil {
+			t.Fatalf("batch: %d %s", r.status, r.body)
+		}
+		if st := tr.Entry[0].Response.Status; !strings.HasPrefix(st, "400") {
+			t.Errorf("batch entry with ifModifiedSince %q (not an instant): %s, want 400 as in a transaction; body %s", since, st, r.body)
+		}
+	}
+}
+
+// TestBundleDeletePreferOperationOutcome: Prefer: return=OperationOutcome
+// on a Bundle asks for each entry's outcome in response.outcome
+// (TestClientTransactionPreferOperationOutcome), and a DELETE on its own
+// answers it with an informational OperationOutcome. A DELETE entry must
+// carry one too.
+func TestBundleDeletePreferOperationOutcome(t *testing.T) {
+	s := startServer(t, app.Config{})
+	for _, kind := range []string{"transaction", "batch"} {
+		id, _ := create(t, s, "Patient", []byte(`{"resourceType":"Patient"}`))
+		r, tr := postBundle(t, s, txBundle(kind, txEntry{method: "DELETE", url: "Patient/" + id}), "Prefer", "return=OperationOutcome")
+		if tr == nil {
+			t.Fatalf("%s: %d %s", kind, r.status, r.body)
+		}
+		if len(tr.Entry[0].Response.Outcome) == 0 || !strings.Contains(string(tr.Entry[0].Response.Outcome), "OperationOutcome") {
+			t.Errorf("%s DELETE entry with Prefer: return=OperationOutcome: %s, want a response.outcome", kind, r.body)
+		}
+	}
+	id, _ := create(t, s, "Patient", []byte(`{"resourceType":"Patient"}`))
+	if r := do(t, "DELETE", s.base+"/Patient/"+id, nil, "Prefer", "return=OperationOutcome"); r.status != 200 || !strings.Contains(string(r.body), "OperationOutcome") {
+		t.Errorf("single DELETE: %d %s", r.status, r.body)
+	}
+}
