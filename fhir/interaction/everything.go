@@ -89,6 +89,16 @@ func (s *Service) Everything(ctx context.Context, p auth.Principal, req Everythi
 		keys, page.Offset, page.Snapshot = snap, offset, strings.SplitN(req.Cursor, ".", 2)[0]
 	}
 	err := s.store.View(ctx, func(tx store.Tx) error {
+		if keys != nil { // a later page: the record's patient must still be there
+			switch pat, err := tx.Current("Patient", req.ID); {
+			case errors.Is(err, store.ErrNotFound):
+				return notFound("Patient", req.ID)
+			case err != nil:
+				return err
+			case pat.Deleted:
+				return gone(pat)
+			}
+		}
 		if keys == nil {
 			var err error
 			if keys, err = s.everythingKeys(ctx, p, tx, req); err != nil {

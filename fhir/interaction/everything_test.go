@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"healthhub/auth"
+	"healthhub/fhir"
 	"healthhub/fhir/interaction"
 )
 
@@ -38,5 +39,32 @@ func TestEverythingIncludesAResourceVersionOnce(t *testing.T) {
 		if n := seen["Practitioner/pr@1"]; n != 1 {
 			t.Errorf("types %v: Practitioner/pr version 1 served %d times, want once", req.Types, n)
 		}
+	}
+}
+
+// TestEverythingPatientDeletedBetweenPages: a later page of a deleted
+// patient's record is 410, as its first page would be.
+func TestEverythingPatientDeletedBetweenPages(t *testing.T) {
+	svc := newService(t)
+	p := auth.Local()
+	for _, r := range []struct{ typ, id, body string }{
+		{"Patient", "p1", `{"resourceType":"Patient","id":"p1"}`},
+		{"Observation", "o1", `{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"a"},"subject":{"reference":"Patient/p1"}}`},
+		{"Observation", "o2", `{"resourceType":"Observation","id":"o2","status":"final","code":{"text":"b"},"subject":{"reference":"Patient/p1"}}`},
+	} {
+		if _, _, err := svc.Update(ctx, p, r.typ, r.id, []byte(r.body), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page, err := svc.Everything(ctx, p, interaction.EverythingRequest{ID: "p1", Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Delete(ctx, p, "Patient", "p1", 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err = svc.Everything(ctx, p, interaction.EverythingRequest{ID: "p1", Count: 1, Cursor: page.Snapshot + ".1"})
+	if fhir.KindOf(err) != fhir.Gone {
+		t.Errorf("page 2 after the patient was deleted: %v, want 410", err)
 	}
 }
