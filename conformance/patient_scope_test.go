@@ -242,12 +242,7 @@ func othersRecord(path string) bool {
 // history is 404 to pat-a's token, and so must be a vread of its versions.
 func TestConfinedVReadFollowsInstanceHistory(t *testing.T) {
 	s := portalServer(t, "patient/*.rs", app.Config{})
-	put := func(path, body string) {
-		t.Helper()
-		if r := do(t, http.MethodPut, s.base+"/"+path, []byte(body)); r.status != http.StatusCreated && r.status != http.StatusOK {
-			t.Fatalf("seed %s: %d %s", path, r.status, r.body)
-		}
-	}
+	put := func(path, body string) { seedPut(t, s, path, body) }
 	obs := func(subject string) string {
 		return `{"resourceType":"Observation","id":"refiled","status":"final","code":{"text":"HIV-1 positive"},"subject":{"reference":"` + subject + `"}}`
 	}
@@ -256,11 +251,7 @@ func TestConfinedVReadFollowsInstanceHistory(t *testing.T) {
 	put("Observation/refiled", obs("Patient/pat-a")) // v1: misfiled
 	put("Observation/refiled", obs("Patient/pat-b")) // v2: corrected
 
-	r := patientToken(t, s, "patient/*.rs", "pat-a")
-	if r.status != http.StatusOK {
-		t.Fatalf("patient token: %d %s", r.status, r.body)
-	}
-	bearer := "Bearer " + r.json(t)["access_token"].(string)
+	bearer := patientBearer(t, s, "patient/*.rs", "pat-a")
 	get := func(path string) *response {
 		return do(t, http.MethodGet, s.base+"/"+path, nil, "Authorization", bearer)
 	}
@@ -302,12 +293,7 @@ func nextLinkOf(t *testing.T, r *response) string {
 // only", README, Patient-scoped tokens).
 func TestConfinedSearchPageFollowsCompartment(t *testing.T) {
 	s := portalServer(t, "patient/*.rs", app.Config{})
-	put := func(path, body string) {
-		t.Helper()
-		if r := do(t, http.MethodPut, s.base+"/"+path, []byte(body)); r.status != http.StatusCreated && r.status != http.StatusOK {
-			t.Fatalf("seed %s: %d %s", path, r.status, r.body)
-		}
-	}
+	put := func(path, body string) { seedPut(t, s, path, body) }
 	obs := func(id, subject, text string) string {
 		return `{"resourceType":"Observation","id":"` + id + `","status":"final","code":{"text":"` + text + `"},"subject":{"reference":"` + subject + `"}}`
 	}
@@ -316,11 +302,7 @@ func TestConfinedSearchPageFollowsCompartment(t *testing.T) {
 	put("Observation/obs-1", obs("obs-1", "Patient/pat-a", "weight"))
 	put("Observation/obs-2", obs("obs-2", "Patient/pat-a", "misfiled"))
 
-	r := patientToken(t, s, "patient/*.rs", "pat-a")
-	if r.status != http.StatusOK {
-		t.Fatalf("patient token: %d %s", r.status, r.body)
-	}
-	bearer := "Bearer " + r.json(t)["access_token"].(string)
+	bearer := patientBearer(t, s, "patient/*.rs", "pat-a")
 
 	first := do(t, http.MethodGet, s.base+"/Observation?_count=1", nil, "Authorization", bearer)
 	if first.status != http.StatusOK {
@@ -349,12 +331,7 @@ func TestConfinedSearchPageFollowsCompartment(t *testing.T) {
 // The same for $everything: its pages are a snapshot too.
 func TestConfinedEverythingPageFollowsCompartment(t *testing.T) {
 	s := portalServer(t, "patient/*.rs", app.Config{})
-	put := func(path, body string) {
-		t.Helper()
-		if r := do(t, http.MethodPut, s.base+"/"+path, []byte(body)); r.status != http.StatusCreated && r.status != http.StatusOK {
-			t.Fatalf("seed %s: %d %s", path, r.status, r.body)
-		}
-	}
+	put := func(path, body string) { seedPut(t, s, path, body) }
 	obs := func(id, subject, text string) string {
 		return `{"resourceType":"Observation","id":"` + id + `","status":"final","code":{"text":"` + text + `"},"subject":{"reference":"` + subject + `"}}`
 	}
@@ -363,11 +340,7 @@ func TestConfinedEverythingPageFollowsCompartment(t *testing.T) {
 	put("Observation/obs-1", obs("obs-1", "Patient/pat-a", "weight"))
 	put("Observation/obs-2", obs("obs-2", "Patient/pat-a", "misfiled"))
 
-	r := patientToken(t, s, "patient/*.rs", "pat-a")
-	if r.status != http.StatusOK {
-		t.Fatalf("patient token: %d %s", r.status, r.body)
-	}
-	bearer := "Bearer " + r.json(t)["access_token"].(string)
+	bearer := patientBearer(t, s, "patient/*.rs", "pat-a")
 
 	first := do(t, http.MethodGet, s.base+"/Patient/pat-a/$everything?_count=1", nil, "Authorization", bearer)
 	if first.status != http.StatusOK {
@@ -393,21 +366,12 @@ func TestConfinedEverythingPageFollowsCompartment(t *testing.T) {
 // operation answers 403 or 422 depending on what the resource holds.
 func TestConfinedPatchOfOthersResourceRevealsNothing(t *testing.T) {
 	s := portalServer(t, "patient/*.cruds", app.Config{})
-	put := func(path, body string) {
-		t.Helper()
-		if r := do(t, http.MethodPut, s.base+"/"+path, []byte(body)); r.status != http.StatusCreated && r.status != http.StatusOK {
-			t.Fatalf("seed %s: %d %s", path, r.status, r.body)
-		}
-	}
+	put := func(path, body string) { seedPut(t, s, path, body) }
 	put("Patient/pat-a", `{"resourceType":"Patient","id":"pat-a"}`)
 	put("Patient/pat-b", `{"resourceType":"Patient","id":"pat-b"}`)
 	put("Observation/obs-b1", `{"resourceType":"Observation","id":"obs-b1","status":"final","code":{"text":"HIV-1 positive"},"subject":{"reference":"Patient/pat-b"}}`)
 
-	r := patientToken(t, s, "patient/*.cruds", "pat-a")
-	if r.status != http.StatusOK {
-		t.Fatalf("patient token: %d %s", r.status, r.body)
-	}
-	bearer := "Bearer " + r.json(t)["access_token"].(string)
+	bearer := patientBearer(t, s, "patient/*.cruds", "pat-a")
 	patch := func(ops string) *response {
 		return do(t, http.MethodPatch, s.base+"/Observation/obs-b1", []byte(ops), "Authorization", bearer, "Content-Type", "application/json-patch+json")
 	}
@@ -425,4 +389,23 @@ func TestConfinedPatchOfOthersResourceRevealsNothing(t *testing.T) {
 	if r := do(t, http.MethodPatch, s.base+"/Observation/obs-b1", []byte(`[{"op":"add","path":"/status","value":"final"}]`), "Authorization", bearer, "Content-Type", "application/json-patch+json", "If-Match", `W/"7"`); r.status != http.StatusForbidden {
 		t.Errorf("PATCH with a stale If-Match: %d %s, want 403", r.status, r.body)
 	}
+}
+
+// seedPut stores body at path with the harness client's rights (created or
+// updated), failing the test otherwise.
+func seedPut(t *testing.T, s *server, path, body string) {
+	t.Helper()
+	if r := do(t, http.MethodPut, s.base+"/"+path, []byte(body)); r.status != http.StatusCreated && r.status != http.StatusOK {
+		t.Fatalf("seed %s: %d %s", path, r.status, r.body)
+	}
+}
+
+// patientBearer is the Authorization value of a token confined to patient.
+func patientBearer(t *testing.T, s *server, scope, patient string) string {
+	t.Helper()
+	r := patientToken(t, s, scope, patient)
+	if r.status != http.StatusOK {
+		t.Fatalf("patient token: %d %s", r.status, r.body)
+	}
+	return "Bearer " + r.json(t)["access_token"].(string)
 }

@@ -2,7 +2,6 @@ package interaction_test
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 
 	"healthhub/auth"
@@ -22,15 +21,7 @@ func TestImportLineFailingAfterClaimReleasesIDInSameChunk(t *testing.T) {
 	for _, chunk := range []int{1, 1000} {
 		t.Run(fmt.Sprintf("chunk=%d", chunk), func(t *testing.T) {
 			svc := newService(t)
-			var reports []string
-			im := svc.NewImporter(auth.Local(), interaction.ImportOptions{ChunkSize: chunk, Report: func(e *interaction.LineError) { reports = append(reports, e.Error()) }})
-			if err := im.Read(ctx, "p.ndjson", strings.NewReader(in)); err != nil {
-				t.Fatal(err)
-			}
-			stats, err := im.Finish(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			stats, reports := runImport(t, svc, "p.ndjson", in, interaction.ImportOptions{ChunkSize: chunk})
 			if _, err := svc.Read(ctx, auth.Local(), "Patient", "PID"); err != nil {
 				t.Errorf("the valid line 4 was not imported after line 3 failed (multiple matches): %v (%+v, reports %q)", err, stats, reports)
 			}

@@ -2,7 +2,6 @@ package interaction_test
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 
 	"healthhub/auth"
@@ -27,15 +26,7 @@ func TestImportCutForwardRefToLineThatFailsAfterCut(t *testing.T) {
 	for _, chunk := range []int{1, 1000} {
 		t.Run(fmt.Sprintf("chunk=%d", chunk), func(t *testing.T) {
 			svc := newService(t)
-			var reports []string
-			im := svc.NewImporter(auth.Local(), interaction.ImportOptions{ChunkSize: chunk, Report: func(e *interaction.LineError) { reports = append(reports, e.Error()) }})
-			if err := im.Read(ctx, "p.ndjson", strings.NewReader(in)); err != nil {
-				t.Fatal(err)
-			}
-			stats, err := im.Finish(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			stats, reports := runImport(t, svc, "p.ndjson", in, interaction.ImportOptions{ChunkSize: chunk})
 			t.Logf("stats %+v reports %q", stats, reports)
 			_, errL := svc.Read(ctx, auth.Local(), "RelatedPerson", "l")
 			if r, err := svc.Read(ctx, auth.Local(), "Observation", "a"); err == nil && errL != nil {

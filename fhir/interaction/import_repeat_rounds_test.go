@@ -21,15 +21,7 @@ func TestImportThirdRepeatAfterTwoFailedClaimants(t *testing.T) {
 	for _, chunk := range []int{1, 1000} {
 		t.Run(fmt.Sprintf("chunk=%d", chunk), func(t *testing.T) {
 			svc := newService(t)
-			var reports []string
-			im := svc.NewImporter(auth.Local(), interaction.ImportOptions{ChunkSize: chunk, Report: func(e *interaction.LineError) { reports = append(reports, e.Error()) }})
-			if err := im.Read(ctx, "p.ndjson", strings.NewReader(in)); err != nil {
-				t.Fatal(err)
-			}
-			stats, err := im.Finish(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			stats, reports := runImport(t, svc, "p.ndjson", in, interaction.ImportOptions{ChunkSize: chunk})
 			if want := (interaction.ImportStats{Read: 5, Created: 3, Failed: 2}); stats != want {
 				t.Errorf("stats %+v, want %+v; reports %q", stats, want, reports)
 			}
@@ -56,15 +48,7 @@ func TestImportRepeatIdentifiersVisibleToLaterLines(t *testing.T) {
 	for _, chunk := range []int{1, 1000} {
 		t.Run(fmt.Sprintf("chunk=%d", chunk), func(t *testing.T) {
 			svc := newService(t)
-			var reports []string
-			im := svc.NewImporter(auth.Local(), interaction.ImportOptions{ChunkSize: chunk, Report: func(e *interaction.LineError) { reports = append(reports, e.Error()) }})
-			if err := im.Read(ctx, "p.ndjson", strings.NewReader(in)); err != nil {
-				t.Fatal(err)
-			}
-			stats, err := im.Finish(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			stats, reports := runImport(t, svc, "p.ndjson", in, interaction.ImportOptions{ChunkSize: chunk})
 			if want := (interaction.ImportStats{Read: 6, Created: 4, Failed: 2}); stats != want {
 				t.Errorf("stats %+v, want %+v; reports %q", stats, want, reports)
 			}

@@ -26,15 +26,8 @@ func TestImportConsecutiveRepeatsKeepChunkSize(t *testing.T) {
 	}
 	svc := newService(t)
 	commits := 0
-	im := svc.NewImporter(auth.Local(), interaction.ImportOptions{ChunkSize: chunk,
+	stats, _ := runImport(t, svc, "h.ndjson", b.String(), interaction.ImportOptions{ChunkSize: chunk,
 		Progress: func(interaction.ImportStats) { commits++ }})
-	if err := im.Read(ctx, "h.ndjson", strings.NewReader(b.String())); err != nil {
-		t.Fatal(err)
-	}
-	stats, err := im.Finish(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if stats.Read != 2*ids || stats.Created != ids || stats.Failed != ids {
 		t.Errorf("stats %+v, want Read %d Created %d Failed %d", stats, 2*ids, ids, ids)
 	}

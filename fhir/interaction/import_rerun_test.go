@@ -1,7 +1,6 @@
 package interaction_test
 
 import (
-	"strings"
 	"testing"
 
 	"healthhub/auth"
@@ -29,14 +28,7 @@ func TestImportRerunAddsNothingWithDeferredFirstLine(t *testing.T) {
 	}
 	run := func() interaction.ImportStats {
 		t.Helper()
-		im := svc.NewImporter(auth.Local(), interaction.ImportOptions{ChunkSize: 2})
-		if err := im.Read(ctx, "p.ndjson", strings.NewReader(in)); err != nil {
-			t.Fatal(err)
-		}
-		stats, err := im.Finish(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		stats, _ := runImport(t, svc, "p.ndjson", in, interaction.ImportOptions{ChunkSize: 2})
 		return stats
 	}
 	for i := range 2 {
@@ -60,15 +52,7 @@ func TestImportDuplicateLineIsNoReferenceTarget(t *testing.T) {
 	in := `{"resourceType":"Patient","id":"PID","identifier":[{"system":"urn:p","value":"a"}]}` + "\n" +
 		`{"resourceType":"Patient","id":"PID","identifier":[{"system":"urn:p","value":"b"}]}` + "\n" +
 		`{"resourceType":"Observation","id":"obs","status":"final","code":{"text":"x"},"subject":{"reference":"Patient?identifier=urn:p|b"}}` + "\n"
-	var reports []string
-	im := svc.NewImporter(auth.Local(), interaction.ImportOptions{Report: func(e *interaction.LineError) { reports = append(reports, e.Error()) }})
-	if err := im.Read(ctx, "p.ndjson", strings.NewReader(in)); err != nil {
-		t.Fatal(err)
-	}
-	stats, err := im.Finish(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stats, reports := runImport(t, svc, "p.ndjson", in, interaction.ImportOptions{})
 	if r, err := svc.Read(ctx, auth.Local(), "Observation", "obs"); err == nil {
 		p, _ := svc.Read(ctx, auth.Local(), "Patient", "PID")
 		t.Errorf("Observation/obs imported with a reference resolved through the refused duplicate line (%+v, reports %q):\n%s\nPatient/PID: %s", stats, reports, r.JSON, p.JSON)

@@ -1,7 +1,6 @@
 package interaction_test
 
 import (
-	"context"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,12 +13,7 @@ import (
 // last line without a newline, and a line over the limit (reported by its
 // number, skipped whole, the next line read normally).
 func TestImportLines(t *testing.T) {
-	var reported []string
 	svc := newService(t)
-	im := svc.NewImporter(auth.Local(), interaction.ImportOptions{
-		MaxLine: 200,
-		Report:  func(e *interaction.LineError) { reported = append(reported, e.Error()) },
-	})
 	long := `{"resourceType":"Patient","id":"long","name":[{"family":"` + strings.Repeat("x", 300) + `"}]}`
 	in := "\xef\xbb\xbf" + `{"resourceType":"Patient","id":"bom"}` + "\r\n" +
 		"\r\n" +
@@ -27,14 +21,7 @@ func TestImportLines(t *testing.T) {
 		long + "\n" +
 		`{"resourceType":"Patient","id":"after-long"}` + "\r\n" +
 		`{"resourceType":"Patient","id":"no-newline"}`
-	ctx := context.Background()
-	if err := im.Read(ctx, "lines.ndjson", strings.NewReader(in)); err != nil {
-		t.Fatal(err)
-	}
-	stats, err := im.Finish(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stats, reported := runImport(t, svc, "lines.ndjson", in, interaction.ImportOptions{MaxLine: 200})
 	if want := (interaction.ImportStats{Read: 4, Created: 3, Failed: 1}); stats != want {
 		t.Errorf("stats %+v, want %+v", stats, want)
 	}
@@ -66,14 +53,7 @@ func TestImportTakesAResourceOnce(t *testing.T) {
 	}
 	run := func() interaction.ImportStats {
 		t.Helper()
-		im := svc.NewImporter(auth.Local(), interaction.ImportOptions{})
-		if err := im.Read(ctx, "dup.ndjson", strings.NewReader(in)); err != nil {
-			t.Fatal(err)
-		}
-		stats, err := im.Finish(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		stats, _ := runImport(t, svc, "dup.ndjson", in, interaction.ImportOptions{})
 		return stats
 	}
 	for i := range 2 {
@@ -104,15 +84,8 @@ func TestImportConditionalReferenceNeedsCriteria(t *testing.T) {
 			t.Fatalf("transaction with %q accepted", ref)
 		}
 		id := "imp" + strconv.Itoa(i)
-		im := svc.NewImporter(auth.Local(), interaction.ImportOptions{})
 		line := `{"resourceType":"Patient","id":"` + id + `","managingOrganization":{"reference":"` + ref + `"}}` + "\n"
-		if err := im.Read(ctx, "p.ndjson", strings.NewReader(line)); err != nil {
-			t.Fatal(err)
-		}
-		stats, err := im.Finish(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		stats, _ := runImport(t, svc, "p.ndjson", line, interaction.ImportOptions{})
 		if stats.Failed != 1 {
 			stored := ""
 			if r, err := svc.Read(ctx, auth.Local(), "Patient", id); err == nil {
@@ -142,18 +115,7 @@ func TestImportMaxLineIsTheLimit(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			svc := newService(t)
-			var reported []string
-			im := svc.NewImporter(auth.Local(), interaction.ImportOptions{
-				MaxLine: max,
-				Report:  func(e *interaction.LineError) { reported = append(reported, e.Error()) },
-			})
-			if err := im.Read(context.Background(), "f.ndjson", strings.NewReader(c.in)); err != nil {
-				t.Fatal(err)
-			}
-			stats, err := im.Finish(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
+			stats, reported := runImport(t, svc, "f.ndjson", c.in, interaction.ImportOptions{MaxLine: max})
 			if stats.Failed != 1 || stats.Created != 0 {
 				t.Errorf("a line of %d content bytes with MaxLine %d: %+v, reported %q; want it refused as too long", len(strings.TrimRight(c.in, "\n")), max, stats, reported)
 			}
@@ -179,15 +141,7 @@ func TestImportFailedLineDoesNotClaimItsID(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			svc := newService(t)
 			in := tc.first + "\n" + `{"resourceType":"Patient","id":"PID","gender":"female"}` + "\n"
-			var reports []string
-			im := svc.NewImporter(auth.Local(), interaction.ImportOptions{Report: func(e *interaction.LineError) { reports = append(reports, e.Error()) }})
-			if err := im.Read(ctx, "p.ndjson", strings.NewReader(in)); err != nil {
-				t.Fatal(err)
-			}
-			stats, err := im.Finish(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			stats, reports := runImport(t, svc, "p.ndjson", in, interaction.ImportOptions{})
 			if _, err := svc.Read(ctx, auth.Local(), "Patient", "PID"); (err == nil) != tc.imported || len(reports) != 2-btoi(tc.imported) {
 				t.Errorf("imported %v (%+v, reports %q), want %v", err == nil, stats, reports, tc.imported)
 			}
@@ -200,4 +154,21 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// runImport reads in as one file named name and finishes the import,
+// returning its stats and every line reported invalid.
+func runImport(t *testing.T, svc *interaction.Service, name, in string, opt interaction.ImportOptions) (interaction.ImportStats, []string) {
+	t.Helper()
+	var reports []string
+	opt.Report = func(e *interaction.LineError) { reports = append(reports, e.Error()) }
+	im := svc.NewImporter(auth.Local(), opt)
+	if err := im.Read(ctx, name, strings.NewReader(in)); err != nil {
+		t.Fatal(err)
+	}
+	stats, err := im.Finish(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stats, reports
 }

@@ -180,14 +180,8 @@ func TestKeysetReferenceWithBase(t *testing.T) {
 	const base = "http://hie.example/fhir"
 	s.SetBaseURL(base)
 	p := auth.Local()
-	obs := func(ref string) {
-		t.Helper()
-		if _, err := s.Create(ctx, p, "Observation", []byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"`+ref+`"}}`)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	obs("Patient/x")
-	obs("Patient/x")
+	createObservationAbout(t, s, "Patient/x")
+	createObservationAbout(t, s, "Patient/x")
 	q := url.Values{"subject": {"Patient/x"}, "_count": {"1"}}
 	page, err := s.Search(ctx, p, "Observation", q, true)
 	if err != nil {
@@ -196,7 +190,7 @@ func TestKeysetReferenceWithBase(t *testing.T) {
 	if !strings.HasPrefix(page.NextCursor, "k") {
 		t.Errorf("subject=Patient/x with no absolute form stored: cursor %q, want a keyset cursor", page.NextCursor)
 	}
-	obs(base + "/Patient/x")
+	createObservationAbout(t, s, base+"/Patient/x")
 	q.Set("_count", "10")
 	page, err = s.Search(ctx, p, "Observation", q, true)
 	if err != nil {
@@ -214,14 +208,8 @@ func TestKeysetCursorSurvivesOtherReferenceForm(t *testing.T) {
 	const base = "http://hie.example/fhir"
 	s.SetBaseURL(base)
 	p := auth.Local()
-	obs := func(ref string) {
-		t.Helper()
-		if _, err := s.Create(ctx, p, "Observation", []byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"`+ref+`"}}`)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	obs("Patient/x")
-	obs("Patient/x")
+	createObservationAbout(t, s, "Patient/x")
+	createObservationAbout(t, s, "Patient/x")
 	q := url.Values{"subject": {"Patient/x"}, "_count": {"1"}}
 	page, err := s.Search(ctx, p, "Observation", q, true)
 	if err != nil {
@@ -230,9 +218,17 @@ func TestKeysetCursorSurvivesOtherReferenceForm(t *testing.T) {
 	if !strings.HasPrefix(page.NextCursor, "k") {
 		t.Fatalf("want a keyset cursor, got %q", page.NextCursor)
 	}
-	obs(base + "/Patient/x") // another client writes the absolute form meanwhile
+	createObservationAbout(t, s, base+"/Patient/x") // another client writes the absolute form meanwhile
 	q.Set("_cursor", page.NextCursor)
 	if _, err := s.Search(ctx, p, "Observation", q, true); err != nil {
 		t.Errorf("following next after a match was created with the absolute reference form: %v", err)
+	}
+}
+
+// createObservationAbout stores an Observation whose subject is ref.
+func createObservationAbout(t *testing.T, s *interaction.Service, ref string) {
+	t.Helper()
+	if _, err := s.Create(ctx, auth.Local(), "Observation", []byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"`+ref+`"}}`)); err != nil {
+		t.Fatal(err)
 	}
 }
