@@ -151,7 +151,7 @@ func seedBenchData(b *testing.B) (dir string, body []byte) {
 	}
 	body = bytes.TrimSpace(body)
 	dir = childDataDir(b)
-	s, err := store.Open(dir, store.Options{})
+	s, err := app.OpenStore(dir, store.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

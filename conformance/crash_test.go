@@ -290,7 +290,7 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	if code, err := c2.wait(15 * time.Second); err != nil || code != 0 {
 		t.Fatalf("SIGTERM after the restart: exit code %d, %v", code, err)
 	}
-	s, err := store.Open(dir, store.Options{LockTimeout: time.Second})
+	s, err := app.OpenStore(dir, store.Options{LockTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,7 +458,7 @@ func TestSIGTERMFinishesInFlight(t *testing.T) {
 	t.Logf("%d quick writes acknowledged around the SIGTERM", len(acked))
 
 	// Everything acknowledged is in the database, which closed cleanly.
-	s, err := store.Open(dir, store.Options{LockTimeout: time.Second})
+	s, err := app.OpenStore(dir, store.Options{LockTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

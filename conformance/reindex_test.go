@@ -5,9 +5,12 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"healthhub/cmd/healthhub/app"
 	"healthhub/store"
@@ -40,10 +43,11 @@ func TestReindexCommand(t *testing.T) {
 	}
 }
 
-// healthhub reindex --from-scratch drops the indexes and builds them from
-// the stored resources alone. One that did not finish leaves the file
-// refused, by serve and by a plain reindex alike, naming the command that
-// repairs it, rather than let searches answer from a half-built index.
+// healthhub reindex drops the indexes and builds them from the stored
+// resources alone (--from-scratch, which used to ask for that, is still
+// accepted). One that did not finish leaves the file refused by serve,
+// naming the command that repairs it, rather than let searches answer from
+// a half-built index.
 func TestReindexFromScratch(t *testing.T) {
 	dir := t.TempDir()
 	s := startServer(t, app.Config{DataDir: dir})
@@ -73,15 +77,10 @@ func TestReindexFromScratch(t *testing.T) {
 	case <-time.After(childStartTimeout):
 		t.Fatal("serve after an interrupted rebuild is still running")
 	}
-	if log, _ := os.ReadFile(c.logPath); c.state.Success() || !strings.Contains(string(log), "--from-scratch") {
-		t.Errorf("serve after an interrupted rebuild: %v, want a refusal naming reindex --from-scratch:\n%s", c.state, log)
+	if log, _ := os.ReadFile(c.logPath); c.state.Success() || !strings.Contains(string(log), "healthhub reindex") {
+		t.Errorf("serve after an interrupted rebuild: %v, want a refusal naming healthhub reindex:\n%s", c.state, log)
 	}
 	var out bytes.Buffer
-	if code := app.Main([]string{"reindex", "--data", dir}, &out, &out); code == 0 || !strings.Contains(out.String(), "--from-scratch") {
-		t.Errorf("plain reindex after an interrupted rebuild: exit %d, want a refusal:\n%s", code, out.String())
-	}
-
-	out.Reset()
 	if code := app.Main([]string{"reindex", "--from-scratch", "--data", dir}, &out, &out); code != 0 || !strings.Contains(out.String(), "reindexed 3 resources") {
 		t.Fatalf("reindex --from-scratch: exit %d:\n%s", code, out.String())
 	}
@@ -91,5 +90,51 @@ func TestReindexFromScratch(t *testing.T) {
 	}
 	if ids, _ := searchAll(t, s2, "Patient?gender=male"); len(ids) != 1 {
 		t.Errorf("male after the rebuild: %v, want f3", ids)
+	}
+}
+
+// A data directory indexed with other search parameter definitions or
+// another extraction of them (its recorded fingerprint differs) is refused
+// by serve, naming the command that rebuilds the indexes; after healthhub
+// reindex it serves, and searches find what the resources hold.
+func TestServeRefusesIndexesOfOtherDefinitions(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, app.Config{DataDir: dir})
+	for _, id := range []string{"g1", "g2"} {
+		do(t, http.MethodPut, s.base+"/Patient/"+id, []byte(`{"resourceType":"Patient","id":"`+id+`","gender":"female"}`))
+	}
+	do(t, http.MethodPut, s.base+"/Patient/g2", []byte(`{"resourceType":"Patient","id":"g2","gender":"male"}`))
+	s.stop()
+
+	// As an older healthhub with other definitions would have left it.
+	db, err := bolt.Open(filepath.Join(dir, store.FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("meta")).Put([]byte("indexer"), []byte("v0-other")) })
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := spawnChild(t, dir)
+	select {
+	case <-c.done:
+	case <-time.After(childStartTimeout):
+		t.Fatal("serve with indexes of other definitions is still running")
+	}
+	if log, _ := os.ReadFile(c.logPath); c.state.Success() || !strings.Contains(string(log), "healthhub reindex") {
+		t.Errorf("serve with indexes of other definitions: %v, want a refusal naming healthhub reindex:\n%s", c.state, log)
+	}
+
+	var out bytes.Buffer
+	if code := app.Main([]string{"reindex", "--data", dir}, &out, &out); code != 0 || !strings.Contains(out.String(), "reindexed 2 resources") {
+		t.Fatalf("reindex: exit %d:\n%s", code, out.String())
+	}
+	s2 := startServer(t, app.Config{DataDir: dir})
+	if ids, _ := searchAll(t, s2, "Patient?gender=female"); len(ids) != 1 {
+		t.Errorf("female after the rebuild: %v, want g1", ids)
+	}
+	if ids, _ := searchAll(t, s2, "Patient?gender=male"); len(ids) != 1 {
+		t.Errorf("male after the rebuild: %v, want g2", ids)
 	}
 }

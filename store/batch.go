@@ -88,7 +88,6 @@ func (g *groupCommit) commit(calls []*commitCall) {
 		failed := -1
 		err := g.run(func(tx *boltTx) error {
 			for i, c := range calls {
-				tx.fresh.typ, tx.fresh.id = "", "" // each write's own, not the previous one's
 				if err := safelyCall(c.fn, tx); err != nil {
 					failed = i
 					return err

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -28,8 +29,9 @@ const maxCheckProblems = 20
 //   - the log has as many entries as there are version records;
 //   - lastUpdated never decreases along the log and the stored clock is not
 //     behind the newest write;
-//   - search indexes: every idx entry is listed in its resource's rix
-//     record and every rix entry is in idx, and only current, not deleted
+//   - search indexes: every idx entry is one of its resource's entries
+//     (its rix record, or what the Indexer derives from its current
+//     version) and each of those is in idx, and only current, not deleted
 //     resources have entries, idx being the B+trees as the index journal
 //     amends them; the journal in memory is the one in the file.
 //
@@ -39,7 +41,7 @@ func (s *Bolt) Check(ctx context.Context) error {
 		return err
 	}
 	return s.db.View(func(btx *bolt.Tx) error {
-		c := &checker{ctx: ctx, btx: btx}
+		c := &checker{ctx: ctx, btx: btx, ix: s.ix}
 		c.checkJournal(s.journal)
 		c.run()
 		if c.err != nil {
@@ -52,6 +54,7 @@ func (s *Bolt) Check(ctx context.Context) error {
 type checker struct {
 	ctx      context.Context
 	btx      *bolt.Tx
+	ix       *indexing
 	journal  *jstate // the index journal as ixj holds it
 	problems []error
 	err      error // ctx error: stop, report it alone
@@ -276,7 +279,7 @@ func (c *checker) checkLog(versions int) {
 // checkJournal reads the index journal from the file and compares it with
 // the version in memory that searches of this snapshot read.
 func (c *checker) checkJournal(j *journal) {
-	durable, err := loadJournal(c.btx)
+	durable, err := loadJournal(c.btx, c.ix)
 	if err != nil {
 		c.fail("ixj: %v", err)
 		durable = emptyJState
@@ -309,8 +312,8 @@ func (c *checker) indexHas(pb *bolt.Bucket, typ, param string, ik []byte) bool {
 	return pb != nil && blockHas(pb, ik)
 }
 
-// checkIndexes compares idx (value -> id) with rix (id -> entries), and
-// both with the current records.
+// checkIndexes compares idx (value -> id) with each resource's entries
+// (rix, or derived: entriesLookup), and both with the current records.
 func (c *checker) checkIndexes() {
 	idx, rix, res := c.btx.Bucket(bucketIdx), c.btx.Bucket(bucketRix), c.btx.Bucket(bucketRes)
 	if idx == nil || rix == nil {
@@ -319,8 +322,32 @@ func (c *checker) checkIndexes() {
 	if c.btx.Bucket(bucketMeta).Get(keyIndexBlocksPending) != nil || c.btx.Bucket(bucketIdxUpgrade) != nil {
 		c.fail("idx: an upgrade to index blocks (idxblock.go) is unfinished, which Open does not leave")
 	}
+	entriesOf := entriesLookup(c.btx, c.ix)
+	// What each resource should have in the index, read once per id.
+	lists := map[string]map[string]map[string]bool{} // Type -> id -> param 0x00 key
+	listOf := func(typ, id string) map[string]bool {
+		ids := lists[typ]
+		if ids == nil {
+			ids = map[string]map[string]bool{}
+			lists[typ] = ids
+		}
+		set, seen := ids[id]
+		if !seen {
+			set = map[string]bool{}
+			entries, err := entriesOf([]byte(typ), []byte(id))
+			if err != nil {
+				c.fail("%s/%s: its index entries: %v", typ, id, err)
+			}
+			for _, e := range entries {
+				set[e.Param+"\x00"+string(e.Key)] = true
+			}
+			ids[id] = set
+		}
+		return set
+	}
+	listed := func(typ, id, param string, vk []byte) bool { return listOf(typ, id)[param+"\x00"+string(vk)] }
+	// rix records only of current resources.
 	_ = rix.ForEachBucket(func(typ []byte) error {
-		ib := idx.Bucket(typ)
 		rb := res.Bucket(typ)
 		return rix.Bucket(typ).ForEach(func(id, v []byte) error {
 			if !c.tick() {
@@ -333,18 +360,24 @@ func (c *checker) checkIndexes() {
 			if len(cur) < recordHead || cur[0]&flagDeleted != 0 {
 				c.fail("rix/%s/%s: index entries for a resource that is absent or deleted", typ, id)
 			}
-			entries, err := decodeEntries(v)
-			if err != nil {
-				c.fail("rix/%s/%s: %v", typ, id, err)
-				return nil
+			return nil
+		})
+	})
+	// Every resource's entries in idx.
+	_ = res.ForEachBucket(func(typ []byte) error {
+		ib := idx.Bucket(typ)
+		return res.Bucket(typ).ForEach(func(id, _ []byte) error {
+			if !c.tick() {
+				return c.err
 			}
-			for _, e := range entries {
+			for key := range listOf(string(typ), string(id)) {
+				param, vk, _ := strings.Cut(key, "\x00")
 				var pb *bolt.Bucket
 				if ib != nil {
-					pb = ib.Bucket([]byte(e.Param))
+					pb = ib.Bucket([]byte(param))
 				}
-				if !c.indexHas(pb, string(typ), e.Param, indexKey(e.Key, string(id))) {
-					c.fail("rix/%s/%s lists %s %x, which idx does not have", typ, id, e.Param, e.Key)
+				if !c.indexHas(pb, string(typ), param, indexKey([]byte(vk), string(id))) {
+					c.fail("%s/%s has the index entry %s %x, which idx does not", typ, id, param, vk)
 				}
 			}
 			return nil
@@ -353,27 +386,7 @@ func (c *checker) checkIndexes() {
 	if c.err != nil {
 		return
 	}
-	rixLists := map[string]map[string]map[string]bool{} // Type -> id -> param 0x00 key, from rix, read once per id
-	listed := func(typ, id, param string, vk []byte) bool {
-		ids := rixLists[typ]
-		if ids == nil {
-			ids = map[string]map[string]bool{}
-			rixLists[typ] = ids
-		}
-		set, seen := ids[id]
-		if !seen {
-			set = map[string]bool{}
-			if rb := rix.Bucket([]byte(typ)); rb != nil {
-				if entries, err := decodeEntries(rb.Get([]byte(id))); err == nil {
-					for _, e := range entries {
-						set[e.Param+"\x00"+string(e.Key)] = true
-					}
-				}
-			}
-			ids[id] = set
-		}
-		return set[param+"\x00"+string(vk)]
-	}
+	// Nothing else in idx.
 	_ = idx.ForEachBucket(func(typ []byte) error {
 		ib := idx.Bucket(typ)
 		return ib.ForEachBucket(func(param []byte) error {
@@ -388,7 +401,7 @@ func (c *checker) checkIndexes() {
 					return // removed by the journal
 				}
 				if !listed(string(typ), id, string(param), vk) {
-					c.fail("idx/%s/%s %x -> %s is a stale entry: rix does not list it", typ, param, vk, id)
+					c.fail("idx/%s/%s %x -> %s is a stale entry: not one of the resource's", typ, param, vk, id)
 				}
 			})
 		})
@@ -407,7 +420,7 @@ func (c *checker) checkIndexes() {
 			return true
 		}
 		if e.present && !listed(typ, id, param, vk) {
-			c.fail("ixj %s/%s %x -> %s is a stale entry: rix does not list it", typ, param, vk, id)
+			c.fail("ixj %s/%s %x -> %s is a stale entry: not one of the resource's", typ, param, vk, id)
 		}
 		return true
 	})

@@ -32,8 +32,12 @@ type IndexEntry struct {
 // value's keys are contiguous (range scans) and the id is read back from
 // the end.
 // rix lets an update or delete remove exactly the stale entries, and
-// stands in for a create's entries in the index journal's record. Changes
-// reach idx through the index journal (journal.go); scans read both.
+// stands in for a create's entries in the index journal's record, in a
+// store opened without an Indexer. With one (serve's), a resource's
+// entries are derived from its versions instead (indexer.go), and rix
+// keeps only the records of resources written before, until they are
+// next written. Changes reach idx through the index journal (journal.go);
+// scans read both.
 var (
 	bucketIdx = []byte("idx")
 	bucketRix = []byte("rix")
@@ -117,34 +121,55 @@ func (t *boltTx) SetIndex(typ, id string, entries []IndexEntry) error {
 			return errIndexKey
 		}
 	}
-	rix, err := t.sub(bucketRix, typ, true)
-	if err != nil {
-		return err
-	}
-	rix.FillPercent = appendFill
 	st := t.stage()
 	if !sortedUnique(entries) { // callers mostly pass them so, outside the serial commit path
 		entries = sortEntries(slices.Clone(entries))
 	}
-	var old []byte
-	if t.fresh.typ != typ || t.fresh.id != id {
-		old = rix.Get([]byte(id))
-	}
-	t.fresh.typ, t.fresh.id = "", "" // its entries are in rix from here on
-	var previous []IndexEntry
-	if old != nil {
-		if previous, err = decodeEntries(old); err != nil {
+	derived := t.ix != nil && t.ix.indexer != nil
+	k := pendingKey(typ, id)
+	before, wrote := t.pending[k]
+	delete(t.pending, k) // its entries are in the index from here on
+	if derived && t.ix.verify {
+		if err := t.verifyDerived(typ, id, entries); err != nil {
 			return err
 		}
-		previous = sortEntries(previous)
+	}
+	// rix: every resource's entries without an Indexer; with one, only
+	// those of resources not written since a file without one had them.
+	rix, err := t.sub(bucketRix, typ, !derived)
+	if err != nil {
+		return err
+	}
+	var old []byte
+	var previous []IndexEntry
+	if !wrote || before != nil { // a first version has no entries anywhere
+		if rix != nil {
+			old = rix.Get([]byte(id))
+		}
+		switch {
+		case old != nil:
+			if previous, err = decodeEntries(old); err != nil {
+				return err
+			}
+			previous = sortEntries(previous)
+		case derived:
+			if previous, err = t.previousEntries(typ, id, before, wrote); err != nil {
+				return err
+			}
+		}
 	}
 	if previous == nil && len(entries) > 0 {
-		// A create: its record names the resource, and replay reads the
-		// entries from rix (journalRecord), so they are written once.
+		// A create: its record names the resource, and replay takes the
+		// entries from rix or derives them (journalRecord), so they are
+		// written once or not at all.
 		for _, e := range entries {
 			st.change(typ, e.Param, e.Key, id, true)
 		}
 		st.record.addIndexed(typ, id)
+		if derived {
+			return dropRix(rix, id, old)
+		}
+		rix.FillPercent = appendFill
 		return rix.Put([]byte(id), encodeEntries(entries))
 	}
 	// An update mostly keeps its values: only the entries that changed are
@@ -170,10 +195,23 @@ func (t *boltTx) SetIndex(typ, id string, entries []IndexEntry) error {
 			i++
 		}
 	}
+	if derived {
+		return dropRix(rix, id, old)
+	}
 	if len(entries) == 0 {
 		return rix.Delete([]byte(id))
 	}
+	rix.FillPercent = appendFill
 	return rix.Put([]byte(id), encodeEntries(entries))
+}
+
+// dropRix deletes the rix record of a resource whose entries are derived
+// from here on, if it had one.
+func dropRix(rix *bolt.Bucket, id string, old []byte) error {
+	if old == nil {
+		return nil
+	}
+	return rix.Delete([]byte(id))
 }
 
 func compareEntries(a, b IndexEntry) int {

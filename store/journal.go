@@ -24,7 +24,7 @@ import (
 // gains in that time rather than once per commit:
 //
 //   - ixj (bbolt): u64(seq) -> the index changes of one write transaction
-//     (a create's by reference to rix: journalRecord), appended in that
+//     (a create's by reference to the resource: journalRecord), appended in that
 //     transaction, so they commit with the resource or not
 //     at all (DESIGN.md rule 3). Appending touches only the last leaf.
 //     "fold" -> how far folding has come (foldState).
@@ -532,7 +532,7 @@ func newJournal(max int, txid uint64, state *jstate) *journal {
 
 // loadJournal replays ixj in order, less what its fold markers say the
 // B+trees hold.
-func loadJournal(btx *bolt.Tx) (*jstate, error) {
+func loadJournal(btx *bolt.Tx, ix *indexing) (*jstate, error) {
 	b := btx.Bucket(bucketIxj)
 	if b == nil {
 		return emptyJState, nil
@@ -545,7 +545,7 @@ func loadJournal(btx *bolt.Tx) (*jstate, error) {
 	c := b.Cursor()
 	for k, v := c.First(); k != nil && len(k) == 8; k, v = c.Next() {
 		seq := beUint64(k)
-		err := decodeJournalRecord(v, rixLookup(btx), func(e jentry) {
+		err := decodeJournalRecord(v, entriesLookup(btx, ix), func(e jentry) {
 			if !fs.covers(seq, e.key) {
 				changes = append(changes, e)
 			}
@@ -555,20 +555,6 @@ func loadJournal(btx *bolt.Tx) (*jstate, error) {
 		}
 	}
 	return emptyJState.withChanges(changes), nil
-}
-
-// rixLookup reads rix in btx, for decodeJournalRecord.
-func rixLookup(btx *bolt.Tx) func(typ, id []byte) []byte {
-	rix := btx.Bucket(bucketRix)
-	return func(typ, id []byte) []byte {
-		if rix == nil {
-			return nil
-		}
-		if b := rix.Bucket(typ); b != nil {
-			return b.Get(id)
-		}
-		return nil
-	}
 }
 
 // journalRecord is one transaction's ixj record: a resource (Type, id),
@@ -581,16 +567,17 @@ func rixLookup(btx *bolt.Tx) func(typ, id []byte) []byte {
 // A change's key is Type 0x00 param 0x00 indexKey(value key, id); the
 // record says Type and id once per resource, not once per key.
 //
-// "indexed" stands for the entries rix lists for the resource, all present:
-// what a resource that had none gains (a create), without writing its
-// entries a second time (they are in rix, written in the same transaction).
-// Replay reads rix as it is then, which may be a later state; that is
-// sound because every later change to the resource's entries has a record
-// of its own after this one, and the last record naming a key decides it:
-// a key rix lists is present when the replay ends either way, and a key it
-// no longer lists was removed by a later record. Fold markers cover a
-// record's keys by sequence, so a later record is never covered where an
-// earlier one is not.
+// "indexed" stands for the resource's entries, all present: what a
+// resource that had none gains (a create), without writing its entries:
+// replay takes them from rix or, where rix has no record of the resource,
+// derives them from its current version (Indexer; entriesLookup). Either
+// is the resource's entries as the file stands then, which may be a later
+// state; that is sound because every later change to the resource's
+// entries has a record of its own after this one, and the last record
+// naming a key decides it: a key the resource has then is present when the
+// replay ends either way, and a key it no longer has was removed by a
+// later record. Fold markers cover a record's keys by sequence, so a later
+// record is never covered where an earlier one is not.
 type journalRecord struct {
 	b       []byte
 	typ, id string // of the last resource written
@@ -601,7 +588,7 @@ const (
 	recordIndexed  = 3
 )
 
-// addIndexed records that Type/id gained the entries rix lists for it.
+// addIndexed records that Type/id gained its entries (all of them).
 func (r *journalRecord) addIndexed(typ, id string) {
 	r.b = append(r.b, recordIndexed)
 	r.b = appendString(r.b, typ)
@@ -632,8 +619,9 @@ func appendString(b []byte, s string) []byte {
 }
 
 // decodeJournalRecord calls fn with each change of record b, in order;
-// rixOf returns what rix lists for Type/id (nil: nothing).
-func decodeJournalRecord(b []byte, rixOf func(typ, id []byte) []byte, fn func(jentry)) error {
+// entriesOf returns what the index holds for Type/id as the file stands
+// (entriesLookup).
+func decodeJournalRecord(b []byte, entriesOf func(typ, id []byte) ([]IndexEntry, error), fn func(jentry)) error {
 	field := func() ([]byte, bool) {
 		n, w := binary.Uvarint(b)
 		if w <= 0 || uint64(len(b)-w) < n {
@@ -672,7 +660,7 @@ func decodeJournalRecord(b []byte, rixOf func(typ, id []byte) []byte, fn func(je
 			if len(rid) == 0 || len(rid) > 255 || bytes.IndexByte(rtyp, 0) >= 0 {
 				return errCorrupt
 			}
-			entries, err := decodeEntries(rixOf(rtyp, rid))
+			entries, err := entriesOf(rtyp, rid)
 			if err != nil {
 				return err
 			}

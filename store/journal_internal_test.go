@@ -362,8 +362,8 @@ func TestJournalRecordRoundTrip(t *testing.T) {
 // rixEntries is what someRix lists for every resource.
 var rixEntries = []IndexEntry{{"code", []byte("c\x00")}, {"status", []byte("final\x00")}}
 
-func noRix(typ, id []byte) []byte   { return nil }
-func someRix(typ, id []byte) []byte { return encodeEntries(rixEntries) }
+func noRix(typ, id []byte) ([]IndexEntry, error)   { return nil, nil }
+func someRix(typ, id []byte) ([]IndexEntry, error) { return rixEntries, nil }
 
 // FuzzDecodeJournalRecord: any bytes decode or fail, without a panic, and
 // every key decoded names a Type, a parameter and an index key with an id.

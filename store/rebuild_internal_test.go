@@ -147,11 +147,11 @@ func TestRebuildSkipsABrokenUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if s, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "reindex --from-scratch") {
+	if s, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "healthhub reindex") {
 		if err == nil {
 			s.Close()
 		}
-		t.Fatalf("open with an index that does not upgrade: %v, want an error naming reindex --from-scratch", err)
+		t.Fatalf("open with an index that does not upgrade: %v, want an error naming healthhub reindex", err)
 	}
 	s, err = Open(dir, Options{RebuildIndexes: true})
 	if err != nil {

@@ -121,11 +121,19 @@ type Options struct {
 	// IndexesRebuilt is called, so that no server answers searches from a
 	// half-built index.
 	RebuildIndexes bool
+	// Indexer derives a stored version's index entries (indexer.go); the
+	// store then keeps no copy of them. Nil: every resource's entries are
+	// kept in rix, and a file whose entries are derived is refused.
+	Indexer Indexer
+	// VerifyIndexer makes SetIndex check its entries against the
+	// Indexer's (tests: a write whose entries the Indexer would not
+	// derive again leaves stale index entries behind).
+	VerifyIndexer bool
 }
 
 // ErrIndexesIncomplete is returned by Open for a file whose search indexes
 // a rebuild left incomplete (Options.RebuildIndexes).
-var ErrIndexesIncomplete = errors.New("store: the search indexes are incomplete: a reindex from scratch did not finish (run healthhub reindex --from-scratch)")
+var ErrIndexesIncomplete = errors.New("store: the search indexes are incomplete: a reindex from scratch did not finish (run healthhub reindex)")
 
 // DefaultMaxBatchSize caps a group commit (bbolt's own default).
 const DefaultMaxBatchSize = 1000
@@ -140,6 +148,7 @@ type Bolt struct {
 	group     *groupCommit
 	journal   *journal
 	foldChunk int // keys a fold applies (journal.go)
+	ix        *indexing
 
 	foldMu sync.Mutex
 	folds  sync.WaitGroup // a running fold of the journal
@@ -173,7 +182,8 @@ func Open(dir string, opt Options) (*Bolt, error) {
 	if opt.IndexJournalMax <= 0 {
 		opt.IndexJournalMax = DefaultIndexJournalMax
 	}
-	s := &Bolt{db: db, now: opt.Now, foldChunk: max(1, opt.IndexJournalMax/foldChunks)}
+	s := &Bolt{db: db, now: opt.Now, foldChunk: max(1, opt.IndexJournalMax/foldChunks), ix: &indexing{indexer: opt.Indexer, verify: opt.VerifyIndexer}}
+	s.ix.rebuilding.Store(opt.RebuildIndexes)
 	s.group = &groupCommit{run: s.writeTx, max: opt.MaxBatchSize}
 	if s.now == nil {
 		s.now = time.Now
@@ -194,7 +204,7 @@ func Open(dir string, opt Options) (*Bolt, error) {
 		// a rebuild must not depend on reading them.
 		err = db.Update(dropIndexes)
 	} else if err = upgradeIndexBlocks(db); err != nil {
-		err = fmt.Errorf("store: rewrite the search indexes as blocks: %w (healthhub reindex --from-scratch rebuilds them from the stored resources)", err)
+		err = fmt.Errorf("store: rewrite the search indexes as blocks: %w (healthhub reindex rebuilds them from the stored resources)", err)
 	} else {
 		err = db.View(func(tx *bolt.Tx) error {
 			if tx.Bucket(bucketMeta).Get(keyIndexesIncomplete) != nil {
@@ -203,12 +213,15 @@ func Open(dir string, opt Options) (*Bolt, error) {
 			return nil
 		})
 	}
+	if err == nil {
+		err = s.checkIndexer(db, opt.RebuildIndexes)
+	}
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
 	err = db.View(func(btx *bolt.Tx) error {
-		state, err := loadJournal(btx)
+		state, err := loadJournal(btx, s.ix)
 		if err != nil {
 			return err // a journal that does not load is reported, not half-built
 		}
@@ -217,7 +230,7 @@ func Open(dir string, opt Options) (*Bolt, error) {
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("store: read the index journal: %w (healthhub reindex --from-scratch rebuilds the search indexes from the stored resources)", err)
+		return nil, fmt.Errorf("store: read the index journal: %w (healthhub reindex rebuilds the search indexes from the stored resources)", err)
 	}
 	return s, nil
 }
@@ -338,7 +351,7 @@ func (s *Bolt) writeTx(fn func(*boltTx) error) (err error) {
 		}
 	}()
 	err = s.db.Update(func(btx *bolt.Tx) error {
-		t = &boltTx{btx: btx, now: s.now, journal: s.journal}
+		t = &boltTx{btx: btx, now: s.now, journal: s.journal, ix: s.ix}
 		if err := fn(t); err != nil {
 			return err
 		}
@@ -465,5 +478,9 @@ func (s *Bolt) IndexesRebuilt(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyIndexesIncomplete) })
+	err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyIndexesIncomplete) })
+	if err == nil {
+		s.ix.rebuilding.Store(false)
+	}
+	return err
 }

@@ -18,10 +18,13 @@ type boltTx struct {
 	jstage  *jstage // a write transaction's journal, once it has used it
 	view    *jstate // a read transaction's journal version
 
-	// fresh is what the last write wrote as a first version, with no
-	// record of it before: it has no rix entry, so SetIndex need not look
-	// one up in the serial commit path.
-	fresh struct{ typ, id string }
+	ix *indexing // a write transaction's
+
+	// pending are the resources this transaction wrote whose index
+	// entries SetIndex has not replaced since, each with the version
+	// whose entries the index still holds: none (nil) for a first
+	// version, which spares SetIndex a lookup in the serial commit path.
+	pending map[string]*fhir.Resource // Type 0x00 id ->
 }
 
 func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
@@ -120,11 +123,24 @@ func (t *boltTx) put(typ, id string, body *fhir.Object, byUpdate bool) (*fhir.Re
 	if err := t.write(r); err != nil {
 		return nil, err
 	}
-	if prev == nil {
-		t.fresh.typ, t.fresh.id = typ, id
-	}
+	t.wrote(typ, id, prev)
 	return r, nil
 }
+
+// wrote notes, for SetIndex, that Type/id has a new version that
+// replaced prev (nil: none).
+func (t *boltTx) wrote(typ, id string, prev *fhir.Resource) {
+	k := pendingKey(typ, id)
+	if _, ok := t.pending[k]; ok {
+		return // the index still holds what the first write replaced
+	}
+	if t.pending == nil {
+		t.pending = map[string]*fhir.Resource{}
+	}
+	t.pending[k] = prev
+}
+
+func pendingKey(typ, id string) string { return typ + "\x00" + id }
 
 func (t *boltTx) Delete(typ, id string) (*fhir.Resource, error) {
 	if t.now == nil {
@@ -142,13 +158,16 @@ func (t *boltTx) Delete(typ, id string) (*fhir.Resource, error) {
 		return nil, err
 	}
 	r := &fhir.Resource{Type: typ, ID: id, VersionID: prev.VersionID + 1, LastUpdated: when, Deleted: true}
-	return r, t.write(r)
+	if err := t.write(r); err != nil {
+		return nil, err
+	}
+	t.wrote(typ, id, prev)
+	return r, nil
 }
 
 // write stores r as the current version, in the version history, and in
 // the system and type change logs.
 func (t *boltTx) write(r *fhir.Resource) error {
-	t.fresh.typ, t.fresh.id = "", ""
 	rec := encodeRecord(r)
 	res, err := t.sub(bucketRes, r.Type, true)
 	if err != nil {

@@ -33,7 +33,9 @@ func newService(t *testing.T) *interaction.Service {
 	})
 	// A small index journal folds every few writes, so searches read
 	// entries from the journal and the B+trees both (store/journal.go).
-	st, err := store.Open(t.TempDir(), store.Options{IndexJournalMax: 5})
+	// The store derives entries as serve's does, and checks every write
+	// gives it the entries it would derive.
+	st, err := store.Open(t.TempDir(), store.Options{IndexJournalMax: 5, Indexer: interaction.NewIndexer(registry), VerifyIndexer: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func BenchmarkEverything(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	st, err := store.Open(b.TempDir(), store.Options{})
+	st, err := store.Open(b.TempDir(), store.Options{Indexer: interaction.NewIndexer(reg)})
 	if err != nil {
 		b.Fatal(err)
 	}

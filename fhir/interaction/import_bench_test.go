@@ -69,7 +69,7 @@ func BenchmarkImportSynthea(b *testing.B) {
 	ctx := context.Background()
 	defer debug.SetGCPercent(debug.SetGCPercent(interaction.ImportGCPercent)) // as the command runs
 	importOnce := func() {
-		st, err := store.Open(b.TempDir(), store.Options{InitialMmapSize: interaction.ImportMmapSize})
+		st, err := store.Open(b.TempDir(), store.Options{InitialMmapSize: interaction.ImportMmapSize, Indexer: interaction.NewIndexer(reg)})
 		if err != nil {
 			b.Fatal(err)
 		}

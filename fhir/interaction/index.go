@@ -22,10 +22,14 @@ const lastUpdatedParam = "_lastUpdated"
 // none. _lastUpdated is left to lastUpdatedEntries; parameters the index
 // does not keep (search.Param.Stored) are left out.
 func (s *Service) indexEntries(typ string, obj *fhir.Object) ([]store.IndexEntry, error) {
-	if s.registry == nil || !s.registry.Searchable(typ) {
+	return storedEntries(s.registry, typ, obj.Bytes())
+}
+
+func storedEntries(reg *search.Registry, typ string, body []byte) ([]store.IndexEntry, error) {
+	if reg == nil || !reg.Searchable(typ) {
 		return nil, nil
 	}
-	entries, err := s.registry.ExtractStored(typ, obj.Bytes())
+	entries, err := reg.ExtractStored(typ, body)
 	if err != nil {
 		return nil, fhir.Errorf(fhir.Internal, "exception", "search index extraction failed").Wrap(err)
 	}
@@ -50,6 +54,35 @@ func compareEntries(a, b store.IndexEntry) int {
 		return c
 	}
 	return bytes.Compare(a.Key, b.Key)
+}
+
+// Indexer derives the index entries of a stored version as the service
+// writes them (putIndexed), for a store that keeps no copy of them
+// (store.Indexer).
+type Indexer struct{ registry *search.Registry }
+
+// NewIndexer returns the Indexer of the service built with reg.
+func NewIndexer(reg *search.Registry) Indexer { return Indexer{registry: reg} }
+
+// IndexEntries implements store.Indexer: what putIndexed gives SetIndex
+// for r.
+func (x Indexer) IndexEntries(r *fhir.Resource) ([]store.IndexEntry, error) {
+	if r.Deleted || x.registry == nil || !x.registry.Searchable(r.Type) {
+		return nil, nil
+	}
+	entries, err := storedEntries(x.registry, r.Type, r.JSON)
+	if err != nil {
+		return nil, err
+	}
+	return append(lastUpdatedEntries(r.LastUpdated), entries...), nil
+}
+
+// IndexFingerprint implements store.Indexer.
+func (x Indexer) IndexFingerprint() string {
+	if x.registry == nil {
+		return "none"
+	}
+	return x.registry.IndexFingerprint()
 }
 
 // lastUpdatedEntries are the _lastUpdated keys of a version written at t.

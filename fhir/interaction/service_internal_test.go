@@ -16,14 +16,16 @@ func newTestService(t testing.TB) *Service {
 	t.Helper()
 	// A small index journal folds every few writes, so searches read
 	// entries from the journal and the B+trees both (store/journal.go).
-	st, err := store.Open(t.TempDir(), store.Options{IndexJournalMax: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	// The store derives entries as serve's does, and checks every write
+	// gives it the entries it would derive.
 	reg, err := search.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
+	st, err := store.Open(t.TempDir(), store.Options{IndexJournalMax: 5, Indexer: NewIndexer(reg), VerifyIndexer: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
 	return New(st, validate.New(), reg)
 }

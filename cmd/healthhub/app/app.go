@@ -148,6 +148,25 @@ type App struct {
 // is that large; the space is allocated as it is written).
 const ServeMmapSize = 1 << 30
 
+// openStore opens the store in dir for the services built with reg: with
+// their Indexer, which every opener of the file must give (the file keeps
+// no copy of the index entries the Indexer derives).
+func openStore(dir string, reg *search.Registry, o store.Options) (*store.Bolt, error) {
+	o.Indexer = interaction.NewIndexer(reg)
+	return store.Open(dir, o)
+}
+
+// OpenStore opens the store in dir as serve does, with the Indexer of the
+// official search parameters, for a program or test that reads or writes
+// a stopped server's data (openStore).
+func OpenStore(dir string, o store.Options) (*store.Bolt, error) {
+	reg, err := search.Load()
+	if err != nil {
+		return nil, err
+	}
+	return openStore(dir, reg, o)
+}
+
 // openServeStore opens the store in dir with ServeMmapSize reserved, or
 // without the reservation when the process may not map that much (ENOMEM:
 // an address-space limit), with a warning.
@@ -168,13 +187,14 @@ func New(cfg Config) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	st, err := openServeStore(cfg.DataDir, cfg.Logger, store.Open)
+	reg, err := search.Load()
 	if err != nil {
 		return nil, err
 	}
-	reg, err := search.Load()
+	st, err := openServeStore(cfg.DataDir, cfg.Logger, func(dir string, o store.Options) (*store.Bolt, error) {
+		return openStore(dir, reg, o)
+	})
 	if err != nil {
-		st.Close()
 		return nil, err
 	}
 	if cfg.BaseURL == "" {

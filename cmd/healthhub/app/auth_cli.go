@@ -83,7 +83,7 @@ func parseFlags(fs *flag.FlagSet, args []string, nargs int) int {
 
 // openRegistry opens a stopped server's data and its client registry.
 func openRegistry(ctx context.Context, dir string) (*store.Bolt, *auth.Registry, error) {
-	st, err := store.Open(dir, store.Options{})
+	st, err := OpenStore(dir, store.Options{})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -259,7 +259,7 @@ func keysRotate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if code := parseFlags(fs, args, 0); code >= 0 {
 		return code
 	}
-	st, err := store.Open(*dataDir, store.Options{})
+	st, err := OpenStore(*dataDir, store.Options{})
 	if err != nil {
 		fmt.Fprintf(stderr, "healthhub keys rotate: %v\n", err)
 		return 1

@@ -132,7 +132,7 @@ func TestSeedingTwiceChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	snapshot := func() string {
-		st, err := store.Open(dir, store.Options{})
+		st, err := app.OpenStore(dir, store.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -229,9 +229,12 @@ func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("reindex", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data", DefaultDataDir, "directory of the database file")
-	fromScratch := fs.Bool("from-scratch", false, "drop every search index first and build them again from the stored resources alone\n(for damaged indexes; the server refuses the file until this finishes)")
+	// Every reindex starts from nothing: the index entries of a resource
+	// are derived from it by the running code (store.Indexer), which
+	// cannot tell what other code put in the index before.
+	fs.Bool("from-scratch", true, "accepted for older scripts: every reindex drops the search indexes and builds them again\nfrom the stored resources alone")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: healthhub reindex [flags]\n\nRebuilds the search indexes of every stored resource. Stop the server first.\n\nFlags:\n")
+		fmt.Fprint(fs.Output(), "Usage: healthhub reindex [flags]\n\nDrops the search indexes and builds them again from every stored resource, after\nan upgrade that changed the search parameters or their extraction (serve then\nrefuses the file until this has run), or when they are damaged. Stop the server\nfirst; it refuses the file until the rebuild has finished.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -240,23 +243,23 @@ func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	st, err := store.Open(*dataDir, store.Options{RebuildIndexes: *fromScratch})
-	if err != nil {
-		fmt.Fprintf(stderr, "healthhub reindex: %v\n", err)
-		return 1
-	}
-	defer st.Close()
 	reg, err := search.Load()
 	if err != nil {
 		fmt.Fprintf(stderr, "healthhub reindex: %v\n", err)
 		return 1
 	}
+	st, err := openStore(*dataDir, reg, store.Options{RebuildIndexes: true})
+	if err != nil {
+		fmt.Fprintf(stderr, "healthhub reindex: %v\n", err)
+		return 1
+	}
+	defer st.Close()
 	start := time.Now()
 	n, err := interaction.New(st, nil, reg).Reindex(ctx, func(typ string, done int) {
 		fmt.Fprintf(stderr, "\rreindexing %s: %d", typ, done)
 	})
 	fmt.Fprintln(stderr)
-	if err == nil && *fromScratch {
+	if err == nil {
 		err = st.IndexesRebuilt(ctx)
 	}
 	if err != nil {

@@ -72,17 +72,17 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "healthhub import: %v\n", err)
 		return 1
 	}
-	st, err := store.Open(*dataDir, store.Options{InitialMmapSize: interaction.ImportMmapSize})
-	if err != nil {
-		fmt.Fprintf(stderr, "healthhub import: %v\n", err)
-		return 1
-	}
-	defer st.Close()
 	reg, err := search.Load()
 	if err != nil {
 		fmt.Fprintf(stderr, "healthhub import: %v\n", err)
 		return 1
 	}
+	st, err := openStore(*dataDir, reg, store.Options{InitialMmapSize: interaction.ImportMmapSize})
+	if err != nil {
+		fmt.Fprintf(stderr, "healthhub import: %v\n", err)
+		return 1
+	}
+	defer st.Close()
 
 	// See ImportGCPercent. Serve keeps the default.
 	defer debug.SetGCPercent(debug.SetGCPercent(interaction.ImportGCPercent))

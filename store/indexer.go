@@ -1,0 +1,180 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+
+	bolt "go.etcd.io/bbolt"
+
+	"healthhub/fhir"
+)
+
+// Indexer derives the search-index entries of a stored version from the
+// version itself: exactly the entries a caller passes to SetIndex when it
+// writes that version. A store opened with one keeps no copy of a
+// resource's entries (rix): a create writes the resource and a journal
+// record that only names it, whose entries replay derives again; an update
+// or delete derives the entries it replaces from the version it replaces.
+// rix cost an indexed create ~a tenth of its throughput at a million
+// Observations (BENCHMARKS.md, "Derived index entries").
+//
+// The store trusts the caller to keep to that rule (Options.VerifyIndexer
+// checks it, for tests): an entry SetIndex was given that the Indexer does
+// not derive would stay in the index once its resource changed.
+type Indexer interface {
+	// IndexEntries returns the entries of stored version r (never a
+	// deletion), or none for a type the indexes do not cover.
+	IndexEntries(r *fhir.Resource) ([]IndexEntry, error)
+	// IndexFingerprint names the derivation: it changes whenever the
+	// entries of some resource would. The file records the fingerprint
+	// its indexes were built with, and Open refuses another one
+	// (ErrIndexerChanged): entries derived by new rules would not remove
+	// the old rules' entries.
+	IndexFingerprint() string
+}
+
+// ErrIndexerChanged is returned by Open when the search indexes were built
+// with another Indexer fingerprint (other search parameter definitions, or
+// another extraction of them) than the one given.
+var ErrIndexerChanged = errors.New("store: the search indexes were built from other search parameter definitions or another extraction of them than this healthhub's (run healthhub reindex to rebuild them)")
+
+// ErrIndexerMissing is returned by Open, without an Indexer, for a file
+// whose index entries are derived from its resources (Options.Indexer).
+var ErrIndexerMissing = errors.New("store: this file's search indexes are derived from its resources: open it with an Indexer")
+
+// keyIndexer in meta is the fingerprint of the Indexer the file's derived
+// index entries come from; absent: every entry is in rix.
+var keyIndexer = []byte("indexer")
+
+// indexing is what a write transaction needs of the store's Indexer.
+type indexing struct {
+	indexer Indexer // nil: every resource's entries are kept in rix
+	verify  bool    // Options.VerifyIndexer
+	// rebuilding: the indexes were dropped at Open (Options.RebuildIndexes)
+	// and hold nothing of a resource until SetIndex gives it its entries.
+	rebuilding atomic.Bool
+}
+
+// checkIndexer compares the fingerprint the file records with the
+// Indexer's, and records it where the file has none. A rebuild from
+// scratch records the new one.
+func (s *Bolt) checkIndexer(db *bolt.DB, rebuild bool) error {
+	var stored []byte
+	err := db.View(func(tx *bolt.Tx) error {
+		stored = bytes.Clone(tx.Bucket(bucketMeta).Get(keyIndexer))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if s.ix.indexer == nil {
+		if stored != nil && !rebuild {
+			return ErrIndexerMissing
+		}
+		if stored != nil { // dropped: every entry goes to rix again
+			return db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyIndexer) })
+		}
+		return nil
+	}
+	fp := []byte(s.ix.indexer.IndexFingerprint())
+	switch {
+	case bytes.Equal(stored, fp):
+		return nil
+	case stored != nil && !rebuild:
+		return fmt.Errorf("%w: built with %q, this one is %q", ErrIndexerChanged, stored, fp)
+	}
+	return db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyIndexer, fp) })
+}
+
+// previousEntries returns what the index holds for Type/id before a
+// SetIndex that finds no rix record of it: nothing during a rebuild; else
+// the entries of before, the version this transaction's first write of
+// Type/id replaced, when it wrote it (wrote); else those of the current
+// version.
+func (t *boltTx) previousEntries(typ, id string, before *fhir.Resource, wrote bool) ([]IndexEntry, error) {
+	if t.ix.rebuilding.Load() {
+		return nil, nil
+	}
+	if !wrote {
+		cur, err := t.Current(typ, id)
+		if errors.Is(err, ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		before = cur
+	}
+	return t.ix.derive(before)
+}
+
+// derive returns r's entries, sorted and each once; none for a deletion.
+func (ix *indexing) derive(r *fhir.Resource) ([]IndexEntry, error) {
+	if r == nil || r.Deleted {
+		return nil, nil
+	}
+	entries, err := ix.indexer.IndexEntries(r)
+	if err != nil {
+		return nil, fmt.Errorf("store: derive the index entries of %s/%s: %w", r.Type, r.ID, err)
+	}
+	if !sortedUnique(entries) {
+		entries = sortEntries(slices.Clone(entries))
+	}
+	return entries, nil
+}
+
+// verifyDerived checks that entries, given to SetIndex for Type/id, are
+// what the Indexer derives from its current version (Options.VerifyIndexer).
+func (t *boltTx) verifyDerived(typ, id string, entries []IndexEntry) error {
+	var want []IndexEntry
+	cur, err := t.Current(typ, id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return err
+	default:
+		if want, err = t.ix.derive(cur); err != nil {
+			return err
+		}
+	}
+	if !slices.EqualFunc(entries, want, func(a, b IndexEntry) bool { return compareEntries(a, b) == 0 }) {
+		return fmt.Errorf("store: SetIndex(%s/%s) was given %d entries, the Indexer derives %d from the stored version: %v against %v", typ, id, len(entries), len(want), entries, want)
+	}
+	return nil
+}
+
+// entriesLookup returns, for a journal replay or a check in btx, what the
+// index should hold for a resource: its rix record, or the entries derived
+// from its current version.
+func entriesLookup(btx *bolt.Tx, ix *indexing) func(typ, id []byte) ([]IndexEntry, error) {
+	rix := btx.Bucket(bucketRix)
+	res := btx.Bucket(bucketRes)
+	return func(typ, id []byte) ([]IndexEntry, error) {
+		if rix != nil {
+			if b := rix.Bucket(typ); b != nil {
+				if v := b.Get(id); v != nil {
+					return decodeEntries(v)
+				}
+			}
+		}
+		if ix == nil || ix.indexer == nil || res == nil {
+			return nil, nil
+		}
+		b := res.Bucket(typ)
+		if b == nil {
+			return nil, nil
+		}
+		v := b.Get(id)
+		if v == nil {
+			return nil, nil
+		}
+		r, err := decodeRecord(string(typ), string(id), v)
+		if err != nil {
+			return nil, err
+		}
+		return ix.derive(r)
+	}
+}
