@@ -43,6 +43,8 @@ var (
 	bucketRix = []byte("rix")
 )
 
+var errRebuilding = errors.New("store: no resource is written while the search indexes are rebuilt (healthhub reindex)")
+
 var errIndexKey = errors.New("store: index key beginning with 0xff, or id empty or too long")
 
 func indexKey(valueKey []byte, id string) []byte {
@@ -129,6 +131,11 @@ func (t *boltTx) SetIndex(typ, id string, entries []IndexEntry) error {
 	k := pendingKey(typ, id)
 	before, wrote := t.pending[k]
 	delete(t.pending, k) // its entries are in the index from here on
+	if derived && wrote && t.ix.rebuilding.Load() {
+		// A rebuild gives each resource its entries once, removing none:
+		// a new version would leave its previous one's behind.
+		return errRebuilding
+	}
 	if derived && t.ix.verify {
 		if err := t.verifyDerived(typ, id, entries); err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -49,6 +50,14 @@ var ErrIndexerMissing = errors.New("store: this file's search indexes are derive
 // index entries come from; absent: every entry is in rix.
 var keyIndexer = []byte("indexer")
 
+// keyDerivedSince in meta is, in a file written without an Indexer before
+// it was first opened with one, the first lastUpdated (unix ms) of the
+// versions written since. A version before it without a rix record had no
+// entries (deleted, or of a type or parameter the index did not cover
+// then), whatever the Indexer derives from it now: until its resource is
+// written again, it keeps none.
+var keyDerivedSince = []byte("derived-since")
+
 // indexing is what a write transaction needs of the store's Indexer.
 type indexing struct {
 	indexer Indexer // nil: every resource's entries are kept in rix
@@ -56,37 +65,75 @@ type indexing struct {
 	// rebuilding: the indexes were dropped at Open (Options.RebuildIndexes)
 	// and hold nothing of a resource until SetIndex gives it its entries.
 	rebuilding atomic.Bool
+	// derivedSince: versions before it that rix has no record of have no
+	// entries (keyDerivedSince); zero: none such.
+	derivedSince time.Time
 }
 
 // checkIndexer compares the fingerprint the file records with the
-// Indexer's, and records it where the file has none. A rebuild from
-// scratch records the new one.
+// Indexer's, and records it where the file has none: in a file with
+// versions, from a new lastUpdated on (keyDerivedSince). A rebuild from
+// scratch records the new one, and every entry is derived after it.
 func (s *Bolt) checkIndexer(db *bolt.DB, rebuild bool) error {
-	var stored []byte
+	var stored, since []byte
 	err := db.View(func(tx *bolt.Tx) error {
-		stored = bytes.Clone(tx.Bucket(bucketMeta).Get(keyIndexer))
+		meta := tx.Bucket(bucketMeta)
+		stored, since = bytes.Clone(meta.Get(keyIndexer)), bytes.Clone(meta.Get(keyDerivedSince))
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	if len(since) == 8 && !rebuild {
+		s.ix.derivedSince = time.UnixMilli(int64(beUint64(since))).UTC()
+	}
 	if s.ix.indexer == nil {
-		if stored != nil && !rebuild {
+		switch {
+		case stored != nil && !rebuild:
 			return ErrIndexerMissing
-		}
-		if stored != nil { // dropped: every entry goes to rix again
-			return db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyIndexer) })
+		case stored != nil || since != nil: // dropped: every entry goes to rix again
+			return db.Update(func(tx *bolt.Tx) error { return forgetIndexer(tx.Bucket(bucketMeta)) })
 		}
 		return nil
 	}
 	fp := []byte(s.ix.indexer.IndexFingerprint())
 	switch {
-	case bytes.Equal(stored, fp):
+	case bytes.Equal(stored, fp) && !rebuild:
 		return nil
 	case stored != nil && !rebuild:
 		return fmt.Errorf("%w: built with %q, this one is %q", ErrIndexerChanged, stored, fp)
 	}
-	return db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyIndexer, fp) })
+	return db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if err := forgetIndexer(meta); err != nil {
+			return err
+		}
+		if !rebuild {
+			if c := tx.Bucket(bucketLog).Cursor(); func() bool { k, _ := c.First(); return k != nil }() {
+				// Versions written from here on stamp at or after the clock.
+				when, err := (&boltTx{btx: tx, now: s.now}).stampTime()
+				if err != nil {
+					return err
+				}
+				when = when.Add(time.Millisecond)
+				if err := meta.Put(keyClock, u64(uint64(when.UnixMilli()))); err != nil {
+					return err
+				}
+				if err := meta.Put(keyDerivedSince, u64(uint64(when.UnixMilli()))); err != nil {
+					return err
+				}
+				s.ix.derivedSince = when
+			}
+		}
+		return meta.Put(keyIndexer, fp)
+	})
+}
+
+func forgetIndexer(meta *bolt.Bucket) error {
+	if err := meta.Delete(keyIndexer); err != nil {
+		return err
+	}
+	return meta.Delete(keyDerivedSince)
 }
 
 // previousEntries returns what the index holds for Type/id before a
@@ -108,7 +155,17 @@ func (t *boltTx) previousEntries(typ, id string, before *fhir.Resource, wrote bo
 		}
 		before = cur
 	}
-	return t.ix.derive(before)
+	return t.ix.deriveUnlisted(before)
+}
+
+// deriveUnlisted returns the entries of r, a version rix has no record of:
+// none if it was written before the file's entries were derived
+// (keyDerivedSince).
+func (ix *indexing) deriveUnlisted(r *fhir.Resource) ([]IndexEntry, error) {
+	if r == nil || r.LastUpdated.Before(ix.derivedSince) {
+		return nil, nil
+	}
+	return ix.derive(r)
 }
 
 // derive returns r's entries, sorted and each once; none for a deletion.
@@ -175,6 +232,6 @@ func entriesLookup(btx *bolt.Tx, ix *indexing) func(typ, id []byte) ([]IndexEntr
 		if err != nil {
 			return nil, err
 		}
-		return ix.derive(r)
+		return ix.deriveUnlisted(r)
 	}
 }

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -208,8 +209,12 @@ func TestDerivedIndexEntries(t *testing.T) {
 }
 
 // TestDerivedIndexUpgrade: a file whose entries are in rix (written
-// without an Indexer) opens with one; an update then removes the entries
-// rix lists, and drops the record; resources not written since keep theirs.
+// without an Indexer, by layout 4) opens with one, and is layout 5 from
+// then on (a layout 4 binary would read derived entries as none). An
+// update then removes the entries rix lists, and drops the record;
+// resources not written since keep theirs. A resource the old file gave no
+// entries (no rix record: a type or parameter not indexed then) has none
+// until it is written again, whatever the Indexer derives from it.
 func TestDerivedIndexUpgrade(t *testing.T) {
 	dir := t.TempDir()
 	s, err := store.Open(dir, store.Options{})
@@ -219,24 +224,70 @@ func TestDerivedIndexUpgrade(t *testing.T) {
 	legacy := &derivedStore{t: t, dir: dir, s: s}
 	legacy.update(func(tx store.Tx) error { return legacy.put(tx, "a", "gender", "female") })
 	legacy.update(func(tx store.Tx) error { return legacy.put(tx, "b", "gender", "female") })
+	legacy.update(func(tx store.Tx) error {
+		obj, _ := fhir.ParseObject([]byte(`{"resourceType":"Patient","gender":"female","city":"Oslo"}`))
+		if _, err := tx.Put("Patient", "x", obj); err != nil {
+			return err
+		}
+		return tx.SetIndex("Patient", "x", nil)
+	})
 	legacy.close()
 	if n := rixRecords(t, dir); n != 2 {
 		t.Fatalf("written without an Indexer: %d rix records, want 2", n)
 	}
+	setMeta(t, dir, "schema", []byte{0, 0, 0, 0, 0, 0, 0, 4})
 
 	d := openDerived(t, dir, store.Options{})
-	d.update(func(tx store.Tx) error { return d.put(tx, "a", "gender", "male") })
-	if got := d.ids("gender", "female"); got != "b" {
-		t.Errorf("female: %q, want b", got)
+	if got := d.ids("gender", "female"); got != "a b" {
+		t.Errorf("female as opened: %q, want a b", got)
 	}
-	if got := d.ids("gender", "male"); got != "a" {
-		t.Errorf("male: %q, want a", got)
+	d.check()
+	d.update(func(tx store.Tx) error { return d.put(tx, "a", "gender", "male") })
+	d.update(func(tx store.Tx) error { return d.put(tx, "x", "gender", "male", "city", "Oslo") })
+	for _, c := range []struct{ param, value, want string }{
+		{"gender", "female", "b"}, {"gender", "male", "a x"}, {"city", "Oslo", "x"},
+	} {
+		if got := d.ids(c.param, c.value); got != c.want {
+			t.Errorf("%s=%s after the updates: %q, want %q", c.param, c.value, got, c.want)
+		}
 	}
 	d.check()
 	d.close()
 	if n := rixRecords(t, dir); n != 1 {
 		t.Errorf("after the update: %d rix records, want b's alone", n)
 	}
+	if v := getMeta(t, dir, "schema"); len(v) != 8 || v[7] != 5 {
+		t.Errorf("layout %x after the upgrade, want 5", v)
+	}
+	d = openDerived(t, dir, store.Options{})
+	d.check()
+	d.close()
+}
+
+func setMeta(t *testing.T, dir, key string, v []byte) {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dir, store.FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("meta")).Put([]byte(key), v) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func getMeta(t *testing.T, dir, key string) (v []byte) {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dir, store.FileName), 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_ = db.View(func(tx *bolt.Tx) error {
+		v = bytes.Clone(tx.Bucket([]byte("meta")).Get([]byte(key)))
+		return nil
+	})
+	return v
 }
 
 // TestIndexerFingerprint: the file records its Indexer's fingerprint; Open
@@ -266,6 +317,9 @@ func TestIndexerFingerprint(t *testing.T) {
 	d = openDerived(t, dir, store.Options{Indexer: fieldIndexer{"fields-2"}, RebuildIndexes: true})
 	if got := d.ids("gender", "female"); got != "" {
 		t.Errorf("rebuilding, before any entry is given: %q", got)
+	}
+	if err := d.s.Update(context.Background(), func(tx store.Tx) error { return d.put(tx, "z", "gender", "female") }); err == nil {
+		t.Error("a write while the indexes are rebuilt was taken")
 	}
 	d.update(func(tx store.Tx) error {
 		return tx.SetIndex("Patient", "a", []store.IndexEntry{{Param: "gender", Key: []byte("female\x00")}})

@@ -490,8 +490,8 @@ func TestOpenUpgradesSchema(t *testing.T) {
 					t.Error("no ixj bucket after the upgrade")
 				}
 				meta := tx.Bucket(bucketMeta)
-				if v := meta.Get(keySchema); beUint64(v) != 4 {
-					t.Errorf("schema %d after the upgrade, want 4", beUint64(v))
+				if v := meta.Get(keySchema); beUint64(v) != schemaVersion {
+					t.Errorf("schema %d after the upgrade, want %d", beUint64(v), schemaVersion)
 				}
 				if meta.Get(keyIndexBlocksPending) != nil || tx.Bucket(bucketIdxUpgrade) != nil {
 					t.Error("the upgrade left its mark or its work bucket")

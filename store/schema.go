@@ -44,7 +44,9 @@ const appendFill = 0.9
 
 // schemaVersion is the layout version written on first open. A store with a
 // different one is refused, unless initSchema knows how to upgrade it.
-const schemaVersion = 4
+// Version 5: index entries derived from the resources (indexer.go), which
+// version 4 binaries would read as none.
+const schemaVersion = 5
 
 const (
 	flagDeleted         = 1 << 0

@@ -281,6 +281,15 @@ func (s *Bolt) initSchema(tx *bolt.Tx) error {
 		}
 		return meta.Put(keySchema, u64(schemaVersion))
 	}
+	if len(v) == 8 && beUint64(v) == 4 {
+		// Version 5 reads version 4 as it is (checkIndexer: entries in
+		// rix until a resource is written again); a version 4 binary
+		// would not read what version 5 writes.
+		if !tx.Writable() {
+			return errSchemaNeedsWrite
+		}
+		return meta.Put(keySchema, u64(schemaVersion))
+	}
 	if len(v) != 8 || beUint64(v) != schemaVersion {
 		return fmt.Errorf("store: database layout version %x, this healthhub reads %d", v, schemaVersion)
 	}

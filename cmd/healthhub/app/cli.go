@@ -232,7 +232,7 @@ func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// Every reindex starts from nothing: the index entries of a resource
 	// are derived from it by the running code (store.Indexer), which
 	// cannot tell what other code put in the index before.
-	fs.Bool("from-scratch", true, "accepted for older scripts: every reindex drops the search indexes and builds them again\nfrom the stored resources alone")
+	fromScratch := fs.Bool("from-scratch", true, "accepted for older scripts: every reindex drops the search indexes and builds them again\nfrom the stored resources alone")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: healthhub reindex [flags]\n\nDrops the search indexes and builds them again from every stored resource, after\nan upgrade that changed the search parameters or their extraction (serve then\nrefuses the file until this has run), or when they are damaged. Stop the server\nfirst; it refuses the file until the rebuild has finished.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -241,6 +241,10 @@ func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		return 2
+	}
+	if !*fromScratch {
+		fmt.Fprintln(stderr, "healthhub reindex: every reindex is from scratch (--from-scratch=false is not possible)")
 		return 2
 	}
 	reg, err := search.Load()
