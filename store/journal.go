@@ -42,30 +42,11 @@ import (
 var bucketIxj = []byte("ixj")
 
 // DefaultIndexJournalMax is the journal size, in keys, that starts folding
-// it, a chunk at a time, in a file of up to ~2 GB: about 7,000 Observation
-// writes, ~20 MB of memory (~100 bytes a key: Type, parameter, value, id;
-// merges hold a second copy while they run). A larger journal rewrites
-// each index page more seldom; a chunk is what writes wait for.
+// it, a chunk at a time: about 7,000 Observation writes, ~20 MB of memory
+// (~100 bytes a key: Type, parameter, value, id; merges hold a second copy
+// while they run). A larger journal rewrites each index page more seldom;
+// a chunk is what writes wait for.
 const DefaultIndexJournalMax = 200_000
-
-// A larger file gets a larger journal: a key for every journalFileBytes of
-// the file, up to MaxIndexJournal keys. A fold rewrites about one leaf
-// page for each key it brings to a parameter whose values are spread (a
-// date, a quantity, a subject): the more pages the index has, the more a
-// fold rewrites for the same keys, unless the journal grows with them. At
-// 1,000,000 Observations (an 8 GB file) a journal of 800,000 keys wrote
-// 3.4 pages a create against 4.7 with 200,000 (BENCHMARKS.md, "Derived
-// index entries").
-const (
-	journalFileBytes = 10 << 10
-	MaxIndexJournal  = 2_000_000 // ~200 MB, twice that while merging
-)
-
-// journalBound is the journal size that starts folding in a file of size
-// bytes.
-func journalBound(size int64) int {
-	return int(min(max(size/journalFileBytes, DefaultIndexJournalMax), MaxIndexJournal))
-}
 
 // journalViews is how many recent versions readers can still pick from; a
 // read transaction whose version has gone starts again (View).
@@ -423,7 +404,7 @@ func splitJournalKey(k []byte) (typ, param string, ik []byte, ok bool) {
 // is at or past a registered id waits for that version (it is published
 // right after the commit returns).
 type journal struct {
-	max atomic.Int64 // limit
+	max int
 
 	mu    sync.Mutex
 	cond  *sync.Cond
@@ -541,8 +522,7 @@ func (st *jstage) version() *lazyState {
 }
 
 func newJournal(max int, txid uint64, state *jstate) *journal {
-	j := &journal{}
-	j.max.Store(int64(max))
+	j := &journal{max: max}
 	j.cond = sync.NewCond(&j.mu)
 	v := &jview{txid: txid, state: builtState(state)}
 	j.views = []*jview{v}
@@ -735,12 +715,8 @@ func (j *journal) finish(st *jstage, committed bool) (full bool) {
 	}
 	j.committing.Store(0)
 	j.cond.Broadcast()
-	return j.size() >= j.limit()
+	return j.size() >= j.max
 }
-
-// limit is the size that starts folding (Options.IndexJournalMax, or
-// journalBound).
-func (j *journal) limit() int { return int(j.max.Load()) }
 
 // build builds a published version in the background, then wakes the
 // writers that wait for the journal to shrink (waitBelow): a version's size
@@ -898,12 +874,12 @@ func (t *boltTx) flushJournal() error {
 // up to seq to keys in [lo, hi) are in the B+trees, and replaying skips
 // them. When a pass ends, every key has been folded since the pass's first
 // chunk, so the records up to that chunk's seq are deleted, with the
-// markers they needed. A chunk is an eighth of the journal's bound: writes
+// markers they needed. A chunk is an eighth of IndexJournalMax: writes
 // wait for one chunk, not for the whole journal, while each leaf page is
 // rewritten about as seldom as if the whole journal were folded at once.
 var keyFoldState = []byte("fold") // in ixj; records have 8-byte keys
 
-// foldChunks is how many chunks make the journal's bound.
+// foldChunks is how many chunks make IndexJournalMax.
 const foldChunks = 8
 
 type foldState struct {

@@ -585,21 +585,3 @@ func TestLazyVersionPanics(t *testing.T) {
 		}()
 	}
 }
-
-// TestJournalBound: the journal grows with the file, between the default
-// and MaxIndexJournal.
-func TestJournalBound(t *testing.T) {
-	for _, c := range []struct {
-		size int64
-		want int
-	}{
-		{0, DefaultIndexJournalMax},
-		{1 << 30, DefaultIndexJournalMax}, // 1 GiB: ~105,000 keys' worth
-		{8_200_000_000, 800_781},          // the 1,000,000-Observation data set
-		{1 << 40, MaxIndexJournal},
-	} {
-		if got := journalBound(c.size); got != c.want {
-			t.Errorf("journalBound(%d) = %d, want %d", c.size, got, c.want)
-		}
-	}
-}

@@ -104,8 +104,8 @@ type Options struct {
 	// DefaultMaxBatchSize when zero).
 	MaxBatchSize int
 	// IndexJournalMax is the number of journaled index keys that starts
-	// folding them into the index B+trees, an eighth at a time (journal.go).
-	// Zero: DefaultIndexJournalMax, more in a large file (journalBound).
+	// folding them into the index B+trees, an eighth at a time (journal.go;
+	// DefaultIndexJournalMax when zero).
 	IndexJournalMax int
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
@@ -143,14 +143,12 @@ const FileName = "healthhub.db"
 
 // Bolt is the embedded bbolt-backed Store.
 type Bolt struct {
-	db      *bolt.DB
-	now     func() time.Time
-	group   *groupCommit
-	journal *journal
-	// fixedJournal: Options.IndexJournalMax bounds the journal, not the
-	// file's size (journalBound).
-	fixedJournal bool
-	ix           *indexing
+	db        *bolt.DB
+	now       func() time.Time
+	group     *groupCommit
+	journal   *journal
+	foldChunk int // keys a fold applies (journal.go)
+	ix        *indexing
 
 	foldMu sync.Mutex
 	folds  sync.WaitGroup // a running fold of the journal
@@ -181,7 +179,10 @@ func Open(dir string, opt Options) (*Bolt, error) {
 	if opt.MaxBatchSize <= 0 {
 		opt.MaxBatchSize = DefaultMaxBatchSize
 	}
-	s := &Bolt{db: db, now: opt.Now, fixedJournal: opt.IndexJournalMax > 0, ix: &indexing{indexer: opt.Indexer, verify: opt.VerifyIndexer}}
+	if opt.IndexJournalMax <= 0 {
+		opt.IndexJournalMax = DefaultIndexJournalMax
+	}
+	s := &Bolt{db: db, now: opt.Now, foldChunk: max(1, opt.IndexJournalMax/foldChunks), ix: &indexing{indexer: opt.Indexer, verify: opt.VerifyIndexer}}
 	s.ix.rebuilding.Store(opt.RebuildIndexes)
 	s.group = &groupCommit{run: s.writeTx, max: opt.MaxBatchSize}
 	if s.now == nil {
@@ -224,11 +225,7 @@ func Open(dir string, opt Options) (*Bolt, error) {
 		if err != nil {
 			return err // a journal that does not load is reported, not half-built
 		}
-		bound := opt.IndexJournalMax
-		if !s.fixedJournal {
-			bound = journalBound(btx.Size())
-		}
-		s.journal = newJournal(bound, uint64(btx.ID()), state)
+		s.journal = newJournal(opt.IndexJournalMax, uint64(btx.ID()), state)
 		return nil
 	})
 	if err != nil {
@@ -340,9 +337,9 @@ func (s *Bolt) Update(ctx context.Context, fn func(Tx) error) error {
 	// them out, the journal, and its memory, would grow without bound.
 	// Past twice its bound, a writer waits (its write committed) until
 	// folds have brought it back.
-	if limit := s.journal.limit(); s.journal.size() >= 2*limit {
+	if s.journal.size() >= 2*s.journal.max {
 		s.startFold()
-		s.journal.waitBelow(2 * limit)
+		s.journal.waitBelow(2 * s.journal.max)
 	}
 	return err
 }
@@ -394,34 +391,17 @@ func (s *Bolt) startFold() {
 			// starts folding again.
 			// The plan is computed while writes carry on; should that
 			// fail, the write transaction folds the chunk itself.
-			chunk := s.foldChunk()
 			start := time.Now()
-			plan, _ := s.prepareFold(chunk)
+			plan, _ := s.prepareFold(s.foldChunk)
 			s.journal.planTime.Add(int64(time.Since(start)))
 			start = time.Now()
-			err := s.group.update(func(t *boltTx) error { _, err := t.fold(chunk, plan); return err })
+			err := s.group.update(func(t *boltTx) error { _, err := t.fold(s.foldChunk, plan); return err })
 			s.journal.foldTime.Add(int64(time.Since(start)))
-			s.rescaleJournal()
-			if err != nil || s.journal.size() < s.journal.limit() {
+			if err != nil || s.journal.size() < s.journal.max {
 				return
 			}
 		}
 	}()
-}
-
-// foldChunk is how many keys a fold applies (journal.go).
-func (s *Bolt) foldChunk() int { return max(1, s.journal.limit()/foldChunks) }
-
-// rescaleJournal bounds the journal anew for the file's size, which folds
-// and writes grow (journalBound).
-func (s *Bolt) rescaleJournal() {
-	if s.fixedJournal {
-		return
-	}
-	_ = s.db.View(func(tx *bolt.Tx) error {
-		s.journal.max.Store(int64(journalBound(tx.Size())))
-		return nil
-	})
 }
 
 func (s *Bolt) isClosed() bool {
