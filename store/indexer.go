@@ -2,9 +2,11 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -68,6 +70,75 @@ type indexing struct {
 	// derivedSince: versions before it that rix has no record of have no
 	// entries (keyDerivedSince); zero: none such.
 	derivedSince time.Time
+
+	// prepared are entries PrepareReplace derived ahead of the writes that
+	// replace their versions, which take them instead of deriving them in
+	// the serial commit path.
+	preparedMu sync.Mutex
+	prepared   map[string]preparedEntries // Type 0x00 id ->
+}
+
+type preparedEntries struct {
+	version uint64
+	entries []IndexEntry
+}
+
+// maxPrepared bounds the entries PrepareReplace keeps: writes take theirs
+// within milliseconds, and one that fails leaves its own behind.
+const maxPrepared = 4096
+
+// PrepareReplace derives the index entries of the current version of
+// Type/id, in the caller's goroutine, for a write about to replace that
+// version (an update or a delete): the write then need not derive them
+// while every other write waits for it. Without an Indexer, or when the
+// entries are in rix, it does nothing; should the version change before
+// the write, the write derives the entries itself.
+func (s *Bolt) PrepareReplace(ctx context.Context, typ, id string) {
+	ix := s.ix
+	if ix.indexer == nil || ctx.Err() != nil {
+		return
+	}
+	var r *fhir.Resource
+	_ = s.view(func(t *boltTx) error {
+		if rix, _ := t.sub(bucketRix, typ, false); rix != nil && rix.Get([]byte(id)) != nil {
+			return nil
+		}
+		r, _ = t.Current(typ, id)
+		return nil
+	})
+	if r == nil || r.Deleted || r.LastUpdated.Before(ix.derivedSince) {
+		return
+	}
+	entries, err := ix.derive(r)
+	if err != nil {
+		return // the write derives them, and fails there
+	}
+	ix.preparedMu.Lock()
+	defer ix.preparedMu.Unlock()
+	if ix.prepared == nil {
+		ix.prepared = map[string]preparedEntries{}
+	}
+	for k := range ix.prepared {
+		if len(ix.prepared) < maxPrepared {
+			break
+		}
+		delete(ix.prepared, k)
+	}
+	ix.prepared[pendingKey(typ, id)] = preparedEntries{version: r.VersionID, entries: entries}
+}
+
+// takePrepared returns, and forgets, the entries PrepareReplace derived for
+// version v of Type/id.
+func (ix *indexing) takePrepared(typ, id string, v uint64) ([]IndexEntry, bool) {
+	ix.preparedMu.Lock()
+	defer ix.preparedMu.Unlock()
+	k := pendingKey(typ, id)
+	p, ok := ix.prepared[k]
+	if !ok {
+		return nil, false
+	}
+	delete(ix.prepared, k)
+	return p.entries, p.version == v
 }
 
 // checkIndexer compares the fingerprint the file records with the
@@ -154,6 +225,11 @@ func (t *boltTx) previousEntries(typ, id string, before *fhir.Resource, wrote bo
 			return nil, err
 		}
 		before = cur
+	}
+	if before != nil && !before.Deleted && !before.LastUpdated.Before(t.ix.derivedSince) {
+		if entries, ok := t.ix.takePrepared(typ, id, before.VersionID); ok {
+			return entries, nil
+		}
 	}
 	return t.ix.deriveUnlisted(before)
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -361,4 +362,68 @@ func TestVerifyIndexer(t *testing.T) {
 	}); len(ids) != 0 {
 		t.Errorf("stored %v, want nothing", ids)
 	}
+}
+
+// countingIndexer counts its derivations.
+type countingIndexer struct {
+	fieldIndexer
+	n *atomic.Int64
+}
+
+func (x countingIndexer) IndexEntries(r *fhir.Resource) ([]store.IndexEntry, error) {
+	x.n.Add(1)
+	return x.fieldIndexer.IndexEntries(r)
+}
+
+// TestPrepareReplace: entries PrepareReplace derived spare the write that
+// replaces their version its own derivation, once; a transaction that
+// writes the resource twice takes those of the version its first write
+// replaced; the index is right throughout.
+func TestPrepareReplace(t *testing.T) {
+	var n atomic.Int64
+	dir := t.TempDir()
+	s, err := store.Open(dir, store.Options{Indexer: countingIndexer{fieldIndexer{"fields-1"}, &n}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &derivedStore{t: t, dir: dir, s: s}
+	defer d.close()
+	ctx := context.Background()
+	d.update(func(tx store.Tx) error { return d.put(tx, "a", "gender", "female", "city", "Oslo") })
+
+	s.PrepareReplace(ctx, "Patient", "a")
+	before := n.Load()
+	d.update(func(tx store.Tx) error { return d.put(tx, "a", "gender", "male", "city", "Oslo") })
+	if got := n.Load() - before; got != 0 {
+		t.Errorf("an update after PrepareReplace derived %d times, want none", got)
+	}
+
+	s.PrepareReplace(ctx, "Patient", "a")
+	d.update(func(tx store.Tx) error { return d.put(tx, "a", "gender", "other", "city", "Bergen") }) // takes them
+	before = n.Load()
+	d.update(func(tx store.Tx) error { return d.put(tx, "a", "gender", "unknown", "city", "Bergen") })
+	if got := n.Load() - before; got != 1 {
+		t.Errorf("an update without prepared entries derived %d times, want 1", got)
+	}
+
+	s.PrepareReplace(ctx, "Patient", "a")
+	d.update(func(tx store.Tx) error { // two writes, then the entries
+		obj, _ := fhir.ParseObject([]byte(`{"resourceType":"Patient","gender":"female","city":"Tromso"}`))
+		if _, err := tx.Put("Patient", "a", obj); err != nil {
+			return err
+		}
+		if _, err := tx.Put("Patient", "a", obj); err != nil {
+			return err
+		}
+		return tx.SetIndex("Patient", "a", []store.IndexEntry{{Param: "city", Key: []byte("Tromso\x00")}, {Param: "gender", Key: []byte("female\x00")}})
+	})
+	d.update(func(tx store.Tx) error { return d.put(tx, "a", "gender", "male", "city", "Tromso") })
+	for _, c := range []struct{ param, value, want string }{
+		{"gender", "male", "a"}, {"gender", "female", ""}, {"gender", "unknown", ""}, {"city", "Tromso", "a"}, {"city", "Bergen", ""}, {"city", "Oslo", ""},
+	} {
+		if got := d.ids(c.param, c.value); got != c.want {
+			t.Errorf("%s=%s: %q, want %q", c.param, c.value, got, c.want)
+		}
+	}
+	d.check()
 }

@@ -33,6 +33,10 @@ type Store interface {
 	// together or not at all. fn may run more than once (group commit).
 	Update(ctx context.Context, fn func(Tx) error) error
 	Stats() Stats
+	// PrepareReplace readies, outside the serial commit path, what a
+	// write about to replace the current version of Type/id needs of it
+	// (a hint: the write is right without it).
+	PrepareReplace(ctx context.Context, typ, id string)
 	// Ping answers whether the database is open and readable.
 	Ping(ctx context.Context) error
 	Close() error

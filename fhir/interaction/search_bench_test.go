@@ -966,3 +966,75 @@ func processWriteBytes() (int64, bool) {
 	}
 	return 0, false
 }
+
+// BenchmarkUpdateIndexed: 32 writers update 4,096 Observations in turn,
+// each update giving one a new body (another Observation's values), on a
+// fresh store, with serve's runtime settings. An update removes the index
+// entries of the version it replaces: the store derives them from that
+// version (store.Indexer).
+func BenchmarkUpdateIndexed(b *testing.B) {
+	defer app.TuneRuntime()()
+	ts, err := loadBenchTemplates()
+	if err != nil {
+		b.Fatal(err)
+	}
+	const patients = 100000
+	bodies := make([][]byte, benchWriteTemplate)
+	pat := func(i int) benchPatient { return benchPatientAt(i) }
+	for i := range bodies {
+		bodies[i] = ts.observationBody(1<<30+i, patients, pat)
+	}
+	st, err := app.OpenStore(b.TempDir(), store.Options{InitialMmapSize: app.ServeMmapSize})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	reg, err := search.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	svc := interaction.New(st, validate.New(), reg)
+	ctx := context.Background()
+	// Each Observation alternates between two bodies: its own and another's.
+	n := len(bodies)
+	ids, versions := make([]string, n), [2][][]byte{make([][]byte, n), make([][]byte, n)}
+	for j := range ids {
+		ids[j] = fmt.Sprintf("upd%05d", j)
+		versions[0][j] = withID(bodies[j], ids[j])
+		versions[1][j] = withID(bodies[(j*7+1)%n], ids[j])
+		if _, _, err := svc.Update(ctx, auth.Local(), "Observation", ids[j], versions[0][j], 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Int64
+	b.SetParallelism((benchWriteWriters + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	b.ReportAllocs()
+	cpu0 := processCPU(b)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := int(next.Add(1))
+			j := i % n
+			if _, _, err := svc.Update(ctx, auth.Local(), "Observation", ids[j], versions[(i/n+1)%2][j], 0); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/write")
+}
+
+// withID is body, an Observation, with id instead of its own.
+func withID(body []byte, id string) []byte {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		panic(err)
+	}
+	m["id"] = json.RawMessage(strconv.Quote(id))
+	out, err := json.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return out
+}

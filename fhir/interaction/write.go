@@ -134,6 +134,7 @@ func (s *Service) Update(ctx context.Context, p auth.Principal, typ, id string, 
 	if err != nil {
 		return nil, false, err
 	}
+	s.store.PrepareReplace(ctx, typ, id)
 	err = s.store.Update(ctx, func(tx store.Tx) error {
 		r, created = nil, false // Batch may run this again
 		cur, err := tx.Current(typ, id)
@@ -156,6 +157,7 @@ func (s *Service) Delete(ctx context.Context, p auth.Principal, typ, id string, 
 	if err := checkTypeID(typ, id); err != nil {
 		return nil, err
 	}
+	s.store.PrepareReplace(ctx, typ, id)
 	err = s.store.Update(ctx, func(tx store.Tx) error {
 		r = nil
 		cur, err := tx.Current(typ, id)
