@@ -26,7 +26,8 @@ import (
 //
 // The store trusts the caller to keep to that rule (Options.VerifyIndexer
 // checks it, for tests): an entry SetIndex was given that the Indexer does
-// not derive would stay in the index once its resource changed.
+// not derive would stay in the index once its resource changed. An Indexer
+// is used from many goroutines at once.
 type Indexer interface {
 	// IndexEntries returns the entries of stored version r (never a
 	// deletion), or none for a type the indexes do not cover.
@@ -99,7 +100,8 @@ func (s *Bolt) PrepareReplace(ctx context.Context, typ, id string) {
 		return
 	}
 	var r *fhir.Resource
-	_ = s.view(func(t *boltTx) error {
+	_ = s.db.View(func(btx *bolt.Tx) error { // res and rix only: no journal version
+		t := &boltTx{btx: btx}
 		if rix, _ := t.sub(bucketRix, typ, false); rix != nil && rix.Get([]byte(id)) != nil {
 			return nil
 		}

@@ -228,13 +228,12 @@ func (s *Service) run(ctx context.Context, p auth.Principal, ops []*op, multiple
 			if pre[i], err = s.prepare(o, t, first); err != nil {
 				return nil, opError(o, err)
 			}
-			// What the store needs of the versions these writes replace.
-			if t.live() {
+			if t.live() { // what the store needs of the version it replaces
 				s.store.PrepareReplace(ctx, o.typ, t.id)
 			}
-			for _, id := range t.deletes {
-				s.store.PrepareReplace(ctx, o.typ, id)
-			}
+		}
+		for _, id := range t.deletes {
+			s.store.PrepareReplace(ctx, o.typ, id)
 		}
 	}
 	var results []Result
