@@ -286,3 +286,43 @@ func TestConditionalPatch(t *testing.T) {
 		t.Errorf("Patched: %v", ids)
 	}
 }
+
+// TestConditionalDeleteIfMatch: If-Match on a conditional delete is a
+// version precondition on the one resource the criteria select (RFC 9110
+// 13.1.1: with no selected representation, or several, it cannot be
+// true), so it fails with 412 and deletes nothing unless exactly one
+// matches at that version, whatever --conditional-delete says.
+func TestConditionalDeleteIfMatch(t *testing.T) {
+	for _, mode := range []string{"single", "multiple"} {
+		t.Run(mode, func(t *testing.T) {
+			s := startServer(t, app.Config{ConditionalDelete: mode})
+			one, two := seedConditional(t, s)
+			for _, tc := range []struct {
+				name, query, ifMatch string
+				status               int
+				gone                 []string
+			}{
+				{"several match", "identifier=urn:s|two", `W/"1"`, 412, nil},
+				{"none matches", "identifier=urn:s|nobody", `W/"1"`, 412, nil},
+				{"one matches, stale", "identifier=urn:s|one", `W/"2"`, 412, nil},
+				{"one matches, current", "identifier=urn:s|one", `W/"1"`, 204, []string{one}},
+			} {
+				before := len(idsOf(t, s, "Patient"))
+				r := do(t, "DELETE", s.base+"/Patient?"+tc.query, nil, "If-Match", tc.ifMatch)
+				if tc.status == 412 {
+					checkOutcome(t, tc.name, r, 412, "", "")
+				} else if r.status != tc.status {
+					t.Errorf("%s: status %d, want %d: %s", tc.name, r.status, tc.status, r.body)
+				}
+				if after := len(idsOf(t, s, "Patient")); after != before-len(tc.gone) {
+					t.Errorf("%s: %d Patients left, want %d", tc.name, after, before-len(tc.gone))
+				}
+			}
+			for _, id := range two {
+				if r := do(t, "GET", s.base+"/Patient/"+id, nil); r.status != http.StatusOK {
+					t.Errorf("Patient/%s: %d after the refused deletes, want 200", id, r.status)
+				}
+			}
+		})
+	}
+}

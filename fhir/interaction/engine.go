@@ -519,7 +519,12 @@ func (s *Service) resolveOne(ctx context.Context, p auth.Principal, tx store.Tx,
 		if len(ids) > 1 && !multipleDeletes {
 			return fhir.Errorf(fhir.PreconditionFailed, "multiple-matches", "the conditional delete matches %d %s resources, and this server deletes only one at a time (serve --conditional-delete single): narrow the criteria", len(ids), o.typ)
 		}
-		if o.ifMatch != 0 && len(ids) == 1 {
+		if o.ifMatch != 0 && len(ids) != 1 {
+			// A version precondition names one resource: with none
+			// selected, or several, it cannot hold (RFC 9110 13.1.1).
+			return fhir.Errorf(fhir.PreconditionFailed, "conflict", "If-Match: the conditional delete matches %d %s resources, and a version precondition needs exactly one", len(ids), o.typ)
+		}
+		if o.ifMatch != 0 {
 			cur, err := current(tx, o.typ, ids[0])
 			if err != nil {
 				return err
