@@ -934,3 +934,30 @@ func TestConditionalReadETagList(t *testing.T) {
 		}
 	}
 }
+
+// TestUpdateIfNoneMatch: If-None-Match: * on an update is "create only"
+// (RFC 9110 13.1.2; R5 http.html keeps it for conditional update): 412,
+// nothing written, when the resource exists; a create otherwise, a
+// deleted resource included. An origin server must evaluate the
+// preconditions it receives (RFC 9110 13.2.1): another value, which this
+// server does not evaluate on a write, is refused rather than ignored.
+func TestUpdateIfNoneMatch(t *testing.T) {
+	s := startServer(t, app.Config{})
+	body := withID(t, loadFixture(t, "Patient"), "inm")
+	url := s.base + "/Patient/inm"
+	if r := do(t, "PUT", url, body, "If-None-Match", "*"); r.status != http.StatusCreated {
+		t.Fatalf("If-None-Match: * on an absent resource: status %d, want 201: %s", r.status, r.body)
+	}
+	checkOutcome(t, "If-None-Match: * on an existing resource", do(t, "PUT", url, body, "If-None-Match", "*"), http.StatusPreconditionFailed, "conflict", "")
+	checkOutcome(t, "If-None-Match: * with a current If-Match", do(t, "PUT", url, body, "If-None-Match", "*", "If-Match", `W/"1"`), http.StatusPreconditionFailed, "", "")
+	checkOutcome(t, "If-None-Match with an ETag", do(t, "PUT", url, body, "If-None-Match", `W/"1"`), http.StatusBadRequest, "not-supported", "")
+	checkVersion(t, "read after the refused updates", do(t, "GET", url, nil), 1)
+	if r := do(t, "DELETE", url, nil); r.status != http.StatusNoContent {
+		t.Fatalf("delete: %d", r.status)
+	}
+	r := do(t, "PUT", url, body, "If-None-Match", "*")
+	if r.status != http.StatusCreated {
+		t.Fatalf("If-None-Match: * on a deleted resource: status %d, want 201: %s", r.status, r.body)
+	}
+	checkVersion(t, "re-created", r, 3)
+}

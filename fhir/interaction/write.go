@@ -116,6 +116,17 @@ func (p Precondition) check(cur *fhir.Resource, typ, id string) error {
 // Update stores a new version of Type/id, or creates it with that id
 // (update-as-create). created tells which.
 func (s *Service) Update(ctx context.Context, p auth.Principal, typ, id string, body []byte, ifMatch Precondition) (r *fhir.Resource, created bool, err error) {
+	return s.update(ctx, p, typ, id, body, ifMatch, false)
+}
+
+// UpdateIfAbsent is Update under If-None-Match: * (RFC 9110 13.1.2): it
+// fails with PreconditionFailed when Type/id exists (a deleted resource
+// does not), so that a create with the client's id never overwrites.
+func (s *Service) UpdateIfAbsent(ctx context.Context, p auth.Principal, typ, id string, body []byte, ifMatch Precondition) (r *fhir.Resource, created bool, err error) {
+	return s.update(ctx, p, typ, id, body, ifMatch, true)
+}
+
+func (s *Service) update(ctx context.Context, p auth.Principal, typ, id string, body []byte, ifMatch Precondition, absent bool) (r *fhir.Resource, created bool, err error) {
 	if err := checkTypeID(typ, id); err != nil {
 		return nil, false, err
 	}
@@ -145,6 +156,9 @@ func (s *Service) Update(ctx context.Context, p auth.Principal, typ, id string, 
 			return err
 		}
 		created = cur == nil || cur.Deleted
+		if absent && !created {
+			return fhir.Errorf(fhir.PreconditionFailed, "conflict", "If-None-Match: *: %s/%s exists (version %d)", typ, id, cur.VersionID)
+		}
 		r, err = s.putIndexed(tx, p, typ, id, obj, entries, false)
 		return err
 	})

@@ -49,7 +49,16 @@ func (h *Handlers) update(c *gin.Context) {
 		h.writeError(c, err)
 		return
 	}
-	r, created, err := h.svc.Update(c.Request.Context(), h.principal(c), c.Param("type"), c.Param("id"), body, ifMatch)
+	update := h.svc.Update
+	switch inm := strings.TrimSpace(c.GetHeader("If-None-Match")); inm {
+	case "":
+	case "*": // create only: never overwrite (RFC 9110 13.1.2)
+		update = h.svc.UpdateIfAbsent
+	default:
+		h.writeError(c, fhir.Errorf(fhir.Invalid, "not-supported", "If-None-Match %q on an update: only * (create only, never overwrite) is supported", inm))
+		return
+	}
+	r, created, err := update(c.Request.Context(), h.principal(c), c.Param("type"), c.Param("id"), body, ifMatch)
 	if err != nil {
 		h.writeError(c, err)
 		return
