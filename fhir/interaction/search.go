@@ -773,6 +773,9 @@ func (s *Service) includes(ctx context.Context, p auth.Principal, tx store.Tx, q
 				}
 				for _, sp := range params {
 					for _, r := range frontier {
+						if inc.Target != "" && r.Type != inc.Target {
+							continue // Source:param:Target refers to Targets only
+						}
 						ids, err := scanUnion(ctx, tx, src, s.refScans(sp, r.Type, []string{r.ID}))
 						if err != nil {
 							return nil, err

@@ -1,0 +1,55 @@
+package conformance_test
+
+import (
+	"net/http"
+	"testing"
+
+	"healthhub/cmd/healthhub/app"
+)
+
+// resultControlServer holds two Patients, a Practitioner and two
+// Observations: o1 performed by the Practitioner, o2 by a Patient.
+func resultControlServer(t *testing.T) *server {
+	t.Helper()
+	s := startServer(t, app.Config{})
+	for path, body := range map[string]string{
+		"Patient/p1":       `{"resourceType":"Patient","id":"p1","name":[{"family":"Zed"}]}`,
+		"Patient/p2":       `{"resourceType":"Patient","id":"p2","name":[{"family":"Abe"}]}`,
+		"Practitioner/pr1": `{"resourceType":"Practitioner","id":"pr1","name":[{"family":"Doc"}]}`,
+		"Observation/o1":   `{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p1"},"performer":[{"reference":"Practitioner/pr1"}],"valueString":"a"}`,
+		"Observation/o2":   `{"resourceType":"Observation","id":"o2","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p2"},"performer":[{"reference":"Patient/p2"}],"valueString":"b"}`,
+	} {
+		if r := do(t, http.MethodPut, s.base+"/"+path, []byte(body)); r.status >= 300 {
+			t.Fatalf("PUT %s: %d %s", path, r.status, r.body)
+		}
+	}
+	return s
+}
+
+// bundleEntries returns, per search mode, the Type/id of the entries.
+func bundleEntries(t *testing.T, r *response) map[string][]string {
+	t.Helper()
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	out := map[string][]string{}
+	for _, e := range list(r.json(t)["entry"]) {
+		res := obj(obj(e)["resource"])
+		mode := str(obj(obj(e)["search"])["mode"])
+		out[mode] = append(out[mode], str(res["resourceType"])+"/"+str(res["id"]))
+	}
+	return out
+}
+
+// TestRevIncludeTargetType: _revinclude=Observation:performer:Patient
+// includes the Observations whose performer is one of the Patients found,
+// not those performed by a Practitioner also found (R4 search.html#include:
+// the optional third part restricts the target type).
+func TestRevIncludeTargetType(t *testing.T) {
+	s := resultControlServer(t)
+	q := "?_type=Patient,Practitioner&_revinclude=Observation:performer:Patient"
+	got := bundleEntries(t, do(t, http.MethodGet, s.base+q, nil))
+	if len(got["include"]) != 1 || got["include"][0] != "Observation/o2" {
+		t.Errorf("GET %s: included %v, want [Observation/o2] (o1's performer is a Practitioner)", q, got["include"])
+	}
+}
