@@ -2,6 +2,7 @@ package conformance_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"healthhub/cmd/healthhub/app"
@@ -51,5 +52,25 @@ func TestRevIncludeTargetType(t *testing.T) {
 	got := bundleEntries(t, do(t, http.MethodGet, s.base+q, nil))
 	if len(got["include"]) != 1 || got["include"][0] != "Observation/o2" {
 		t.Errorf("GET %s: included %v, want [Observation/o2] (o1's performer is a Practitioner)", q, got["include"])
+	}
+}
+
+// TestElementsKeepsMandatoryElements: R4 search.html#elements, "Servers
+// SHOULD always return mandatory elements whether they are requested or
+// not": _elements=subject on Observation still carries status and code
+// (1..1), and the resource is tagged SUBSETTED.
+func TestElementsKeepsMandatoryElements(t *testing.T) {
+	s := resultControlServer(t)
+	r := do(t, http.MethodGet, s.base+"/Observation?_id=o1&_elements=subject", nil)
+	body := string(r.body)
+	for _, w := range []string{`"subject"`, `"status":"final"`, `"code":{"text":"x"}`, "SUBSETTED"} {
+		if !strings.Contains(body, w) {
+			t.Errorf("_elements=subject: body lacks %s: %s", w, body)
+		}
+	}
+	for _, w := range []string{`"valueString"`, `"performer"`} {
+		if strings.Contains(body, w) {
+			t.Errorf("_elements=subject: body has %s: %s", w, body)
+		}
 	}
 }

@@ -19,7 +19,12 @@ func subset(r *fhir.Resource, q *search.Query) ([]byte, error) {
 	var keep func(string) bool
 	switch {
 	case len(q.Elements) > 0:
+		// R4 search.html#elements: "Servers SHOULD always return
+		// mandatory elements whether they are requested or not".
 		set := elementSet("resourceType id meta")
+		for e := range mandatoryOf(r.Type) {
+			set[e] = true
+		}
 		for _, e := range q.Elements {
 			set[e] = true
 		}

@@ -65,10 +65,7 @@ var mandatoryElements = map[string]map[string]bool{
 // inSummaryText returns whether a top-level JSON property of a typ
 // resource belongs in its _summary=text form.
 func inSummaryText(typ string) func(property string) bool {
-	mandatory, ok := mandatoryElements[typ]
-	if !ok {
-		mandatory = schemaRequired()[typ]
-	}
+	mandatory := mandatoryOf(typ)
 	return func(p string) bool {
 		switch p {
 		case "resourceType", "id", "meta", "text":
@@ -76,6 +73,15 @@ func inSummaryText(typ string) func(property string) bool {
 		}
 		return mandatory[strings.TrimPrefix(p, "_")]
 	}
+}
+
+// mandatoryOf is the top-level elements of minimum cardinality 1 of typ
+// (see mandatoryElements).
+func mandatoryOf(typ string) map[string]bool {
+	if m, ok := mandatoryElements[typ]; ok {
+		return m
+	}
+	return schemaRequired()[typ]
 }
 
 // schemaRequired is, per resource type, the "required" elements of the
