@@ -28,6 +28,9 @@ type Capability struct {
 	// Search lists, per searchable type, the parameters search answers;
 	// those types also get the search-type interaction.
 	Search map[string][]SearchParam
+	// SearchInclude and SearchRevInclude list, per searchable type, the
+	// _include and _revinclude values its search answers.
+	SearchInclude, SearchRevInclude map[string][]string
 	// OAuthToken and OAuthIntrospect, when set, declare SMART-on-FHIR
 	// security in rest.security with the oauth-uris extension.
 	OAuthToken, OAuthIntrospect string
@@ -63,6 +66,8 @@ type capResource struct {
 	ConditionalRead   string        `json:"conditionalRead"`
 	ConditionalUpdate bool          `json:"conditionalUpdate"`
 	ConditionalDelete string        `json:"conditionalDelete"`
+	SearchInclude     []string      `json:"searchInclude,omitempty"`
+	SearchRevInclude  []string      `json:"searchRevInclude,omitempty"`
 	SearchParam       []SearchParam `json:"searchParam,omitempty"`
 	Operation         []Operation   `json:"operation,omitempty"`
 }
@@ -96,6 +101,8 @@ func CapabilityStatement(c Capability) []byte {
 			Type:              t,
 			Interaction:       interactions,
 			SearchParam:       c.Search[t],
+			SearchInclude:     c.SearchInclude[t],
+			SearchRevInclude:  c.SearchRevInclude[t],
 			Versioning:        "versioned-update",
 			ReadHistory:       true,
 			UpdateCreate:      c.UpdateCreate,

@@ -1,7 +1,10 @@
 package conformance_test
 
 import (
+	"encoding/json"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -72,5 +75,55 @@ func TestElementsKeepsMandatoryElements(t *testing.T) {
 		if strings.Contains(body, w) {
 			t.Errorf("_elements=subject: body has %s: %s", w, body)
 		}
+	}
+}
+
+// TestCapabilityStatementDeclaresIncludes: the CapabilityStatement lists,
+// per searchable type, the _include and _revinclude values search answers
+// (R4 capabilitystatement.html: rest.resource.searchInclude and
+// searchRevInclude), and a strict search takes every one of them.
+func TestCapabilityStatementDeclaresIncludes(t *testing.T) {
+	s := startServer(t, app.Config{})
+	var cs struct {
+		Rest []struct {
+			Resource []struct {
+				Type             string   `json:"type"`
+				SearchInclude    []string `json:"searchInclude"`
+				SearchRevInclude []string `json:"searchRevInclude"`
+			} `json:"resource"`
+		} `json:"rest"`
+	}
+	if err := json.Unmarshal(do(t, http.MethodGet, s.base+"/metadata", nil).body, &cs); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][2][]string{}
+	for _, res := range cs.Rest[0].Resource {
+		got[res.Type] = [2][]string{res.SearchInclude, res.SearchRevInclude}
+		for i, vals := range got[res.Type] {
+			name := []string{"_include", "_revinclude"}[i]
+			for _, v := range vals {
+				u := s.base + "/" + res.Type + "?_count=1&" + name + "=" + url.QueryEscape(v)
+				if r := do(t, http.MethodGet, u, nil, "Prefer", "handling=strict"); r.status != http.StatusOK {
+					t.Errorf("%s declares %s=%s, but a strict search answers %d %s", res.Type, name, v, r.status, r.body)
+				}
+			}
+		}
+	}
+	for _, w := range []struct {
+		typ, include, revinclude string
+	}{
+		{"Observation", "Observation:subject", "Observation:has-member"},
+		{"Patient", "Patient:general-practitioner", "Observation:subject"},
+		{"Encounter", "Encounter:subject", "Observation:encounter"},
+	} {
+		if !slices.Contains(got[w.typ][0], w.include) || !slices.Contains(got[w.typ][0], "*") {
+			t.Errorf("%s: searchInclude %v lacks %s or *", w.typ, got[w.typ][0], w.include)
+		}
+		if !slices.Contains(got[w.typ][1], w.revinclude) || !slices.Contains(got[w.typ][1], "*") {
+			t.Errorf("%s: searchRevInclude %v lacks %s or *", w.typ, got[w.typ][1], w.revinclude)
+		}
+	}
+	if len(got["Library"][0])+len(got["Library"][1]) > 0 {
+		t.Errorf("Library (not searchable) declares includes %v", got["Library"])
 	}
 }

@@ -162,9 +162,23 @@ func (h *Handlers) capabilityStatement(version string, reg *search.Registry, as 
 	}
 	if reg != nil {
 		c.Search = map[string][]conformance.SearchParam{}
+		c.SearchInclude, c.SearchRevInclude = map[string][]string{}, map[string][]string{}
+		for _, t := range search.SearchTypes {
+			c.SearchInclude[t] = []string{"*"}
+			c.SearchRevInclude[t] = []string{"*"}
+		}
 		for _, t := range search.SearchTypes {
 			for _, p := range reg.Params(t) {
 				c.Search[t] = append(c.Search[t], conformance.SearchParam{Name: p.Code, Definition: p.URL, Type: string(p.Type)})
+				if p.Type != search.Reference {
+					continue
+				}
+				c.SearchInclude[t] = append(c.SearchInclude[t], t+":"+p.Code)
+				for _, target := range p.Targets {
+					if slices.Contains(search.SearchTypes, target) { // _revinclude from t to target's matches
+						c.SearchRevInclude[target] = append(c.SearchRevInclude[target], t+":"+p.Code)
+					}
+				}
 			}
 		}
 	}
