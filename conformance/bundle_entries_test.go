@@ -55,3 +55,38 @@ func TestBundleDeletePreferOperationOutcome(t *testing.T) {
 		t.Errorf("single DELETE: %d %s", r.status, r.body)
 	}
 }
+
+// TestTransactionKeepsStoredBundleEntries: a Bundle that a transaction
+// stores (a document) is a record of its own, whose entries refer to each
+// other by its own fullUrls (R4 bundle.html, resolving references in
+// Bundles: a reference resolves in the Bundle that holds it). An outer
+// entry with the same urn:uuid: fullUrl does not take over the document's
+// references, and a conditional reference inside the document is kept as
+// sent, as a plain POST of the Bundle keeps it; a reference of the Bundle
+// itself (its signature's who) is still the transaction's.
+func TestTransactionKeepsStoredBundleEntries(t *testing.T) {
+	s := startServer(t, app.Config{})
+	doc := `{"resourceType":"Bundle","type":"document","identifier":{"system":"urn:ietf:rfc:3986","value":"urn:uuid:dddddddd-0000-4000-8000-000000000009"},"timestamp":"2024-01-01T00:00:00Z",
+		"signature":{"type":[{"system":"urn:iso-astm:E1762-95:2013","code":"1.2.840.10065.1.12.1.1"}],"when":"2024-01-01T00:00:00Z","who":{"reference":"` + uuidC + `"}},
+		"entry":[
+		{"fullUrl":"urn:uuid:eeeeeeee-0000-4000-8000-000000000001","resource":{"resourceType":"Composition","status":"final","type":{"text":"x"},"date":"2024-01-01","title":"t",
+			"subject":{"reference":"` + uuidA + `"},"author":[{"reference":"Practitioner?identifier=urn:s|nobody"}]}},
+		{"fullUrl":"` + uuidA + `","resource":{"resourceType":"Patient","active":true,"link":[{"other":{"reference":"` + uuidB + `"},"type":"seealso"}]}},
+		{"fullUrl":"` + uuidB + `","resource":{"resourceType":"Patient","active":false}}]}`
+	tr := mustTransaction(t, s,
+		txEntry{method: "POST", url: "Bundle", resource: doc},
+		txEntry{method: "POST", url: "Patient", fullURL: uuidA, resource: `{"resourceType":"Patient","active":true}`},
+		txEntry{method: "POST", url: "Practitioner", fullURL: uuidC, resource: `{"resourceType":"Practitioner","active":true}`},
+	)
+	got := string(do(t, "GET", s.base+"/Bundle/"+idFrom(t, tr, 0), nil).body)
+	for _, want := range []string{
+		`"subject":{"reference":"` + uuidA + `"}`,
+		`"other":{"reference":"` + uuidB + `"}`,
+		`"author":[{"reference":"Practitioner?identifier=urn:s|nobody"}]`,
+		`"who":{"reference":"Practitioner/` + idFrom(t, tr, 2) + `"}`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the stored document lacks %s:\n%s", want, got)
+		}
+	}
+}

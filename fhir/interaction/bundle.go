@@ -503,7 +503,11 @@ func (s *Service) readEntry(o *op, e *bundleEntry, validated bool) (*op, error) 
 		}
 		o.bodyID = bodyID
 	}
-	o.refs = append(references(e.Resource), linkTargets(s.validator, o.typ, e.Resource)...)
+	raw := e.Resource
+	if own := ownPart(o.typ, o.obj); own != o.obj {
+		raw = own.Bytes()
+	}
+	o.refs = append(references(raw), linkTargets(s.validator, o.typ, raw)...)
 	return o, nil
 }
 

@@ -629,8 +629,8 @@ func (s *Service) prepare(o *op, t *target, res *resolution) (*prepared, error) 
 		return to, ok
 	}
 	for _, k := range obj.Keys() {
-		if k == "resourceType" || k == "id" {
-			continue // meta too may hold references, in its extensions
+		if k == "resourceType" || k == "id" || (o.typ == "Bundle" && k == "entry") {
+			continue // meta too may hold references, in its extensions; a Bundle's entries: ownPart
 		}
 		v, _ := obj.Get(k)
 		if nv, changed := rewriteReferences(v, resolve); changed {
@@ -638,20 +638,29 @@ func (s *Service) prepare(o *op, t *target, res *resolution) (*prepared, error) 
 		}
 	}
 	if len(res.refs) > 0 { // something in the Bundle to link to
-		if raw, changed := rewriteLinks(s.validator, o.typ, obj.Bytes(), resolve); changed {
+		own := ownPart(o.typ, obj)
+		if raw, changed := rewriteLinks(s.validator, o.typ, own.Bytes(), resolve); changed {
+			rewritten, err := fhir.ParseObject(raw)
+			if err != nil {
+				return nil, err
+			}
+			if own != obj { // a Bundle: its entries back, where they were
+				for _, k := range rewritten.Keys() {
+					v, _ := rewritten.Get(k)
+					obj.Set(k, v)
+				}
+				raw, rewritten = obj.Bytes(), obj
+			}
 			// The rewritten narratives and links are checked again: the
 			// scanner that rewrote them is not an XML parser, and what is
 			// stored must pass the rules the client's version passed.
 			if err := s.validateBody(o.typ, raw); err != nil {
 				return nil, err
 			}
-			var err error
-			if obj, err = fhir.ParseObject(raw); err != nil {
-				return nil, err
-			}
+			obj = rewritten
 		}
 	}
-	if ref := unresolvedConditional(obj, t.cur); ref != "" {
+	if ref := unresolvedConditional(ownPart(o.typ, obj), t.cur); ref != "" {
 		return nil, fhir.Errorf(fhir.Invalid, "processing", "the conditional reference %q was not resolved", echo(ref))
 	}
 	obj.Set("id", quoteJSON(t.id))

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"unicode/utf8"
+
+	"healthhub/fhir"
 )
 
 // rewriteReferences walks raw JSON (a valid value) and offers every string
@@ -44,6 +46,25 @@ func applySplices(raw []byte, splices []splice) (out []byte, changed bool) {
 		prev = s.end
 	}
 	return append(out, raw[prev:]...), true
+}
+
+// ownPart is obj, a resource of type typ, as far as a transaction resolves
+// its references and links: all of it, except a Bundle's entries. A Bundle
+// that a transaction stores (a document, a message) is a record of its
+// own, whose entries refer to each other by its own fullUrls (R4
+// bundle.html, resolving references in Bundles: in the Bundle that holds
+// the reference), not by the transaction's, and it is stored as sent, as a
+// plain create stores it. obj itself is returned when nothing is left out.
+func ownPart(typ string, obj *fhir.Object) *fhir.Object {
+	if typ != "Bundle" {
+		return obj
+	}
+	if _, ok := obj.Get("entry"); !ok {
+		return obj
+	}
+	c := copyObject(obj)
+	c.Delete("entry")
+	return c
 }
 
 // references lists the Reference.reference strings in raw that a
