@@ -90,3 +90,30 @@ func TestTransactionKeepsStoredBundleEntries(t *testing.T) {
 		}
 	}
 }
+
+// TestTransactionReferenceToReadOrDeleteEntry: a reference to the urn:uuid:
+// fullUrl of a GET or DELETE entry names that entry's Type/id, as one to a
+// writing entry does (README; R4 http.html, transaction processing: the
+// urn:uuid: stands for the resource within the Bundle only). The
+// transaction stored the urn:uuid: itself, a reference that names nothing
+// outside the Bundle.
+func TestTransactionReferenceToReadOrDeleteEntry(t *testing.T) {
+	s := startServer(t, app.Config{})
+	read, _ := create(t, s, "Patient", []byte(`{"resourceType":"Patient","active":true}`))
+	gone, _ := create(t, s, "Patient", []byte(`{"resourceType":"Patient","active":false}`))
+	obs := func(ref string) string {
+		return `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"` + ref + `"}}`
+	}
+	tr := mustTransaction(t, s,
+		txEntry{method: "GET", url: "Patient/" + read, fullURL: uuidA},
+		txEntry{method: "DELETE", url: "Patient/" + gone, fullURL: uuidB},
+		txEntry{method: "POST", url: "Observation", resource: obs(uuidA)},
+		txEntry{method: "POST", url: "Observation", resource: obs(uuidB)},
+	)
+	for i, want := range map[int]string{2: "Patient/" + read, 3: "Patient/" + gone} {
+		got := string(do(t, "GET", s.base+"/Observation/"+idFrom(t, tr, i), nil).body)
+		if !strings.Contains(got, `"subject":{"reference":"`+want+`"}`) {
+			t.Errorf("entry %d: subject is not %s:\n%s", i, want, got)
+		}
+	}
+}

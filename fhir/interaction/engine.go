@@ -134,7 +134,7 @@ type resolution struct {
 // prepared is an op's resource ready to write, for one resolution: it holds
 // while its id, the version a patch applied to, and what each reference it
 // rewrote resolves to are the same (valid). The references that resolved to
-// nothing need no check: a resolution's keys are the writing entries'
+// nothing need no check: a resolution's keys are the entries'
 // fullUrls and the conditional references, the same in every resolution of
 // a Bundle; only what they resolve to changes.
 type prepared struct {
@@ -445,7 +445,8 @@ func (s *Service) resolve(ctx context.Context, p auth.Principal, tx store.Tx, op
 		for _, id := range t.deletes {
 			deleting[o.typ+"/"+id] = true
 		}
-		if o.fullURL != "" && o.writes() {
+		switch {
+		case o.fullURL != "" && o.writes():
 			switch {
 			case temporaryLink(o.fullURL):
 				res.refs[o.fullURL] = o.typ + "/" + t.id
@@ -456,6 +457,11 @@ func (s *Service) resolve(ctx context.Context, p auth.Principal, tx store.Tx, op
 				res.refs[o.fullURL] = o.typ + "/" + t.id
 			}
 			res.versions[o.fullURL] = t.writtenVersion()
+		case o.fullURL != "" && o.id != "" && temporaryLink(o.fullURL):
+			// A GET or DELETE of Type/id: its urn: fullUrl names that
+			// resource, which a reference may name as well as a written one;
+			// left as it was, the urn: would be stored, naming nothing.
+			res.refs[o.fullURL] = o.typ + "/" + o.id
 		}
 	}
 	for _, o := range ops {
