@@ -496,6 +496,9 @@ func (s *Service) checkLine(l *importLine) {
 		l.idents = identifiers(obj)
 	}
 	for _, key := range obj.Keys() {
+		if typ == "Bundle" && key == "entry" {
+			continue // a stored Bundle's entries are its own record, kept as sent (ownPart)
+		}
 		raw, _ := obj.Get(key)
 		if bytes.Contains(raw, []byte(`"reference":"`)) { // compact: no space
 			l.refs = append(l.refs, conditionalRefs(key, raw)...)

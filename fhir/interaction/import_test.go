@@ -1,6 +1,7 @@
 package interaction_test
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -171,4 +172,34 @@ func runImport(t *testing.T, svc *interaction.Service, name, in string, opt inte
 		t.Fatal(err)
 	}
 	return stats, reports
+}
+
+// TestImportKeepsStoredBundleEntries: a Bundle imported as a line (a
+// document) is a record of its own, whose entries refer by its own rules
+// (R4 bundle.html, resolving references in Bundles): a conditional
+// reference inside an entry is neither resolved against the server's
+// resources nor, matching none, a reason to fail the line; it is stored as
+// sent, as a transaction stores such a Bundle.
+func TestImportKeepsStoredBundleEntries(t *testing.T) {
+	svc := newService(t)
+	if _, err := svc.Create(ctx, auth.Local(), "Patient", []byte(`{"resourceType":"Patient","identifier":[{"system":"urn:p","value":"1"}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	entry := `{"fullUrl":"urn:uuid:0b5c3ad4-58b5-4f6e-9d60-0f8d3bcb2c11","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"%s"}}}`
+	for i, ref := range []string{"Patient?identifier=urn:p|1", "Patient?identifier=urn:p|none"} {
+		id := "doc" + strconv.Itoa(i)
+		line := `{"resourceType":"Bundle","id":"` + id + `","type":"collection","entry":[` + fmt.Sprintf(entry, ref) + `]}` + "\n"
+		stats, reports := runImport(t, svc, "b.ndjson", line, interaction.ImportOptions{})
+		if stats.Failed != 0 {
+			t.Errorf("%s: %+v %v, want the Bundle stored", ref, stats, reports)
+			continue
+		}
+		r, err := svc.Read(ctx, auth.Local(), "Bundle", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(r.JSON), `"reference":"`+ref+`"`) {
+			t.Errorf("%s: stored %s, want the entry's reference as sent", ref, r.JSON)
+		}
+	}
 }
