@@ -117,3 +117,28 @@ func TestTransactionReferenceToReadOrDeleteEntry(t *testing.T) {
 		}
 	}
 }
+
+// A reference to the urn: fullUrl of an entry that names no one resource
+// (a conditional DELETE, a search GET) cannot be resolved: the transaction
+// fails with 422 and writes nothing, rather than store the urn:, which names
+// nothing outside the Bundle.
+func TestTransactionReferenceToConditionalEntry(t *testing.T) {
+	s := startServer(t, app.Config{})
+	create(t, s, "Patient", []byte(`{"resourceType":"Patient","active":false}`))
+	obs := `{"resourceType":"Observation","status":"final","code":{"text":"unresolvable"},"subject":{"reference":"` + uuidA + `"}}`
+	for _, e := range []txEntry{
+		{method: "DELETE", url: "Patient?active=false", fullURL: uuidA},
+		{method: "GET", url: "Patient?active=false", fullURL: uuidA},
+	} {
+		r, _ := postBundle(t, s, txBundle("transaction", e, txEntry{method: "POST", url: "Observation", resource: obs}))
+		if r.status != http.StatusUnprocessableEntity || !strings.Contains(string(r.body), uuidA) {
+			t.Errorf("a reference to the fullUrl of %s %s: %d %s, want 422 naming it", e.method, e.url, r.status, r.body)
+		}
+	}
+	if ids, _ := searchAll(t, s, "Observation?code:text=unresolvable"); len(ids) != 0 {
+		t.Errorf("stored %v", ids)
+	}
+	if ids, _ := searchAll(t, s, "Patient?active=false"); len(ids) != 1 {
+		t.Errorf("Patients not active: %v, want the one, not deleted", ids)
+	}
+}

@@ -464,8 +464,20 @@ func (s *Service) resolve(ctx context.Context, p auth.Principal, tx store.Tx, op
 			res.refs[o.fullURL] = o.typ + "/" + o.id
 		}
 	}
+	// A urn: fullUrl of an entry that names no one resource (a conditional
+	// DELETE, a search) resolves to nothing: a reference to it would be
+	// stored as the urn:, naming nothing outside the Bundle.
+	unresolvable := map[string]bool{}
+	for _, o := range ops {
+		if _, ok := res.refs[o.fullURL]; !ok && temporaryLink(o.fullURL) {
+			unresolvable[o.fullURL] = true
+		}
+	}
 	for _, o := range ops {
 		for _, ref := range o.refs {
+			if unresolvable[ref] {
+				return nil, opError(o, fhir.Errorf(fhir.Unprocessable, "invalid", "%s is the fullUrl of an entry that names no one resource (a conditional DELETE or a search): a reference to it cannot be resolved", ref))
+			}
 			if _, done := res.refs[ref]; done || !isConditionalReference(ref) {
 				continue
 			}
