@@ -107,3 +107,29 @@ func TestClientRawSemicolonInQuery(t *testing.T) {
 		t.Errorf("_format with a raw ';': %d %s", r.status, r.body)
 	}
 }
+
+// TestQueryBadPercentEncoding: Go's URL parser drops a query pair whose
+// percent-encoding is broken (%zz), so DELETE Patient?identifier=%zz&gender=male
+// deleted by gender alone, and a search answered wider than asked. Such a
+// query is refused (400) and nothing is written.
+func TestQueryBadPercentEncoding(t *testing.T) {
+	s := startServer(t, app.Config{})
+	put(t, s, "Patient", "m", []byte(`{"resourceType":"Patient","id":"m","gender":"male"}`))
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/Patient?identifier=%zz&gender=male", ""},
+		{"GET", "/Patient?identifier=a%2", ""},
+		{"GET", "/Patient?ident%zzifier=a&gender=male", ""},
+		{"DELETE", "/Patient?identifier=%zz&gender=male", ""},
+		{"PUT", "/Patient?identifier=%zz&gender=male", `{"resourceType":"Patient","gender":"male","active":false}`},
+		{"GET", "/Patient/m?_format=json%zz", ""},
+	} {
+		var body []byte
+		if c.body != "" {
+			body = []byte(c.body)
+		}
+		r := do(t, c.method, s.base+c.path, body)
+		checkOutcome(t, c.method+" "+c.path, r, 400, "structure", "")
+	}
+	r := do(t, "GET", s.base+"/Patient/m", nil)
+	checkVersion(t, "Patient/m after the refused requests", r, 1)
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -59,6 +60,9 @@ func negotiate(c *gin.Context) error {
 				return fhir.Errorf(fhir.Invalid, "structure", "the query string has an unencoded \";\" (in %s): encode it as %%3B", key)
 			}
 		}
+	}
+	if err := queryEncoding(c.Request.URL.RawQuery); err != nil {
+		return err
 	}
 	if f, ok := queryValue(c, "_format"); ok {
 		mt, params, err := mime.ParseMediaType(f)
@@ -234,4 +238,25 @@ func appendHTTPTime(b []byte, t time.Time) []byte {
 		byte('0'+mn/10), byte('0'+mn%10), ':',
 		byte('0'+ss/10), byte('0'+ss%10), ' ',
 		'G', 'M', 'T')
+}
+
+// queryEncoding refuses a query pair whose percent-encoding is broken
+// (%zz, a trailing %2): net/url drops such a pair, so a search or a
+// conditional delete would run without that parameter, wider than asked.
+func queryEncoding(raw string) error {
+	if !strings.Contains(raw, "%") {
+		return nil
+	}
+	for _, pair := range strings.Split(raw, "&") {
+		key, value, _ := strings.Cut(pair, "=")
+		_, kerr := url.QueryUnescape(key)
+		_, verr := url.QueryUnescape(value)
+		if kerr != nil || verr != nil {
+			if len(key) > 64 {
+				key = key[:64] + "..."
+			}
+			return fhir.Errorf(fhir.Invalid, "structure", "the query string has a malformed percent-encoding (in %s): a %% is followed by two hex digits", key)
+		}
+	}
+	return nil
 }
