@@ -142,3 +142,35 @@ func TestTransactionReferenceToConditionalEntry(t *testing.T) {
 		t.Errorf("Patients not active: %v, want the one, not deleted", ids)
 	}
 }
+
+// TestBundleEntryURLBadQuery: a request.url whose query has a broken
+// percent-encoding (%zz) or a raw ";" lost that pair in net/url, so a batch
+// DELETE Patient?identifier=%zz&gender=male deleted by gender alone and a
+// GET searched wider than asked. Such an entry is 400 naming its
+// request.url, in a batch as in a transaction, and nothing is deleted.
+func TestBundleEntryURLBadQuery(t *testing.T) {
+	s := startServer(t, app.Config{})
+	put(t, s, "Patient", "m", []byte(`{"resourceType":"Patient","id":"m","gender":"male"}`))
+	urls := []struct{ method, url string }{
+		{"GET", "Patient?identifier=%zz&gender=male"},
+		{"GET", "Patient?gender=male;x"},
+		{"DELETE", "Patient?identifier=%zz&gender=male"},
+		{"DELETE", "Patient?identifier=a;b&gender=male"},
+	}
+	for _, u := range urls {
+		batch := txBundle("batch", txEntry{method: u.method, url: u.url})
+		r, tr := postBundle(t, s, batch)
+		if tr == nil {
+			t.Fatalf("batch %s %s: %d %s", u.method, u.url, r.status, r.body)
+		}
+		if st := tr.Entry[0].Response.Status; !strings.HasPrefix(st, "400") {
+			t.Errorf("batch entry %s %s: %s, want 400; body %s", u.method, u.url, st, r.body)
+		}
+		tx := txBundle("transaction", txEntry{method: "POST", url: "Patient", resource: `{"resourceType":"Patient"}`}, txEntry{method: u.method, url: u.url})
+		checkOutcome(t, "transaction "+u.method+" "+u.url, do(t, "POST", s.base, tx), 400, "", "Bundle.entry[1].request.url")
+	}
+	checkVersion(t, "Patient/m after the refused entries", do(t, "GET", s.base+"/Patient/m", nil), 1)
+	if n := len(historyEntries(t, s.base+"/_history")); n != 1 {
+		t.Errorf("history has %d entries, want 1 (nothing stored)", n)
+	}
+}

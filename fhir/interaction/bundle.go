@@ -385,7 +385,12 @@ func (s *Service) readEntry(o *op, e *bundleEntry, validated bool) (*op, error) 
 	if err := CheckType(o.typ); err != nil {
 		return o, err
 	}
-	query := u.Query()
+	query, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		// net/url would drop the pair (a broken %-escape, a raw ";"): the
+		// search or conditional write would run wider than asked.
+		return o, fhir.Errorf(fhir.Invalid, "value", "request.url %q: the query does not parse (%v); percent-encode it", echo(o.url), err).At(at + ".request.url")
+	}
 	conditional := len(segs) == 1 && u.RawQuery != ""
 	if len(segs) == 2 {
 		o.id = segs[1]
