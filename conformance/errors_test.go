@@ -233,3 +233,22 @@ func TestErrorOutcomesLeakNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestPatchDuplicateMembers: a resource body with a duplicate member name
+// is 400 (parsers disagree on which one counts); a JSON Patch with one,
+// in an operation ({"path":"/active",...,"path":"/gender"}) or in its value,
+// was applied with the last one silently winning. It is 400 too, and the
+// resource is unchanged.
+func TestPatchDuplicateMembers(t *testing.T) {
+	s := startServer(t, app.Config{})
+	put(t, s, "Patient", "p1", []byte(`{"resourceType":"Patient","id":"p1","active":true}`))
+	for _, patch := range []string{
+		`[{"op":"replace","path":"/active","value":false,"path":"/gender"}]`,
+		`[{"op":"add","op":"remove","path":"/active"}]`,
+		`[{"op":"add","path":"/name","value":[{"family":"A","family":"B"}]}]`,
+	} {
+		r := do(t, "PATCH", s.base+"/Patient/p1", []byte(patch), "Content-Type", "application/json-patch+json")
+		checkOutcome(t, "PATCH "+patch, r, 400, "structure", "")
+	}
+	checkVersion(t, "Patient/p1 after the refused patches", do(t, "GET", s.base+"/Patient/p1", nil), 1)
+}

@@ -14,6 +14,7 @@ import (
 
 	"healthhub/auth"
 	"healthhub/fhir"
+	"healthhub/fhir/validate"
 )
 
 // Patch applies a JSON Patch (RFC 6902) to Type/id, or, when id is "", to
@@ -64,6 +65,12 @@ func patchReferences(patch []byte) []string {
 func decodePatch(body []byte) (jsonpatch.Patch, error) {
 	if !utf8.Valid(body) {
 		return nil, fhir.Errorf(fhir.Invalid, "structure", "malformed JSON Patch: the body is not valid UTF-8")
+	}
+	// As strict as a resource body: the patch library keeps the last of
+	// two members of one name ({"op":"add","op":"remove",...}), another
+	// reader the first.
+	if err := validate.WellFormed(body); err != nil {
+		return nil, fhir.Errorf(fhir.Invalid, "structure", "malformed JSON Patch: %v", err)
 	}
 	p, err := jsonpatch.DecodePatch(body)
 	if err != nil {

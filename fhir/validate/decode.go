@@ -13,6 +13,14 @@ import (
 // '[' from costing a deep recursion.
 const maxDepth = 256
 
+// WellFormed reports why data is not one JSON value as strict as a stored
+// body must be (decode), for JSON the server reads but does not store (a
+// JSON Patch).
+func WellFormed(data []byte) error {
+	_, err := decode(data)
+	return err
+}
+
 // decode parses one JSON value into the shapes jsonschema expects
 // (map[string]any, []any, string, json.Number, bool, nil).
 //
