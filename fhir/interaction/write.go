@@ -152,6 +152,14 @@ func (s *Service) update(ctx context.Context, p auth.Principal, typ, id string, 
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		if cur != nil {
+			// Before the preconditions: their 412 would tell a confined
+			// caller that a resource outside its compartment exists, and
+			// its version.
+			if err := s.mayWrite(tx, p, typ, id, nil); err != nil {
+				return err
+			}
+		}
 		if err := ifMatch.check(cur, typ, id); err != nil {
 			return err
 		}
@@ -181,14 +189,19 @@ func (s *Service) Delete(ctx context.Context, p auth.Principal, typ, id string, 
 		if err != nil {
 			return err
 		}
+		if cur.Deleted && ifMatch == 0 {
+			return nil
+		}
+		// Before If-Match: its 412 would tell a confined caller the
+		// version of a resource outside its compartment.
+		if err := s.mayWrite(tx, p, typ, id, nil); err != nil {
+			return err
+		}
 		if err := ifMatch.check(cur, typ, id); err != nil {
 			return err
 		}
 		if cur.Deleted {
 			return nil
-		}
-		if err := s.mayWrite(tx, p, typ, id, nil); err != nil {
-			return err
 		}
 		if r, err = tx.Delete(typ, id); err != nil {
 			return err
