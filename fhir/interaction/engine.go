@@ -588,6 +588,11 @@ func (s *Service) resolveOne(ctx context.Context, p auth.Principal, tx store.Tx,
 			}
 		}
 	case methodPatch:
+		if !typeVisible(p, o.typ) {
+			// A patch reads what it changes: its answer, a test operation,
+			// a copy that validation quotes would all read it to the caller.
+			return fhir.Errorf(fhir.Forbidden, "forbidden", "a PATCH of %s reads the resource it changes: it needs scope %s or %s besides %s", o.typ, auth.Needed(o.typ, auth.PermRead), auth.Needed(o.typ, auth.PermSearch), auth.Needed(o.typ, auth.PermUpdate))
+		}
 		t.id = o.id
 		if o.criteria != nil {
 			switch len(ids) {
