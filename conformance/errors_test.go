@@ -112,6 +112,10 @@ func TestErrors(t *testing.T) {
 		// Media types.
 		{name: "XML body", method: "POST", path: "/Patient", headers: []string{"Content-Type", "application/fhir+xml"}, body: `<Patient xmlns="http://hl7.org/fhir"/>`, status: 415, code: "not-supported"},
 		{name: "text body on PUT", method: "PUT", path: "/Patient/p1", headers: []string{"Content-Type", "text/plain"}, body: p1, status: 415, code: "not-supported"},
+		// A content coding we do not decode (RFC 9110 8.4.1): read as it
+		// is, a gzip body would be taken for malformed JSON or a form.
+		{name: "gzip body on create", method: "POST", path: "/Patient", headers: []string{"Content-Encoding", "gzip"}, body: p1, status: 415, code: "not-supported"},
+		{name: "gzip form on _search", method: "POST", path: "/Patient/_search", headers: []string{"Content-Type", "application/x-www-form-urlencoded", "Content-Encoding", "gzip"}, body: "gender=female", status: 415, code: "not-supported"},
 		{name: "XML wanted", method: "GET", path: "/Patient/p1", headers: []string{"Accept", "application/fhir+xml"}, status: 406, code: "not-supported"},
 		{name: "XML wanted on create", method: "POST", path: "/Patient?_format=xml", body: p1, status: 406, code: "not-supported"},
 

@@ -145,6 +145,16 @@ func queryValue(c *gin.Context, key string) (string, bool) {
 	return c.GetQuery(key)
 }
 
+// plainBody refuses a body sent with a content coding (gzip, ...): read as
+// it is, it would be taken for malformed JSON, or worse, a form; RFC 9110
+// 8.4.1 answers an unsupported coding with 415.
+func plainBody(c *gin.Context) error {
+	if ce := strings.TrimSpace(c.GetHeader("Content-Encoding")); ce != "" && !strings.EqualFold(ce, "identity") {
+		return fhir.Errorf(fhir.UnsupportedMedia, "not-supported", "Content-Encoding %q is not supported: send the body uncompressed", ce)
+	}
+	return nil
+}
+
 // readBody reads a request body of at most h.maxBody bytes whose media type
 // is one we read.
 func (h *Handlers) readBody(c *gin.Context) ([]byte, error) {
@@ -166,6 +176,9 @@ func (h *Handlers) readBody(c *gin.Context) ([]byte, error) {
 
 // readRaw reads a request body of at most h.maxBody bytes.
 func (h *Handlers) readRaw(c *gin.Context) ([]byte, error) {
+	if err := plainBody(c); err != nil {
+		return nil, err
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {

@@ -23,6 +23,10 @@ func (h *Handlers) search(c *gin.Context) {
 			h.writeError(c, fhir.Errorf(fhir.UnsupportedMedia, "not-supported", "POST _search takes a form body (application/x-www-form-urlencoded), not %q", c.GetHeader("Content-Type")))
 			return
 		}
+		if err := plainBody(c); err != nil {
+			h.writeError(c, err)
+			return
+		}
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody)
 		if err := c.Request.ParseForm(); err != nil {
 			var tooBig *http.MaxBytesError
