@@ -210,6 +210,9 @@ func parseQueryReference(p *Param, refType, s string) (RefOperand, error) {
 		if refType != "" && r.Type != "" && r.Type != refType {
 			return RefOperand{}, fmt.Errorf("the URL refers to a %s, not a %s", r.Type, refType)
 		}
+		if r.Type == "" {
+			r.Type = refType // a URN's type is its Reference.type: the modifier still holds
+		}
 		return r, nil
 	}
 	segs := strings.Split(v, "/")

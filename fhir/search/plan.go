@@ -707,6 +707,7 @@ func compileReference(mod Modifier, o *Operand, targets []string) opPlan {
 	ref := o.Ref
 	var p opPlan
 	var same func(ReferenceValue) bool
+	typed := false // the type is checked on the value, not in the key
 	version := ref.Version
 	switch {
 	case ref.URL != "":
@@ -717,7 +718,12 @@ func compileReference(mod Modifier, o *Operand, targets []string) opPlan {
 		}
 		version = q.Version
 		p.spans = []span{pointSpan(formKey(FormURL, q.URL))}
-		same = func(r ReferenceValue) bool { return r.URL == q.URL }
+		// With a type (a :Type modifier, or the URL's own Type/id tail) the
+		// reference must be to that type: for a URL without such a tail
+		// (urn:uuid:) that is its Reference.type, which the key lacks.
+		typ := ref.Type
+		typed = typ != "" && q.ResourceType != typ
+		same = func(r ReferenceValue) bool { return r.URL == q.URL && (typ == "" || r.ResourceType == typ) }
 	case ref.ID != "":
 		// Type/id, or a bare id on a parameter with several targets: Type/id
 		// of each (one point each, no index of ids alone to write on every
@@ -746,7 +752,7 @@ func compileReference(mod Modifier, o *Operand, targets []string) opPlan {
 	default:
 		return nothing
 	}
-	p.indexed, p.exact = true, version == ""
+	p.indexed, p.exact = true, version == "" && !typed
 	p.match = func(v Value) bool {
 		r, ok := v.(ReferenceValue)
 		return ok && same(r) && (version == "" || r.Version == version)

@@ -474,15 +474,16 @@ func TestPlanToken(t *testing.T) {
 
 func TestPlanReference(t *testing.T) {
 	fx := newPlanFixture(t, "Observation", map[string]string{
-		"r1": `,"subject":{"reference":"Patient/1"}`,
-		"r2": `,"subject":{"reference":"Group/1"}`,
-		"r3": `,"subject":{"reference":"Patient/2/_history/3"}`,
-		"r4": `,"subject":{"reference":"http://other.org/fhir/Patient/1"}`,
-		"r5": `,"subject":{"reference":"urn:uuid:0f2c1a4e-0000-4000-8000-000000000001","type":"Patient"}`,
-		"r6": `,"subject":{"identifier":{"system":"urn:mrn","value":"123"}}`,
-		"r7": `,"subject":{"reference":"Patient/2","identifier":{"system":"urn:ssn","value":"555"}}`,
-		"r8": `,"status":"final"`,
-		"r9": `,"subject":{"reference":"#p1"},"contained":[{"resourceType":"Patient","id":"p1"}]`,
+		"r1":  `,"subject":{"reference":"Patient/1"}`,
+		"r2":  `,"subject":{"reference":"Group/1"}`,
+		"r3":  `,"subject":{"reference":"Patient/2/_history/3"}`,
+		"r4":  `,"subject":{"reference":"http://other.org/fhir/Patient/1"}`,
+		"r5":  `,"subject":{"reference":"urn:uuid:0f2c1a4e-0000-4000-8000-000000000001","type":"Patient"}`,
+		"r6":  `,"subject":{"identifier":{"system":"urn:mrn","value":"123"}}`,
+		"r7":  `,"subject":{"reference":"Patient/2","identifier":{"system":"urn:ssn","value":"555"}}`,
+		"r8":  `,"status":"final"`,
+		"r9":  `,"subject":{"reference":"#p1"},"contained":[{"resourceType":"Patient","id":"p1"}]`,
+		"r10": `,"subject":{"reference":"urn:uuid:0f2c1a4e-0000-4000-8000-000000000002","type":"Group"}`,
 	})
 	runPlanCases(t, fx, []planCase{
 		{"subject=Patient/1", "r1", "exact"},
@@ -495,6 +496,12 @@ func TestPlanReference(t *testing.T) {
 		{"subject=http://other.org/fhir/Patient/1", "r4", "exact"},
 		{"subject=http://other.org/fhir/Patient/1/_history/2", "", "superset"},
 		{"subject=urn:uuid:0f2c1a4e-0000-4000-8000-000000000001", "r5", "exact"},
+		// A type modifier holds for a URL too: the reference's type
+		// (Reference.type for a URN) must be the one named.
+		{"subject:Patient=urn:uuid:0f2c1a4e-0000-4000-8000-000000000001", "r5", "superset"},
+		{"subject:Patient=urn:uuid:0f2c1a4e-0000-4000-8000-000000000002", "", "superset"},
+		{"subject:Group=urn:uuid:0f2c1a4e-0000-4000-8000-000000000002", "r10", "superset"},
+		{"subject:Patient=http://other.org/fhir/Patient/1", "r4", "exact"},
 		{"subject=Patient/1,Group/1,Patient/2", "r1 r2 r3 r7", "exact"},
 		{"patient=1", "r1", "exact"}, // one target type: Patient/1
 		{"patient=Patient/2", "r3 r7", "exact"},
@@ -511,7 +518,7 @@ func TestPlanReference(t *testing.T) {
 		{"subject:identifier=urn:ssn|", "r7", "exact"},
 		{"subject:identifier=|123", "", "exact"},
 		{"subject:missing=true", "r8 r9", "all"},
-		{"subject:missing=false", "r1 r2 r3 r4 r5 r6 r7", "exact"},
+		{"subject:missing=false", "r1 r10 r2 r3 r4 r5 r6 r7", "exact"},
 	})
 }
 
