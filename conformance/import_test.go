@@ -269,3 +269,28 @@ func TestImportLineErrorsQuoteNoPatientValues(t *testing.T) {
 		}
 	}
 }
+
+// Validation diagnostics that print a value without quotes (Period per-1,
+// integer ranges, Bundle-internal references) got past the import's "…"
+// masking, which only sees quoted values: stderr had the dates and numbers.
+func TestImportLineErrorsMaskUnquotedValues(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "lines.ndjson")
+	lines := []string{
+		`{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"AMB"},"period":{"start":"1961-07-14","end":"1961-07-13"}}`,
+		`{"resourceType":"Patient","id":"p1","multipleBirthInteger":4711123456}`,
+		`{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},"subject":{"reference":"#MRN-4711"}}`,
+		`{"resourceType":"Bundle","id":"b1","type":"collection","entry":[{"fullUrl":"http://x.example/fhir/Patient/MRN-4712","resource":{"resourceType":"Patient","id":"MRN-4712","meta":{"versionId":"1"}}},{"fullUrl":"urn:uuid:7f3c1d2e-9b8a-4c5d-8e6f-0a1b2c3d4e5f","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"http://x.example/fhir/Patient/MRN-4712/_history/2"}}}]}`,
+	}
+	if err := os.WriteFile(src, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runImport(t, "--data", t.TempDir(), src)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, errOut)
+	}
+	for _, secret := range []string{"1961-07-1", "4711123456", "MRN-4711", "MRN-4712"} {
+		if strings.Contains(errOut, secret) {
+			t.Errorf("import's stderr has the patient value %q:\n%s", secret, errOut)
+		}
+	}
+}

@@ -149,7 +149,7 @@ func (w *walker) bundle(obj map[string]any) {
 			urn := strings.HasPrefix(target, "urn:")
 			switch {
 			case len(matches) == 0 && urn:
-				w.addAt("invalid", r.path, "%s is not the fullUrl of any entry in the Bundle", short(r.value))
+				w.addAt("invalid", r.path, "%q is not the fullUrl of any entry in the Bundle", short(r.value))
 			case len(matches) == 0:
 			case version != "":
 				found := false
@@ -157,10 +157,10 @@ func (w *walker) bundle(obj map[string]any) {
 					found = found || m.version == version || m.version == ""
 				}
 				if !found {
-					w.addAt("invalid", r.path, "the Bundle has %s, but not version %s of it", short(target), version)
+					w.addAt("invalid", r.path, "the Bundle has %q, but not version %q of it", short(target), version)
 				}
 			case len(matches) > 1:
-				w.addAt("invalid", r.path, "%s matches %d entries of the Bundle; name the version", short(r.value), len(matches))
+				w.addAt("invalid", r.path, "%q matches %d entries of the Bundle; name the version", short(r.value), len(matches))
 			}
 		}
 	}

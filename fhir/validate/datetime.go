@@ -161,9 +161,9 @@ func (w *walker) period(obj map[string]any) {
 	}
 	if !notAfter(start, end) {
 		if start.prec != end.prec {
-			w.add("invariant", "", "start %s is not before end %s, or cannot be compared with it at their precisions (per-1)", s, e)
+			w.add("invariant", "", "start %q is not before end %q, or cannot be compared with it at their precisions (per-1)", s, e)
 		} else {
-			w.add("invariant", "", "start %s is after end %s (per-1)", s, e)
+			w.add("invariant", "", "start %q is after end %q (per-1)", s, e)
 		}
 	}
 }

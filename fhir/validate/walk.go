@@ -474,17 +474,17 @@ func base64Problem(s string, err error) string {
 // patterns apply to strings only), so 1.5 and 3e9 pass it.
 func integerProblem(n, prim string) string {
 	if strings.ContainsAny(n, ".eE") {
-		return fmt.Sprintf("%s is not a whole number, as %s requires", n, prim)
+		return fmt.Sprintf("%q is not a whole number, as %s requires", n, prim)
 	}
 	i, err := strconv.ParseInt(n, 10, 32)
 	if err != nil {
-		return fmt.Sprintf("%s is outside the 32-bit range of %s", n, prim)
+		return fmt.Sprintf("%q is outside the 32-bit range of %s", n, prim)
 	}
 	switch {
 	case prim == "positiveInt" && i < 1:
-		return fmt.Sprintf("%s is not a positiveInt (1 or more)", n)
+		return fmt.Sprintf("%q is not a positiveInt (1 or more)", n)
 	case prim == "unsignedInt" && (i < 0 || strings.HasPrefix(n, "-")): // -0 too: [0]|([1-9][0-9]*)
-		return fmt.Sprintf("%s is not an unsignedInt (0 or more)", n)
+		return fmt.Sprintf("%q is not an unsignedInt (0 or more)", n)
 	}
 	return ""
 }
@@ -585,7 +585,7 @@ func (w *walker) finishScope() {
 	}
 	for _, r := range sc.localRefs {
 		if !ids[r.value[1:]] {
-			w.addAt("invariant", r.path, "%s refers to no contained resource (ref-1)", r.value)
+			w.addAt("invariant", r.path, "%q refers to no contained resource (ref-1)", r.value)
 		}
 	}
 	for _, c := range sc.contained {
