@@ -132,3 +132,20 @@ func TestServeAccessLogFormats(t *testing.T) {
 		})
 	}
 }
+
+// A POST _search whose form body does not parse is a 400 whose cause the
+// access log must not carry: net/url's error quotes the broken part of the
+// value ("invalid URL escape \"%th\""), and search values are patient data.
+func TestAccessLogFormSearchErrorHasNoValue(t *testing.T) {
+	var sink syncBuffer
+	s := startServer(t, app.Config{Logger: slog.New(slog.NewJSONHandler(&sink, nil))})
+	r := do(t, http.MethodPost, s.base+"/Patient/_search", []byte("family=Smi%thers"),
+		"Content-Type", "application/x-www-form-urlencoded")
+	if r.status != http.StatusBadRequest {
+		t.Fatalf("status %d, want 400: %s", r.status, r.body)
+	}
+	s.stop()
+	if log := sink.String(); strings.Contains(log, "%th") {
+		t.Errorf("the log quotes part of the search value:\n%s", log)
+	}
+}

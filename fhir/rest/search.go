@@ -34,6 +34,13 @@ func (h *Handlers) search(c *gin.Context) {
 				h.writeError(c, fhir.Errorf(fhir.TooLarge, "too-costly", "the body is over the limit of %d bytes", h.maxBody))
 				return
 			}
+			var esc url.EscapeError
+			if errors.As(err, &esc) {
+				// Not wrapped: the error quotes the broken part of a value,
+				// and the log must not carry search values.
+				h.writeError(c, fhir.Errorf(fhir.Invalid, "structure", "the form body has a malformed percent-encoding: a %% is followed by two hex digits"))
+				return
+			}
 			h.writeError(c, fhir.Errorf(fhir.Invalid, "structure", "the form body does not parse").Wrap(err))
 			return
 		}
