@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -63,7 +62,7 @@ func outcomeJSON(issues []fhir.Issue) []byte {
 func (h *Handlers) writeError(c *gin.Context, err error) {
 	if errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil {
 		// The client left; there is no one to answer.
-		slog.DebugContext(c.Request.Context(), "client went away", "request_id", requestID(c))
+		h.log.DebugContext(c.Request.Context(), "client went away", "request_id", requestID(c))
 		c.Status(499)
 		c.Abort()
 		return
