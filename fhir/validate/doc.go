@@ -15,9 +15,9 @@
 //     whole numbers in range for integer types, Reference.reference syntax,
 //     primitive arrays aligned with their _x extensions, empty elements and
 //     arrays (ele-1), Period start <= end (per-1), Extension url and ext-1,
-//     contained-resource rules (dom-2..5, ref-1), narrative XHTML (well formed,
-//     XML entities only, the txt-1 element and attribute lists, no script
-//     URLs, some content), the Bundle rules bdl-1..12, absolute fullUrls that
+//     contained-resource rules (dom-2..5, ref-1, ids unique in the container),
+//     narrative XHTML (well formed, XML entities only, the txt-1 element and
+//     attribute lists, no script URLs, some content), the Bundle rules bdl-1..12, absolute fullUrls that
 //     agree with the entry's type and id, and references between the entries
 //     of one Bundle that must resolve unambiguously.
 //   - The JSON reading itself: a strict decoder, so the bytes that pass are

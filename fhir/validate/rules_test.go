@@ -91,3 +91,14 @@ func TestUnsignedIntMinusZero(t *testing.T) {
 		{"Attachment.size -0", "Patient", `{"resourceType":"Patient","photo":[{"size":-0}]}`, "Patient.photo[0].size"},
 	})
 }
+
+// TestContainedIDsUnique: the contained resources of one container share
+// its id space (R4 references.html#contained: a reference "#id" is resolved
+// in the container), so two with the same id leave "#id" naming either;
+// the reference validator refuses duplicate ids.
+func TestContainedIDsUnique(t *testing.T) {
+	mustReject(t, []struct{ name, typ, body, wantExpr string }{
+		{"two contained with one id", "Patient", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1","name":"A"},{"resourceType":"Organization","id":"o1","name":"B"}],"managingOrganization":{"reference":"#o1"}}`, "Patient.contained[1].id"},
+		{"different types, one id", "Patient", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"x"},{"resourceType":"Practitioner","id":"x"}],"managingOrganization":{"reference":"#x"},"generalPractitioner":[{"reference":"#x"}]}`, "Patient.contained[1].id"},
+	})
+}

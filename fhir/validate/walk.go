@@ -579,9 +579,15 @@ func (w *walker) finishScope() {
 	}
 	ids := make(map[string]bool, len(sc.contained))
 	for _, c := range sc.contained {
-		if c.id != "" {
-			ids[c.id] = true
+		if c.id == "" {
+			continue
 		}
+		if ids[c.id] {
+			// The contained resources share their container's id space:
+			// "#id" must name one of them.
+			w.addAt("invariant", c.path+".id", "another contained resource has the id %q; \"#%s\" would name either", c.id, c.id)
+		}
+		ids[c.id] = true
 	}
 	for _, r := range sc.localRefs {
 		if !ids[r.value[1:]] {
