@@ -12,7 +12,8 @@
 //     (#/definitions/Patient ...) with github.com/santhosh-tekuri/jsonschema/v5,
 //     lazily, cached. The schema root, a oneOf over all types, is never used.
 //   - The rules the schema cannot express: real calendar dates (2023-02-30),
-//     whole numbers in range for integer types, Reference.reference syntax,
+//     whole numbers in range for integer types, strings of at most
+//     1024*1024 characters, Reference.reference syntax,
 //     primitive arrays aligned with their _x extensions, empty elements and
 //     arrays (ele-1), Period start <= end (per-1), Extension url and ext-1,
 //     contained-resource rules (dom-2..5, ref-1, ids unique in the container),

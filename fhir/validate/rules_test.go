@@ -1,6 +1,7 @@
 package validate_test
 
 import (
+	"strings"
 	"testing"
 
 	"healthhub/fhir/validate"
@@ -101,4 +102,31 @@ func TestContainedIDsUnique(t *testing.T) {
 		{"two contained with one id", "Patient", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1","name":"A"},{"resourceType":"Organization","id":"o1","name":"B"}],"managingOrganization":{"reference":"#o1"}}`, "Patient.contained[1].id"},
 		{"different types, one id", "Patient", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"x"},{"resourceType":"Practitioner","id":"x"}],"managingOrganization":{"reference":"#x"},"generalPractitioner":[{"reference":"#x"}]}`, "Patient.contained[1].id"},
 	})
+}
+
+// TestStringAtMost1MiB: R4 datatypes.html, string: "strings SHALL NOT
+// exceed 1MB (1024*1024 characters) in size"; markdown and code are
+// strings too. Characters, not bytes, are counted.
+func TestStringAtMost1MiB(t *testing.T) {
+	validate.CrossCheck(t)
+	v := validate.New()
+	long := strings.Repeat("é", 1<<20+1)
+	for _, c := range []struct{ name, typ, body, wantExpr string }{
+		{"string", "Patient", `{"resourceType":"Patient","name":[{"text":"` + long + `"}]}`, "Patient.name[0].text"},
+		{"markdown", "Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"note":[{"text":"` + long + `"}]}`, "Observation.note[0].text"},
+		{"string in an extension", "Patient", `{"resourceType":"Patient","extension":[{"url":"http://e.org","valueString":"` + long + `"}]}`, "Patient.extension[0].valueString"},
+	} {
+		found := false
+		issues := check(t, v, c.typ, c.body)
+		for _, is := range issues {
+			found = found || is.Expression[0] == c.wantExpr
+		}
+		if !found {
+			t.Errorf("%s of 1024*1024+1 characters: got %d issues, want one at %s", c.name, len(issues), c.wantExpr)
+		}
+	}
+	ok := strings.Repeat("é", 1<<20)
+	if err := v.Validate("Patient", []byte(`{"resourceType":"Patient","name":[{"text":"`+ok+`"}]}`)); err != nil {
+		t.Errorf("a string of 1024*1024 characters: %v", err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"healthhub/conformance"
 	"healthhub/fhir"
@@ -451,14 +452,20 @@ func (w *walker) primitive(val any, prim string, def *definition, name string) {
 				w.add("value", "", "not base64 (RFC 4648, padded): %s", base64Problem(s, err))
 			}
 		}
-	case "string":
-		if def.name == "Reference" && name == "reference" {
-			if s, ok := val.(string); ok {
-				w.reference(s)
-			}
+	case "string", "markdown", "code":
+		s, ok := val.(string)
+		if ok && len(s) > maxStringChars && utf8.RuneCountInString(s) > maxStringChars {
+			w.add("value", "", "%s of %d characters: R4 strings are at most 1024*1024 characters", prim, utf8.RuneCountInString(s))
+		}
+		if ok && prim == "string" && def.name == "Reference" && name == "reference" {
+			w.reference(s)
 		}
 	}
 }
+
+// maxStringChars: "strings SHALL NOT exceed 1MB (1024*1024 characters) in
+// size" (R4 datatypes.html, string; markdown and code are strings).
+const maxStringChars = 1 << 20
 
 func base64Problem(s string, err error) string {
 	if err == nil {
