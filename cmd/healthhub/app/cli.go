@@ -243,6 +243,10 @@ func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "healthhub reindex: unexpected argument %q (the data directory is --data DIR)\n", fs.Arg(0))
+		return 2
+	}
 	if !*fromScratch {
 		fmt.Fprintln(stderr, "healthhub reindex: every reindex is from scratch (--from-scratch=false is not possible)")
 		return 2

@@ -30,6 +30,8 @@ func TestMainUsage(t *testing.T) {
 		{"serve help: bundle flags", []string{"serve", "--help"}, 0, []string{"-max-bundle-entries", "10000", "-conditional-delete", "single"}},
 		{"bad conditional delete", []string{"serve", "--conditional-delete", "all"}, 2, []string{"--conditional-delete"}},
 		{"zero bundle entries", []string{"serve", "--max-bundle-entries", "0"}, 2, []string{"--max-bundle-entries"}},
+		// "reindex DIR" for "reindex --data DIR" must not rebuild ./data.
+		{"reindex stray argument", []string{"reindex", "--data", "/dev/null/x", "mydata"}, 2, []string{`unexpected argument "mydata"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
