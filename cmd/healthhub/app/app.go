@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -107,8 +108,8 @@ func (c *Config) Validate() error {
 	}
 	if c.BaseURL != "" {
 		u, err := url.Parse(c.BaseURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return fmt.Errorf("--base-url %q: an absolute http(s) URL without query, such as https://fhir.example.org/fhir", c.BaseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.ContainsAny(c.BaseURL, "?#") || u.User != nil {
+			return fmt.Errorf("--base-url %q: an absolute http(s) URL without query or fragment, such as https://fhir.example.org/fhir", c.BaseURL)
 		}
 	}
 	if c.MaxBundleEntries < 1 {

@@ -22,6 +22,10 @@ func TestServeRefusesInvalidFlagValues(t *testing.T) {
 		// ("not a url/auth/token") are unusable.
 		{"relative base url", []string{"--base-url", "not a url"}, "--base-url"},
 		{"base url without scheme", []string{"--base-url", "127.0.0.1:8080/fhir"}, "--base-url"},
+		// An empty query or fragment parses as none, yet every link would
+		// carry it: https://example.org/fhir?/Patient/1.
+		{"base url with empty query", []string{"--base-url", "https://example.org/fhir?"}, "--base-url"},
+		{"base url with empty fragment", []string{"--base-url", "https://example.org/fhir#"}, "--base-url"},
 		// "how long in-flight requests may finish": 0 was asked, 15s is used.
 		{"zero shutdown timeout", []string{"--shutdown-timeout", "0s"}, "--shutdown-timeout"},
 	}
