@@ -379,6 +379,13 @@ func (a *App) Handler() http.Handler { return a.handler }
 // Serve answers on ln until ctx ends, then stops accepting, lets in-flight
 // requests finish (bounded by ShutdownTimeout) and closes the store.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	return a.ServeUntil(ctx, context.Background(), ln)
+}
+
+// ServeUntil is Serve, except that in-flight requests are cut off as soon
+// as now ends (serve: a second SIGTERM or SIGINT) rather than when
+// ShutdownTimeout has passed.
+func (a *App) ServeUntil(ctx, now context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           bodyIdleDeadline(rest.ServeHEAD(a.handler), a.cfg.BodyIdleTimeout),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -398,17 +405,21 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	a.cfg.Logger.Info("shutting down", "timeout", a.cfg.ShutdownTimeout.String())
-	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(now, a.cfg.ShutdownTimeout)
 	defer cancel()
 	err := srv.Shutdown(sctx)
-	if errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
 		a.cfg.Logger.Warn("in-flight requests did not finish in time; closing them")
+		_ = srv.Close()
+	case errors.Is(err, context.Canceled):
+		a.cfg.Logger.Warn("told again to stop: closing in-flight requests now")
 		_ = srv.Close()
 	}
 	if cerr := a.Close(); cerr != nil {
 		return cerr
 	}
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil

@@ -44,9 +44,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "serve":
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		ctx, now, stop := shutdownSignals()
 		defer stop()
-		return serve(ctx, args[1:], stdout, stderr)
+		return serve(ctx, now, args[1:], stdout, stderr)
 	case "reindex":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
@@ -144,7 +144,41 @@ func tuneRuntime() (restore func()) {
 	}
 }
 
-func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// shutdownSignals returns ctx, which ends at the first SIGTERM or SIGINT
+// (stop gracefully), and now, which ends at the second (stop waiting for
+// in-flight requests); stop releases the signals.
+func shutdownSignals() (ctx, now context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	now, cancelNow := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		for n := 0; ; n++ {
+			select {
+			case <-sigs:
+				if n == 0 {
+					cancel()
+					continue
+				}
+				cancelNow()
+				return
+			case <-done:
+				return
+			}
+		}
+	}()
+	return ctx, now, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
+		cancelNow()
+	}
+}
+
+// serve runs the server until ctx ends, then lets in-flight requests
+// finish for up to --shutdown-timeout, or until now ends.
+func serve(ctx, now context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg Config
@@ -217,7 +251,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer stop()
 	}
 	start := time.Now()
-	if err := a.Serve(ctx, ln); err != nil {
+	if err := a.ServeUntil(ctx, now, ln); err != nil {
 		log.Error("server stopped", "error", err)
 		return 1
 	}

@@ -35,7 +35,7 @@ func TestServeRefusesInvalidFlagValues(t *testing.T) {
 			defer cancel()
 			args := append([]string{"--auth", "off", "--addr", "127.0.0.1:0", "--data", filepath.Join(t.TempDir(), "d")}, tt.args...)
 			var out bytes.Buffer
-			code := serve(ctx, args, &out, &out)
+			code := serve(ctx, context.Background(), args, &out, &out)
 			if code != 2 || !strings.Contains(out.String(), tt.flag) {
 				t.Errorf("serve %q: exit %d, want 2 naming %s; output:\n%s", tt.args, code, tt.flag, out.String())
 			}

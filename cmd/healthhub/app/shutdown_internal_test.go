@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -92,4 +94,69 @@ func TestShutdownLetsWritesFinish(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines after Serve returned, %d before\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
+}
+
+// TestSecondSignalStopsAtOnce: SIGINT stops accepting and waits up to
+// --shutdown-timeout for in-flight requests; a second SIGINT (an operator
+// pressing Ctrl-C again) stops waiting: the requests are cut off and the
+// database is closed now, not when the timeout ends.
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	var out syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Main([]string{"serve", "--auth", "off", "--addr", addr, "--data", t.TempDir(), "--shutdown-timeout", "30s"}, &out, &out)
+	}()
+	var conn net.Conn
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if conn, err = net.Dial("tcp", addr); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not up: %v\n%s", err, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	defer conn.Close()
+	// An in-flight write whose body never arrives.
+	fmt.Fprintf(conn, "POST /fhir/Patient HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\nContent-Length: 100\r\n\r\n{\"resourceType\":")
+	time.Sleep(200 * time.Millisecond)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("serve returned %s after the second SIGINT, want at once", d)
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatalf("serve did not return\n%s", out.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
