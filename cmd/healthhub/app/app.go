@@ -100,6 +100,11 @@ func (c *Config) setDefaults() {
 
 // Validate reports a configuration that cannot work.
 func (c *Config) Validate() error {
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("--addr %q: want host:port, such as 127.0.0.1:8080 or :8080", c.Addr)
+	} else if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("--addr %q: %v", c.Addr, err)
+	}
 	if c.MaxBody < 1024 {
 		return fmt.Errorf("--max-body %d is too small: at least 1024 bytes", c.MaxBody)
 	}

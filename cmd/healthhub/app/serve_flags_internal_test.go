@@ -26,6 +26,10 @@ func TestServeRefusesInvalidFlagValues(t *testing.T) {
 		// carry it: https://example.org/fhir?/Patient/1.
 		{"base url with empty query", []string{"--base-url", "https://example.org/fhir?"}, "--base-url"},
 		{"base url with empty fragment", []string{"--base-url", "https://example.org/fhir#"}, "--base-url"},
+		// Not a listen address at all: a usage error like the others, not
+		// a failure to listen (exit 1, as for a port in use).
+		{"addr without port", []string{"--addr", "localhost"}, "--addr"},
+		{"addr port out of range", []string{"--addr", "127.0.0.1:99999"}, "--addr"},
 		// "how long in-flight requests may finish": 0 was asked, 15s is used.
 		{"zero shutdown timeout", []string{"--shutdown-timeout", "0s"}, "--shutdown-timeout"},
 	}
