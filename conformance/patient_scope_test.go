@@ -16,8 +16,9 @@ import (
 )
 
 // patientToken asks for a token of "portal" with the patient form
-// parameter, the way a client confines its token to one patient. portal
-// signs with the harness client's key: only its registration differs.
+// parameter, the way a client confines its token to one patient (none for
+// ""). portal signs with the harness client's key: only its registration
+// differs.
 func patientToken(t *testing.T, s *server, scope, patient string) *response {
 	t.Helper()
 	tokenURL := s.root + "/auth/token"
@@ -30,7 +31,9 @@ func patientToken(t *testing.T, s *server, scope, patient string) *response {
 		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
 		"client_assertion":      {assertion},
 		"scope":                 {scope},
-		"patient":               {patient},
+	}
+	if patient != "" {
+		form.Set("patient", patient)
 	}
 	return do(t, http.MethodPost, tokenURL, []byte(form.Encode()), "Content-Type", "application/x-www-form-urlencoded", noTokenHeader, "1")
 }

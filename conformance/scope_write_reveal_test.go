@@ -2,12 +2,9 @@ package conformance_test
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
-	"time"
 
-	"healthhub/auth"
 	"healthhub/cmd/healthhub/app"
 )
 
@@ -15,22 +12,7 @@ import (
 // portalServer) with system/ scope, no patient context.
 func systemBearer(t *testing.T, s *server, scope string) string {
 	t.Helper()
-	tokenURL := s.root + "/auth/token"
-	assertion, err := auth.SignAssertion(harnessKey, "", "portal", tokenURL, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	form := url.Values{
-		"grant_type":            {"client_credentials"},
-		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
-		"client_assertion":      {assertion},
-		"scope":                 {scope},
-	}
-	r := do(t, http.MethodPost, tokenURL, []byte(form.Encode()), "Content-Type", "application/x-www-form-urlencoded", noTokenHeader, "1")
-	if r.status != http.StatusOK {
-		t.Fatalf("token: %d %s", r.status, r.body)
-	}
-	return "Bearer " + r.json(t)["access_token"].(string)
+	return patientBearer(t, s, scope, "")
 }
 
 // TestWriteOnlyPatchRevealsNothing: a token that may update Observations

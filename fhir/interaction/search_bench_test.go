@@ -883,8 +883,9 @@ func BenchmarkCreateIndexed(b *testing.B) { benchCreate(b, true) }
 
 func BenchmarkCreateUnindexed(b *testing.B) { benchCreate(b, false) }
 
-func benchCreate(b *testing.B, indexed bool) {
-	defer app.TuneRuntime()()
+// benchWriteBodies are the benchWriteTemplate Observation bodies the write
+// benchmarks cycle through, at indexes the search data set does not use.
+func benchWriteBodies(b *testing.B) [][]byte {
 	ts, err := loadBenchTemplates()
 	if err != nil {
 		b.Fatal(err)
@@ -893,8 +894,14 @@ func benchCreate(b *testing.B, indexed bool) {
 	bodies := make([][]byte, benchWriteTemplate)
 	pat := func(i int) benchPatient { return benchPatientAt(i) }
 	for i := range bodies {
-		bodies[i] = ts.observationBody(1<<30+i, patients, pat) // indexes the data set does not use
+		bodies[i] = ts.observationBody(1<<30+i, patients, pat)
 	}
+	return bodies
+}
+
+func benchCreate(b *testing.B, indexed bool) {
+	defer app.TuneRuntime()()
+	bodies := benchWriteBodies(b)
 	dir := os.Getenv("HEALTHHUB_BENCH_CREATE_DIR")
 	if dir == "" {
 		dir = b.TempDir()
@@ -974,16 +981,7 @@ func processWriteBytes() (int64, bool) {
 // version (store.Indexer).
 func BenchmarkUpdateIndexed(b *testing.B) {
 	defer app.TuneRuntime()()
-	ts, err := loadBenchTemplates()
-	if err != nil {
-		b.Fatal(err)
-	}
-	const patients = 100000
-	bodies := make([][]byte, benchWriteTemplate)
-	pat := func(i int) benchPatient { return benchPatientAt(i) }
-	for i := range bodies {
-		bodies[i] = ts.observationBody(1<<30+i, patients, pat)
-	}
+	bodies := benchWriteBodies(b)
 	st, err := app.OpenStore(b.TempDir(), store.Options{InitialMmapSize: app.ServeMmapSize})
 	if err != nil {
 		b.Fatal(err)
