@@ -2,6 +2,7 @@ package conformance_test
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -173,4 +174,32 @@ func TestBundleEntryURLBadQuery(t *testing.T) {
 	if n := len(historyEntries(t, s.base+"/_history")); n != 1 {
 		t.Errorf("history has %d entries, want 1 (nothing stored)", n)
 	}
+}
+
+// A create ignores the id in its body (R4 http.html#create: "If an id is
+// provided, the server SHALL ignore it"), also one that would not be a
+// valid id (a sending system's own key, "MRN_4712", or over 64
+// characters): POST, a conditional create and a POST entry of a batch or a
+// transaction create the resource under a new id rather than refuse it.
+func TestCreateIgnoresBodyID(t *testing.T) {
+	s := startServer(t, app.Config{})
+	long := strings.Repeat("x", 65)
+	for _, bad := range []string{"MRN_4712", long} {
+		body := `{"resourceType":"Patient","id":"` + bad + `","active":true}`
+		if id, _ := create(t, s, "Patient", []byte(body)); id == bad {
+			t.Errorf("POST kept the body's id %q", bad)
+		}
+		if r := do(t, "POST", s.base+"/Patient", []byte(body), "If-None-Exist", "identifier=urn:none|"+strconv.Itoa(len(bad))); r.status != http.StatusCreated {
+			t.Errorf("conditional create with id %q: %d %s", bad, r.status, r.body)
+		}
+		for _, kind := range []string{"batch", "transaction"} {
+			r, tr := postBundle(t, s, txBundle(kind, txEntry{method: "POST", url: "Patient", resource: body}))
+			if tr == nil || len(tr.Entry) != 1 || !strings.HasPrefix(tr.Entry[0].Response.Status, "201") {
+				t.Errorf("%s POST entry with id %q: %d %s", kind, bad, r.status, r.body)
+			}
+		}
+	}
+	// An invalid resource is still refused, and the refusal is about it.
+	r := do(t, "POST", s.base+"/Patient", []byte(`{"resourceType":"Patient","id":"MRN_1","active":"yes"}`))
+	checkOutcome(t, "POST with a bad id and a bad element", r, http.StatusUnprocessableEntity, "", "Patient.active")
 }

@@ -64,7 +64,7 @@ func TestErrors(t *testing.T) {
 		{name: "required nested element missing", method: "POST", path: "/Patient", body: `{"resourceType":"Patient","link":[{"type":"seealso"}]}`, status: 422, code: "required", expr: "Patient.link[0].other"},
 		{name: "bad reference", method: "POST", path: "/Patient", body: `{"resourceType":"Patient","managingOrganization":{"reference":"bad ref"}}`, status: 422, code: "value", expr: "Patient.managingOrganization.reference"},
 		{name: "invalid contained resource", method: "POST", path: "/Patient", body: `{"resourceType":"Patient","contained":[{"resourceType":"Patient","id":"c","birthDate":"2023-02-30"}],"link":[{"other":{"reference":"#c"},"type":"seealso"}]}`, status: 422, code: "value", expr: "Patient.contained[0].birthDate"},
-		{name: "invalid id in the body", method: "POST", path: "/Patient", body: `{"resourceType":"Patient","id":"bad_id"}`, status: 422, expr: "Patient.id"},
+		{name: "invalid id in the body of an update", method: "PUT", path: "/Patient/bad_id", body: `{"resourceType":"Patient","id":"bad_id"}`, status: 400},
 		{name: "invalid resource on PUT", method: "PUT", path: "/Patient/p1", body: `{"resourceType":"Patient","id":"p1","birthDate":"2023-02-30"}`, status: 422, expr: "Patient.birthDate"},
 		{name: "invalid resource on update-as-create", method: "PUT", path: "/Patient/new1", body: `{"resourceType":"Patient","id":"new1","active":1}`, status: 422, expr: "Patient.active"},
 		{name: "invalid generic type", method: "POST", path: "/Medication", body: `{"resourceType":"Medication","code":"not a CodeableConcept"}`, status: 422, expr: "Medication.code"},

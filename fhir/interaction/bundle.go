@@ -1,6 +1,7 @@
 package interaction
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -189,7 +190,7 @@ func (s *Service) Bundle(ctx context.Context, p auth.Principal, body []byte, opt
 		results, err = s.batch(ctx, p, b.Entry, opt)
 		return b.Type, results, err
 	}
-	if err := s.validator.Validate("Bundle", body); err != nil {
+	if err := s.validator.Validate("Bundle", withoutCreateIDs(body, b.Entry)); err != nil {
 		return "", nil, bundleValidation(err)
 	}
 	ops := make([]*op, len(b.Entry))
@@ -490,9 +491,12 @@ func (s *Service) readEntry(o *op, e *bundleEntry, validated bool) (*op, error) 
 	if len(e.Resource) == 0 || string(e.Resource) == "null" {
 		return o, fhir.Errorf(fhir.Invalid, "required", "a %s entry needs a resource", o.method).At(at + ".resource")
 	}
-	if validated {
+	switch {
+	case validated:
 		o.obj, err = parseResource(o.typ, e.Resource)
-	} else {
+	case o.method == methodPost:
+		o.obj, err = s.parseCreateBody(o.typ, e.Resource)
+	default:
 		o.obj, err = s.parseBody(o.typ, e.Resource)
 	}
 	if err != nil {
@@ -547,4 +551,52 @@ func (s *Service) entryPatch(o *op, raw json.RawMessage, at string) error {
 	}
 	o.refs = patchReferences(patch)
 	return nil
+}
+
+// withoutCreateIDs is a transaction Bundle's body for validation: without
+// the id of each POST entry's resource, which a create ignores (R4
+// http.html#create; parseCreateBody). body itself when there is none.
+func withoutCreateIDs(body []byte, entries []bundleEntry) []byte {
+	posts := false
+	for _, e := range entries {
+		posts = posts || (e.Request != nil && e.Request.Method == methodPost && bytes.Contains(e.Resource, []byte(`"id"`)))
+	}
+	if !posts {
+		return body
+	}
+	obj, err := fhir.ParseObject(body)
+	if err != nil {
+		return body
+	}
+	raw, _ := obj.Get("entry")
+	var es []json.RawMessage
+	if json.Unmarshal(raw, &es) != nil || len(es) != len(entries) {
+		return body
+	}
+	for i, e := range entries {
+		if e.Request == nil || e.Request.Method != methodPost {
+			continue
+		}
+		eo, err := fhir.ParseObject(es[i])
+		if err != nil {
+			continue
+		}
+		res, _ := eo.Get("resource")
+		ro, err := fhir.ParseObject(res)
+		if err != nil {
+			continue
+		}
+		if _, ok := ro.Get("id"); !ok {
+			continue
+		}
+		ro.Delete("id")
+		eo.Set("resource", ro.Bytes())
+		es[i] = eo.Bytes()
+	}
+	out, err := json.Marshal(es)
+	if err != nil {
+		return body
+	}
+	obj.Set("entry", out)
+	return obj.Bytes()
 }

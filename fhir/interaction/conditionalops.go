@@ -26,7 +26,7 @@ func (s *Service) ConditionalCreate(ctx context.Context, p auth.Principal, typ s
 	if err != nil {
 		return Result{}, err
 	}
-	obj, err := s.parseBody(typ, body)
+	obj, err := s.parseCreateBody(typ, body)
 	if err != nil {
 		return Result{}, err
 	}

@@ -27,6 +27,25 @@ func (s *Service) parseBody(typ string, body []byte) (*fhir.Object, error) {
 	return obj, nil
 }
 
+// parseCreateBody is parseBody for a create, whose body's id the server
+// ignores (R4 http.html#create: "If an id is provided, the server SHALL
+// ignore it"): an id that would not be valid is no reason to refuse it.
+// The id is left out of the object returned.
+func (s *Service) parseCreateBody(typ string, body []byte) (*fhir.Object, error) {
+	obj, err := parseResource(typ, body)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := obj.Get("id"); ok {
+		obj.Delete("id")
+		body = obj.Bytes()
+	}
+	if err := s.validateBody(typ, body); err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
 // parseResource is parseBody without the R4 validation, for bodies
 // validated already (the entries of a transaction Bundle).
 func parseResource(typ string, body []byte) (*fhir.Object, error) {
@@ -78,7 +97,7 @@ func (s *Service) Create(ctx context.Context, p auth.Principal, typ string, body
 	if err := CheckType(typ); err != nil {
 		return nil, err
 	}
-	obj, err := s.parseBody(typ, body)
+	obj, err := s.parseCreateBody(typ, body)
 	if err != nil {
 		return nil, err
 	}
