@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -110,6 +111,9 @@ func validUser(s string) bool {
 func (s *Server) verify(tok string) (*accessClaims, error) {
 	now := s.now()
 	if c := s.cache.get(tok); c != nil {
+		if !c.retireAt.IsZero() && !now.Before(c.retireAt) {
+			return nil, &TokenError{Description: "the access token was signed by a retired key"}
+		}
 		if now.Before(c.ExpiresAt.Time.Add(clockSkew)) {
 			return c, nil
 		}
@@ -119,6 +123,7 @@ func (s *Server) verify(tok string) (*accessClaims, error) {
 		return nil, &TokenError{Description: "the access token is too large"}
 	}
 	var claims accessClaims
+	var retireAt time.Time
 	_, err := s.tokens.ParseWithClaims(tok, &claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		k := s.keys.byKID[kid]
@@ -131,6 +136,7 @@ func (s *Server) verify(tok string) (*accessClaims, error) {
 			// may have leaked, and its holder can sign a fresh token.
 			return nil, errors.New("retired key")
 		}
+		retireAt = k.retireAt
 		return &k.priv.PublicKey, nil
 	})
 	if err != nil {
@@ -140,6 +146,7 @@ func (s *Server) verify(tok string) (*accessClaims, error) {
 		return nil, &TokenError{Description: "the access token names no client"}
 	}
 	claims.grants = grantsOf(strings.Fields(claims.Scope), claims.Patient != "")
+	claims.retireAt = retireAt // the cache must not outlive the key
 	s.cache.put(tok, &claims)
 	return &claims, nil
 }

@@ -69,3 +69,60 @@ func TestRetiredKeyStopsVerifyingWhileRunning(t *testing.T) {
 		t.Errorf("a token signed at %s by the key retired at %s is accepted (client %s, scopes %v)", now.Format(time.RFC3339), old.retireAt.Format(time.RFC3339), p.Client, p.Scopes)
 	}
 }
+
+// TestRetiredKeyStopsVerifyingCachedTokens: a token the retiring key signed
+// and the server verified (and cached) before the retire time must stop
+// working once that time has passed, like one first seen after it: the
+// verified-token cache must not outlive the key's retirement.
+func TestRetiredKeyStopsVerifyingCachedTokens(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	t0 := time.Now()
+	now := t0
+	cfg := Config{BaseURL: "http://hh.test/fhir", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now }}
+	s, err := New(context.Background(), st, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKid := s.keys.signer.kid
+	if _, err := RotateKeys(context.Background(), st, t0); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = New(context.Background(), st, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.clients.Put(context.Background(), Client{ID: "c", JWKSURI: "https://c.example/jwks", Scope: "system/*.rs"}); err != nil {
+		t.Fatal(err)
+	}
+	old := s.keys.byKID[oldKid]
+	if old == nil || old.retireAt.IsZero() {
+		t.Fatalf("the old key is not loaded as retiring")
+	}
+	// Whoever holds the old key signs a long-lived token while the key
+	// still verifies, and uses it once.
+	claims := accessClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: s.base, Subject: "c", Audience: jwt.ClaimStrings{s.base},
+			ExpiresAt: jwt.NewNumericDate(now.Add(24 * time.Hour)), IssuedAt: jwt.NewNumericDate(now), ID: "y",
+		},
+		ClientID: "c", Scope: "system/*.rs",
+	}
+	tk := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
+	tk.Header["kid"] = oldKid
+	tok, err := tk.SignedString(old.priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", "/fhir/Patient", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if _, err := s.Authenticate(req); err != nil {
+		t.Fatalf("before the retire time: %v", err)
+	}
+	now = t0.Add(2 * time.Hour)
+	if p, err := s.Authenticate(req); err == nil {
+		t.Errorf("a token signed by the key retired at %s is still accepted at %s from the cache (client %s)", old.retireAt.Format(time.RFC3339), now.Format(time.RFC3339), p.Client)
+	}
+}

@@ -160,7 +160,8 @@ type accessClaims struct {
 	// compartment.
 	Patient string `json:"patient,omitempty"`
 
-	grants *grants // Scope parsed, set when verified
+	grants   *grants   // Scope parsed, set when verified
+	retireAt time.Time // when the key that signed it retires; zero: not retiring
 }
 
 // TokenHandler serves POST /auth/token.
