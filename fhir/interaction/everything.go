@@ -73,13 +73,14 @@ func (s *Service) Everything(ctx context.Context, p auth.Principal, req Everythi
 	if len(req.Types) > 0 {
 		q.SelfParams.Set("_type", strings.Join(req.Types, ","))
 	}
+	page := &SearchPage{Query: q}
+	// A cursor serves this patient, for this principal, with the same
+	// _type and _since (they chose what the snapshot holds); _count may
+	// change from page to page, as in search.
+	scope := snapshotScope(p, "Patient/"+req.ID+"/$everything?"+q.SelfParams.Encode())
 	if req.Count > 0 {
 		q.SelfParams.Set("_count", strconv.Itoa(count))
 	}
-	page := &SearchPage{Query: q}
-	// A cursor serves this patient, for this principal, with the same
-	// _type and _since (they chose what the snapshot holds).
-	scope := snapshotScope(p, "Patient/"+req.ID+"/$everything?"+q.SelfParams.Encode())
 	var keys []string
 	if req.Cursor != "" {
 		snap, offset, ok := s.pages.get(req.Cursor, scope)

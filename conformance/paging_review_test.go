@@ -1,0 +1,405 @@
+package conformance_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"healthhub/cmd/healthhub/app"
+)
+
+// pagedBundle is one page of a searchset or history Bundle.
+type pagedBundle struct {
+	Total *int
+	Link  []struct{ Relation, URL string }
+	Entry []struct {
+		Resource map[string]any
+		Search   struct{ Mode string }
+	}
+}
+
+func (b *pagedBundle) rel(r string) string {
+	for _, l := range b.Link {
+		if l.Relation == r {
+			return l.URL
+		}
+	}
+	return ""
+}
+
+func getPage(t *testing.T, u string) *pagedBundle {
+	t.Helper()
+	r := do(t, http.MethodGet, u, nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", u, r.status, r.body)
+	}
+	var b pagedBundle
+	if err := json.Unmarshal(r.body, &b); err != nil {
+		t.Fatal(err)
+	}
+	return &b
+}
+
+// matchKeys lists the Type/id of the page's entries of mode.
+func (b *pagedBundle) keys(mode string) []string {
+	var out []string
+	for _, e := range b.Entry {
+		if e.Search.Mode == mode {
+			out = append(out, str(e.Resource["resourceType"])+"/"+str(e.Resource["id"]))
+		}
+	}
+	return out
+}
+
+// walk follows next from first to the end, returning the matches of every
+// page after the first and the pages seen.
+func walk(t *testing.T, next string) (keys []string, pages []*pagedBundle) {
+	t.Helper()
+	for i := 0; next != ""; i++ {
+		if i > 200 {
+			t.Fatalf("next links loop")
+		}
+		b := getPage(t, next)
+		pages = append(pages, b)
+		keys = append(keys, b.keys("match")...)
+		next = b.rel("next")
+	}
+	return keys, pages
+}
+
+func countOf(keys []string) map[string]int {
+	m := map[string]int{}
+	for _, k := range keys {
+		m[k]++
+	}
+	return m
+}
+
+func putJSON(t *testing.T, s *server, path, body string) {
+	t.Helper()
+	if r := do(t, http.MethodPut, s.base+"/"+path, []byte(body)); r.status >= 300 {
+		t.Fatalf("PUT %s: %d %s", path, r.status, r.body)
+	}
+}
+
+func del(t *testing.T, s *server, path string) {
+	t.Helper()
+	if r := do(t, http.MethodDelete, s.base+"/"+path, nil); r.status >= 300 {
+		t.Fatalf("DELETE %s: %d %s", path, r.status, r.body)
+	}
+}
+
+func patientJSON(id, family, birth string) string {
+	return fmt.Sprintf(`{"resourceType":"Patient","id":%q,"name":[{"family":%q}],"birthDate":%q,"gender":"female"}`, id, family, birth)
+}
+
+func obsJSON(id, code, subject string) string {
+	return fmt.Sprintf(`{"resourceType":"Observation","id":%q,"status":"final","code":{"coding":[{"system":"http://x","code":%q}]},"subject":{"reference":%q}}`, id, code, subject)
+}
+
+// TestReviewPagingSnapshotUnderWrites: a frozen search serves each match
+// of the first page's result exactly once (those deleted meanwhile left
+// out), and none created after it, whatever is written between pages.
+func TestReviewPagingSnapshotUnderWrites(t *testing.T) {
+	s := startServer(t, app.Config{})
+	var want []string
+	for i := range 8 {
+		id := fmt.Sprintf("sn%d", i)
+		putJSON(t, s, "Patient/"+id, patientJSON(id, "Snapfam", "1970-01-01"))
+		want = append(want, "Patient/"+id)
+	}
+	putJSON(t, s, "Patient/other", patientJSON("other", "Else", "1970-01-01"))
+	for _, q := range []string{"Patient?family=snapfam&_count=3", "Patient?family=snapfam&_sort=birthdate&_count=3", "Patient?family=snapfam&_sort=-birthdate,gender&_count=3"} {
+		t.Run(q, func(t *testing.T) {
+			all := getPage(t, s.base+"/Patient?family=snapfam&_count=1000")
+			want := all.keys("match")
+			p1 := getPage(t, s.base+"/"+q)
+			got := p1.keys("match")
+			if p1.rel("next") == "" || !strings.Contains(p1.rel("next"), "_cursor=") {
+				t.Fatalf("no snapshot next link: %v", p1.Link)
+			}
+			// Writes between pages.
+			putJSON(t, s, "Patient/snnew"+fmt.Sprint(len(q)), patientJSON("snnew"+fmt.Sprint(len(q)), "Snapfam", "1960-01-01"))
+			putJSON(t, s, "Patient/sn7", patientJSON("sn7", "Snapfam", "1950-01-01")) // still matches, sorts first now
+			putJSON(t, s, "Patient/other", patientJSON("other", "Else", "1940-01-01"))
+			rest, _ := walk(t, p1.rel("next"))
+			got = append(got, rest...)
+			c := countOf(got)
+			for _, k := range want {
+				if c[k] != 1 {
+					t.Errorf("%s served %d times: %v", k, c[k], got)
+				}
+			}
+			if len(got) != len(want) {
+				t.Errorf("served %v, want each of %v once", got, want)
+			}
+		})
+	}
+	// A deletion between pages leaves that match out, and only it.
+	want = getPage(t, s.base+"/Patient?family=snapfam&_count=1000").keys("match")
+	p1 := getPage(t, s.base+"/Patient?family=snapfam&_count=3")
+	first := p1.keys("match")
+	del(t, s, "Patient/sn5")
+	rest, _ := walk(t, p1.rel("next"))
+	c := countOf(append(first, rest...))
+	for _, k := range want {
+		w := 1
+		if k == "Patient/sn5" && !slices.Contains(first, k) {
+			w = 0 // deleted before its page was served
+		}
+		if c[k] != w {
+			t.Errorf("%s served %d times, want %d", k, c[k], w)
+		}
+	}
+}
+
+// TestReviewPagingKeysetUnderWrites: a keyset-paged search (one token
+// value) serves each match of the first page's time exactly once, with
+// writes between pages; one created after the cursor shows up once.
+func TestReviewPagingKeysetUnderWrites(t *testing.T) {
+	s := startServer(t, app.Config{})
+	putJSON(t, s, "Patient/kp", patientJSON("kp", "Key", "1970-01-01"))
+	var want []string
+	for i := range 8 {
+		id := fmt.Sprintf("k%d", i)
+		putJSON(t, s, "Observation/"+id, obsJSON(id, "c1", "Patient/kp"))
+		want = append(want, "Observation/"+id)
+	}
+	putJSON(t, s, "Observation/kx", obsJSON("kx", "c2", "Patient/kp"))
+	p1 := getPage(t, s.base+"/Observation?code=http://x|c1&_count=3&_include=Observation:subject")
+	next := p1.rel("next")
+	if !strings.Contains(next, "_cursor=k") {
+		t.Fatalf("not keyset paged: %v", p1.Link)
+	}
+	if inc := p1.keys("include"); !slices.Equal(inc, []string{"Patient/kp"}) {
+		t.Errorf("page 1 includes %v", inc)
+	}
+	got := p1.keys("match")
+	putJSON(t, s, "Observation/k00", obsJSON("k00", "c1", "Patient/kp")) // before the cursor
+	putJSON(t, s, "Observation/k9", obsJSON("k9", "c1", "Patient/kp"))   // after it
+	putJSON(t, s, "Observation/k6", obsJSON("k6", "c1", "Patient/kp"))   // updated, still matching
+	putJSON(t, s, "Observation/kx", obsJSON("kx", "c3", "Patient/kp"))   // non-matching
+	rest, pages := walk(t, next)
+	got = append(got, rest...)
+	c := countOf(got)
+	for _, k := range append(want, "Observation/k9") {
+		if c[k] != 1 {
+			t.Errorf("%s served %d times: %v", k, c[k], got)
+		}
+	}
+	if c["Observation/k00"] != 0 || c["Observation/kx"] != 0 {
+		t.Errorf("served %v", got)
+	}
+	for i, p := range pages {
+		if inc := p.keys("include"); !slices.Equal(inc, []string{"Patient/kp"}) {
+			t.Errorf("page %d includes %v", i+2, inc)
+		}
+	}
+}
+
+// TestReviewPagingSystemType: a system-level _type search pages a frozen
+// list across types.
+func TestReviewPagingSystemType(t *testing.T) {
+	s := startServer(t, app.Config{})
+	var want []string
+	for i := range 4 {
+		id := fmt.Sprintf("sy%d", i)
+		putJSON(t, s, "Patient/"+id, patientJSON(id, "Sys", "1970-01-01"))
+		putJSON(t, s, "Observation/o"+id, obsJSON("o"+id, "c1", "Patient/"+id))
+		want = append(want, "Patient/"+id, "Observation/o"+id)
+	}
+	p1 := getPage(t, s.base+"?_type=Patient,Observation&_count=3&_lastUpdated=gt2000")
+	got := p1.keys("match")
+	putJSON(t, s, "Patient/synew", patientJSON("synew", "Sys", "1970-01-01"))
+	putJSON(t, s, "Patient/sy0", patientJSON("sy0", "Sys2", "1970-01-01"))
+	rest, _ := walk(t, p1.rel("next"))
+	got = append(got, rest...)
+	c := countOf(got)
+	for _, k := range want {
+		if c[k] != 1 {
+			t.Errorf("%s served %d times: %v", k, c[k], got)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("served %v", got)
+	}
+}
+
+// TestReviewPagingLinksKeepParameters: next, previous, first and self keep
+// _count, _format, _elements and _summary, in both paging modes; a _count
+// changed on a later page is honoured.
+func TestReviewPagingLinksKeepParameters(t *testing.T) {
+	s := startServer(t, app.Config{})
+	putJSON(t, s, "Patient/lp", patientJSON("lp", "Link", "1970-01-01"))
+	for i := range 10 {
+		id := fmt.Sprintf("lp%d", i)
+		putJSON(t, s, "Patient/"+id, patientJSON(id, "Linkfam", "1970-01-01"))
+		putJSON(t, s, "Observation/"+id, obsJSON(id, "c1", "Patient/lp"))
+	}
+	for _, q := range []string{
+		"Patient?family=linkfam&_count=3&_format=json&_elements=name",
+		"Patient?family=linkfam&_count=3&_format=json&_summary=true",
+		"Observation?code=http://x|c1&_count=3&_format=json&_elements=status",
+		"Observation?code=http://x|c1&_count=3&_format=json&_summary=data",
+	} {
+		t.Run(q, func(t *testing.T) {
+			u, _ := url.Parse(s.base + "/" + q)
+			wantQ := u.Query()
+			next := u.String()
+			for i := 0; next != ""; i++ {
+				b := getPage(t, next)
+				for _, l := range b.Link {
+					lu, err := url.Parse(l.URL)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for k := range wantQ {
+						if lu.Query().Get(k) != wantQ.Get(k) {
+							t.Errorf("page %d %s link %s: %s=%q, want %q", i, l.Relation, l.URL, k, lu.Query().Get(k), wantQ.Get(k))
+						}
+					}
+				}
+				for _, e := range b.Entry {
+					if e.Search.Mode == "match" && wantQ.Has("_elements") && !hasSubsetted(e.Resource) {
+						t.Errorf("page %d: %v not subsetted", i, e.Resource)
+					}
+				}
+				next = b.rel("next")
+			}
+			// _count changed on page 2: pages of the new size, every match once.
+			p1 := getPage(t, u.String())
+			n2, _ := url.Parse(p1.rel("next"))
+			v := n2.Query()
+			v.Set("_count", "4")
+			n2.RawQuery = v.Encode()
+			got := p1.keys("match")
+			rest, pages := walk(t, n2.String())
+			got = append(got, rest...)
+			if len(pages[0].keys("match")) != 4 {
+				t.Errorf("page 2 with _count=4 has %d matches", len(pages[0].keys("match")))
+			}
+			c := countOf(got)
+			if len(c) != 10 || len(got) != 10 {
+				t.Errorf("with _count changed: %v", got)
+			}
+		})
+	}
+}
+
+func hasSubsetted(r map[string]any) bool {
+	for _, tg := range list(obj(r["meta"])["tag"]) {
+		if str(obj(tg)["code"]) == "SUBSETTED" {
+			return true
+		}
+	}
+	return false
+}
+
+// TestReviewPagingEverything: $everything pages a frozen result, each
+// resource once, under writes; the links keep _count and _format, and a
+// _count changed on a later page is honoured as search honours it.
+func TestReviewPagingEverything(t *testing.T) {
+	s := startServer(t, app.Config{})
+	putJSON(t, s, "Patient/ev", patientJSON("ev", "Every", "1970-01-01"))
+	want := []string{"Patient/ev"}
+	for i := range 9 {
+		id := fmt.Sprintf("ev%d", i)
+		putJSON(t, s, "Observation/"+id, obsJSON(id, "c1", "Patient/ev"))
+		want = append(want, "Observation/"+id)
+	}
+	first := s.base + "/Patient/ev/$everything?_count=3&_format=json"
+	p1 := getPage(t, first)
+	got := p1.keys("match")
+	putJSON(t, s, "Observation/evnew", obsJSON("evnew", "c1", "Patient/ev"))
+	putJSON(t, s, "Observation/ev8", obsJSON("ev8", "c2", "Patient/ev"))
+	rest, pages := walk(t, p1.rel("next"))
+	got = append(got, rest...)
+	c := countOf(got)
+	for _, k := range want {
+		if c[k] != 1 {
+			t.Errorf("%s served %d times: %v", k, c[k], got)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("served %v", got)
+	}
+	for i, p := range append([]*pagedBundle{p1}, pages...) {
+		for _, l := range p.Link {
+			if !strings.Contains(l.URL, "_count=3") || !strings.Contains(l.URL, "_format=json") {
+				t.Errorf("page %d %s link %s lost _count or _format", i, l.Relation, l.URL)
+			}
+		}
+	}
+	// _count changed on page 2.
+	want = getPage(t, s.base+"/Patient/ev/$everything?_count=1000").keys("match")
+	p1 = getPage(t, first)
+	n2 := strings.Replace(p1.rel("next"), "_count=3", "_count=4", 1)
+	r := do(t, http.MethodGet, n2, nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("next with _count=4: %d %s", r.status, r.body)
+	}
+	got = p1.keys("match")
+	rest, _ = walk(t, n2)
+	got = append(got, rest...)
+	if c := countOf(got); len(c) != len(got) || len(got) != len(want) {
+		t.Errorf("with _count changed: %v", got)
+	}
+}
+
+// TestReviewPagingHistoryUnderWrites: history pages, with _since and a
+// _count changed midway, serve each version of the first page's time once,
+// while versions are written.
+func TestReviewPagingHistoryUnderWrites(t *testing.T) {
+	s := startServer(t, app.Config{})
+	for i := range 3 {
+		for v := range 3 {
+			putJSON(t, s, fmt.Sprintf("Patient/h%d", i), patientJSON(fmt.Sprintf("h%d", i), fmt.Sprintf("V%d", v), "1970-01-01"))
+		}
+	}
+	for _, path := range []string{"/Patient/h1/_history", "/Patient/_history", "/_history"} {
+		t.Run(path, func(t *testing.T) {
+			u := s.base + path + "?_since=2000-01-01&_count=2&_format=json"
+			want := entryKeys(historyEntries(t, s.base+path+"?_since=2000-01-01&_count=1000"))
+			b, _ := getHistory(t, u)
+			got := entryKeys(b.Entry)
+			next := strings.Replace(b.link("next"), "_count=2", "_count=3", 1)
+			for i := 0; next != ""; i++ {
+				putJSON(t, s, "Patient/h1", patientJSON("h1", fmt.Sprint("W", i), "1970-01-01"))
+				del(t, s, "Patient/h2")
+				putJSON(t, s, "Patient/h2", patientJSON("h2", "Back", "1970-01-01"))
+				b, _ = getHistory(t, next)
+				got = append(got, entryKeys(b.Entry)...)
+				next = b.link("next")
+				if next != "" && (!strings.Contains(next, "_count=3") || !strings.Contains(next, "_since=") || !strings.Contains(next, "_format=json")) {
+					t.Errorf("next %s lost a parameter", next)
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("paged\n got %v\nwant %v", got, want)
+			}
+		})
+	}
+}
+
+// TestReviewPagingKeysetCursorEntryDeleted: the entry a keyset cursor names
+// deleted before next is followed: the walk goes on after it.
+func TestReviewPagingKeysetCursorEntryDeleted(t *testing.T) {
+	s := startServer(t, app.Config{})
+	putJSON(t, s, "Patient/kd", patientJSON("kd", "Key", "1970-01-01"))
+	for i := range 6 {
+		id := fmt.Sprintf("kd%d", i)
+		putJSON(t, s, "Observation/"+id, obsJSON(id, "c1", "Patient/kd"))
+	}
+	p1 := getPage(t, s.base+"/Observation?code=http://x|c1&_count=3")
+	got := p1.keys("match")
+	del(t, s, got[len(got)-1])
+	rest, _ := walk(t, p1.rel("next"))
+	got = append(got, rest...)
+	if c := countOf(got); len(got) != 6 || len(c) != 6 {
+		t.Errorf("served %v", got)
+	}
+}
