@@ -403,3 +403,36 @@ func TestReviewPagingKeysetCursorEntryDeleted(t *testing.T) {
 		t.Errorf("served %v", got)
 	}
 }
+
+// TestReviewPagingSnapshotCursorBoundToQuery: a snapshot cursor walks the
+// search that made it; put on another search of the same type it answers
+// 410, as a keyset cursor on another value does, rather than serving the
+// first search's matches under the second one's self link. Paging
+// parameters (_count, _format, _elements, _summary, _include) may change.
+func TestReviewPagingSnapshotCursorBoundToQuery(t *testing.T) {
+	s := startServer(t, app.Config{})
+	for i := range 4 {
+		id := fmt.Sprintf("ba%d", i)
+		putJSON(t, s, "Patient/"+id, patientJSON(id, "Alpha", "1970-01-01"))
+		id = fmt.Sprintf("bb%d", i)
+		putJSON(t, s, "Patient/"+id, patientJSON(id, "Beta", "1970-01-01"))
+	}
+	p1 := getPage(t, s.base+"/Patient?family=alpha&_count=2")
+	next, _ := url.Parse(p1.rel("next"))
+	v := next.Query()
+	v.Set("family", "beta")
+	next.RawQuery = v.Encode()
+	if r := do(t, http.MethodGet, next.String(), nil); r.status != http.StatusGone {
+		t.Errorf("a cursor of family=alpha on family=beta: %d %s", r.status, r.body)
+	}
+	next, _ = url.Parse(p1.rel("next"))
+	v = next.Query()
+	v.Set("_count", "5")
+	v.Set("_elements", "name")
+	v.Set("_format", "json")
+	v.Set("_revinclude", "Observation:subject")
+	next.RawQuery = v.Encode()
+	if r := do(t, http.MethodGet, next.String(), nil); r.status != http.StatusOK {
+		t.Errorf("next with paging parameters changed: %d %s", r.status, r.body)
+	}
+}

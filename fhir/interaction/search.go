@@ -51,7 +51,7 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 	page := &SearchPage{Query: q, Total: -1}
 	var ids []string
 	if q.Cursor != "" && !isKeysetCursor(q.Cursor) {
-		snap, offset, ok := s.pages.get(q.Cursor, snapshotScope(p, typ))
+		snap, offset, ok := s.pages.get(q.Cursor, snapshotScope(p, snapshotBase(typ, q)))
 		if !ok {
 			return nil, unknownCursor(q.Cursor)
 		}
@@ -90,9 +90,29 @@ func (s *Service) Search(ctx context.Context, p auth.Principal, typ string, para
 		return nil, err
 	}
 	if page.Next && page.Snapshot == "" && page.NextCursor == "" {
-		page.Snapshot = s.pages.put(snapshotScope(p, typ), ids)
+		page.Snapshot = s.pages.put(snapshotScope(p, snapshotBase(typ, q)), ids)
 	}
 	return page, nil
+}
+
+// snapshotBase names the search a snapshot holds the result of: the type
+// and the parameters that choose and order the matches, so that a cursor
+// put on another search answers 410 instead of serving this one's matches.
+// What only shapes a page (_count, _format, _pretty, _elements, _summary,
+// _total, _include, _revinclude) may change from page to page.
+func snapshotBase(typ string, q *search.Query) string {
+	v := url.Values{}
+	for k, vs := range q.SelfParams {
+		switch k {
+		case "_cursor", "_count", "_format", "_pretty", "_elements", "_summary", "_total":
+			continue
+		}
+		if strings.HasPrefix(k, "_include") || strings.HasPrefix(k, "_revinclude") {
+			continue
+		}
+		v[k] = vs
+	}
+	return typ + "?" + v.Encode()
 }
 
 // loadPage reads the resources of one page of a snapshot, ids[page.Offset:]
