@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"healthhub/cmd/healthhub/app"
 )
@@ -434,5 +435,123 @@ func TestReviewPagingSnapshotCursorBoundToQuery(t *testing.T) {
 	next.RawQuery = v.Encode()
 	if r := do(t, http.MethodGet, next.String(), nil); r.status != http.StatusOK {
 		t.Errorf("next with paging parameters changed: %d %s", r.status, r.body)
+	}
+}
+
+// TestReviewPagingPreviousAndFirst: walking a snapshot back with previous
+// and from first again gives the pages walked forward, under writes.
+func TestReviewPagingPreviousAndFirst(t *testing.T) {
+	s := startServer(t, app.Config{})
+	for i := range 7 {
+		id := fmt.Sprintf("pf%d", i)
+		putJSON(t, s, "Patient/"+id, patientJSON(id, "Prevfam", "1970-01-01"))
+	}
+	p := getPage(t, s.base+"/Patient?family=prevfam&_count=3&_elements=name")
+	fwd := [][]string{p.keys("match")}
+	for p.rel("next") != "" {
+		putJSON(t, s, "Patient/pfx"+fmt.Sprint(len(fwd)), patientJSON("pfx"+fmt.Sprint(len(fwd)), "Prevfam", "1970-01-01"))
+		p = getPage(t, p.rel("next"))
+		fwd = append(fwd, p.keys("match"))
+	}
+	for i := len(fwd) - 1; i >= 0; i-- {
+		if got := p.keys("match"); !slices.Equal(got, fwd[i]) {
+			t.Errorf("page %d walked back: %v, forward %v", i, got, fwd[i])
+		}
+		if i > 0 {
+			if p.rel("previous") == "" {
+				t.Fatalf("page %d has no previous link", i)
+			}
+			p = getPage(t, p.rel("previous"))
+		} else if p.rel("previous") != "" {
+			t.Errorf("first page links previous %s", p.rel("previous"))
+		}
+	}
+	if got := getPage(t, p.rel("first")).keys("match"); !slices.Equal(got, fwd[0]) {
+		t.Errorf("first: %v, want %v", got, fwd[0])
+	}
+}
+
+// TestReviewPagingHistoryAt: _at history pages under writes.
+func TestReviewPagingHistoryAt(t *testing.T) {
+	s := startServer(t, app.Config{})
+	for i := range 5 {
+		putJSON(t, s, fmt.Sprintf("Patient/ha%d", i), patientJSON(fmt.Sprintf("ha%d", i), "A", "1970-01-01"))
+	}
+	time.Sleep(5 * time.Millisecond)
+	at := fhirInstant(time.Now())
+	time.Sleep(5 * time.Millisecond)
+	u := s.base + "/Patient/_history?_at=" + url.QueryEscape(at) + "&_count=2"
+	want := entryKeys(historyEntries(t, s.base+"/Patient/_history?_at="+url.QueryEscape(at)+"&_count=1000"))
+	b, _ := getHistory(t, u)
+	got := entryKeys(b.Entry)
+	for next := b.link("next"); next != ""; next = b.link("next") {
+		putJSON(t, s, "Patient/ha1", patientJSON("ha1", "B", "1970-01-01"))
+		b, _ = getHistory(t, next)
+		got = append(got, entryKeys(b.Entry)...)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("paged\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestReviewPagingConcurrentWrites: both paging modes, and _revinclude per
+// page, while a writer creates, updates and deletes matching resources.
+func TestReviewPagingConcurrentWrites(t *testing.T) {
+	s := startServer(t, app.Config{})
+	putJSON(t, s, "Patient/cw", patientJSON("cw", "Conc", "1970-01-01"))
+	for i := range 40 {
+		id := fmt.Sprintf("cw%02d", i)
+		putJSON(t, s, "Observation/"+id, obsJSON(id, "c1", "Patient/cw"))
+		putJSON(t, s, "Patient/"+id, patientJSON(id, "Concfam", "1970-01-01"))
+		putJSON(t, s, "Encounter/e"+id, fmt.Sprintf(`{"resourceType":"Encounter","id":"e%s","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/%s"}}`, id, id))
+	}
+	for _, q := range []string{"Observation?code=http://x|c1&_count=7", "Patient?family=concfam&_count=7&_revinclude=Encounter:subject"} {
+		t.Run(q, func(t *testing.T) {
+			want := getPage(t, s.base+"/"+strings.Replace(q, "_count=7", "_count=1000", 1)).keys("match")
+			typ := strings.SplitN(q, "?", 2)[0]
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					id := fmt.Sprintf("cwn%d", i)
+					body := obsJSON(id, "c1", "Patient/cw")
+					if typ == "Patient" {
+						body = patientJSON(id, "Concfam", "1970-01-01")
+					}
+					send("PUT", s.base+"/"+typ+"/"+id, []byte(body))
+					send("PUT", s.base+"/"+typ+"/cw10", []byte(strings.ReplaceAll(body, id, "cw10")))
+				}
+			}()
+			p1 := getPage(t, s.base+"/"+q)
+			got := p1.keys("match")
+			rest, pages := walk(t, p1.rel("next"))
+			close(stop)
+			<-done
+			got = append(got, rest...)
+			c := countOf(got)
+			for _, k := range want {
+				if c[k] != 1 {
+					t.Errorf("%s served %d times", k, c[k])
+				}
+			}
+			for k, n := range c {
+				if n != 1 {
+					t.Errorf("%s served %d times", k, n)
+				}
+			}
+			if typ == "Patient" {
+				for i, p := range append([]*pagedBundle{p1}, pages...) {
+					if inc, m := p.keys("include"), p.keys("match"); len(inc) < len(m)-1 {
+						t.Errorf("page %d: %d matches, %d included", i, len(m), len(inc))
+					}
+				}
+			}
+		})
 	}
 }
