@@ -102,10 +102,10 @@ func obsJSON(id, code, subject string) string {
 	return fmt.Sprintf(`{"resourceType":"Observation","id":%q,"status":"final","code":{"coding":[{"system":"http://x","code":%q}]},"subject":{"reference":%q}}`, id, code, subject)
 }
 
-// TestReviewPagingSnapshotUnderWrites: a frozen search serves each match
+// TestPagingSnapshotUnderWrites: a frozen search serves each match
 // of the first page's result exactly once (those deleted meanwhile left
 // out), and none created after it, whatever is written between pages.
-func TestReviewPagingSnapshotUnderWrites(t *testing.T) {
+func TestPagingSnapshotUnderWrites(t *testing.T) {
 	s := startServer(t, app.Config{})
 	var want []string
 	for i := range 8 {
@@ -158,10 +158,10 @@ func TestReviewPagingSnapshotUnderWrites(t *testing.T) {
 	}
 }
 
-// TestReviewPagingKeysetUnderWrites: a keyset-paged search (one token
+// TestPagingKeysetUnderWrites: a keyset-paged search (one token
 // value) serves each match of the first page's time exactly once, with
 // writes between pages; one created after the cursor shows up once.
-func TestReviewPagingKeysetUnderWrites(t *testing.T) {
+func TestPagingKeysetUnderWrites(t *testing.T) {
 	s := startServer(t, app.Config{})
 	putJSON(t, s, "Patient/kp", patientJSON("kp", "Key", "1970-01-01"))
 	var want []string
@@ -202,9 +202,9 @@ func TestReviewPagingKeysetUnderWrites(t *testing.T) {
 	}
 }
 
-// TestReviewPagingSystemType: a system-level _type search pages a frozen
+// TestPagingSystemType: a system-level _type search pages a frozen
 // list across types.
-func TestReviewPagingSystemType(t *testing.T) {
+func TestPagingSystemType(t *testing.T) {
 	s := startServer(t, app.Config{})
 	var want []string
 	for i := range 4 {
@@ -230,10 +230,10 @@ func TestReviewPagingSystemType(t *testing.T) {
 	}
 }
 
-// TestReviewPagingLinksKeepParameters: next, previous, first and self keep
+// TestPagingLinksKeepParameters: next, previous, first and self keep
 // _count, _format, _elements and _summary, in both paging modes; a _count
 // changed on a later page is honoured.
-func TestReviewPagingLinksKeepParameters(t *testing.T) {
+func TestPagingLinksKeepParameters(t *testing.T) {
 	s := startServer(t, app.Config{})
 	putJSON(t, s, "Patient/lp", patientJSON("lp", "Link", "1970-01-01"))
 	for i := range 10 {
@@ -300,10 +300,10 @@ func hasSubsetted(r map[string]any) bool {
 	return false
 }
 
-// TestReviewPagingEverything: $everything pages a frozen result, each
+// TestPagingEverything: $everything pages a frozen result, each
 // resource once, under writes; the links keep _count and _format, and a
 // _count changed on a later page is honoured as search honours it.
-func TestReviewPagingEverything(t *testing.T) {
+func TestPagingEverything(t *testing.T) {
 	s := startServer(t, app.Config{})
 	putJSON(t, s, "Patient/ev", patientJSON("ev", "Every", "1970-01-01"))
 	want := []string{"Patient/ev"}
@@ -351,10 +351,10 @@ func TestReviewPagingEverything(t *testing.T) {
 	}
 }
 
-// TestReviewPagingHistoryUnderWrites: history pages, with _since and a
+// TestPagingHistoryUnderWrites: history pages, with _since and a
 // _count changed midway, serve each version of the first page's time once,
 // while versions are written.
-func TestReviewPagingHistoryUnderWrites(t *testing.T) {
+func TestPagingHistoryUnderWrites(t *testing.T) {
 	s := startServer(t, app.Config{})
 	for i := range 3 {
 		for v := range 3 {
@@ -386,9 +386,9 @@ func TestReviewPagingHistoryUnderWrites(t *testing.T) {
 	}
 }
 
-// TestReviewPagingKeysetCursorEntryDeleted: the entry a keyset cursor names
+// TestPagingKeysetCursorEntryDeleted: the entry a keyset cursor names
 // deleted before next is followed: the walk goes on after it.
-func TestReviewPagingKeysetCursorEntryDeleted(t *testing.T) {
+func TestPagingKeysetCursorEntryDeleted(t *testing.T) {
 	s := startServer(t, app.Config{})
 	putJSON(t, s, "Patient/kd", patientJSON("kd", "Key", "1970-01-01"))
 	for i := range 6 {
@@ -405,12 +405,12 @@ func TestReviewPagingKeysetCursorEntryDeleted(t *testing.T) {
 	}
 }
 
-// TestReviewPagingSnapshotCursorBoundToQuery: a snapshot cursor walks the
+// TestPagingSnapshotCursorBoundToQuery: a snapshot cursor walks the
 // search that made it; put on another search of the same type it answers
 // 410, as a keyset cursor on another value does, rather than serving the
 // first search's matches under the second one's self link. Paging
 // parameters (_count, _format, _elements, _summary, _include) may change.
-func TestReviewPagingSnapshotCursorBoundToQuery(t *testing.T) {
+func TestPagingSnapshotCursorBoundToQuery(t *testing.T) {
 	s := startServer(t, app.Config{})
 	for i := range 4 {
 		id := fmt.Sprintf("ba%d", i)
@@ -438,9 +438,9 @@ func TestReviewPagingSnapshotCursorBoundToQuery(t *testing.T) {
 	}
 }
 
-// TestReviewPagingPreviousAndFirst: walking a snapshot back with previous
+// TestPagingPreviousAndFirst: walking a snapshot back with previous
 // and from first again gives the pages walked forward, under writes.
-func TestReviewPagingPreviousAndFirst(t *testing.T) {
+func TestPagingPreviousAndFirst(t *testing.T) {
 	s := startServer(t, app.Config{})
 	for i := range 7 {
 		id := fmt.Sprintf("pf%d", i)
@@ -471,8 +471,8 @@ func TestReviewPagingPreviousAndFirst(t *testing.T) {
 	}
 }
 
-// TestReviewPagingHistoryAt: _at history pages under writes.
-func TestReviewPagingHistoryAt(t *testing.T) {
+// TestPagingHistoryAt: _at history pages under writes.
+func TestPagingHistoryAt(t *testing.T) {
 	s := startServer(t, app.Config{})
 	for i := range 5 {
 		putJSON(t, s, fmt.Sprintf("Patient/ha%d", i), patientJSON(fmt.Sprintf("ha%d", i), "A", "1970-01-01"))
@@ -494,9 +494,9 @@ func TestReviewPagingHistoryAt(t *testing.T) {
 	}
 }
 
-// TestReviewPagingConcurrentWrites: both paging modes, and _revinclude per
+// TestPagingConcurrentWrites: both paging modes, and _revinclude per
 // page, while a writer creates, updates and deletes matching resources.
-func TestReviewPagingConcurrentWrites(t *testing.T) {
+func TestPagingConcurrentWrites(t *testing.T) {
 	s := startServer(t, app.Config{})
 	putJSON(t, s, "Patient/cw", patientJSON("cw", "Conc", "1970-01-01"))
 	for i := range 40 {
