@@ -474,7 +474,7 @@ func TestHistoryBadParameters(t *testing.T) {
 			"_count=0", "_count=-1", "_count=abc", "_count=1.5", "_count=",
 			"_since=bad", "_since=2023-02-30", "_since=2024-13-01", "_since=2024-01-01T25:00:00Z", "_since=",
 			"_at=bad", "_at=2023-02-30", "_at=",
-			"_cursor=abc", "_cursor=0",
+			"_cursor=abc", "_cursor=0", "_cursor=5.", "_cursor=.5", "_cursor=5.0", "_cursor=0.5", "_cursor=5.x", "_cursor=5.6.7",
 		} {
 			r := do(t, "GET", s.base+level+"?"+q, nil)
 			checkOutcome(t, "GET "+level+"?"+q, r, http.StatusBadRequest, "value", "")

@@ -379,6 +379,7 @@ func TestPagingHistoryUnderWrites(t *testing.T) {
 					t.Errorf("next %s lost a parameter", next)
 				}
 			}
+			t.Logf("got %v want %v", got, want)
 			if !slices.Equal(got, want) {
 				t.Errorf("paged\n got %v\nwant %v", got, want)
 			}
@@ -471,26 +472,49 @@ func TestPagingPreviousAndFirst(t *testing.T) {
 	}
 }
 
-// TestPagingHistoryAt: _at history pages under writes.
+// TestPagingHistoryAt: _at history pages under writes. A listing answers
+// as of its first page: a resource updated between two pages stays in an
+// _at that reaches now, with the version that was current then.
 func TestPagingHistoryAt(t *testing.T) {
 	s := startServer(t, app.Config{})
-	for i := range 5 {
-		putJSON(t, s, fmt.Sprintf("Patient/ha%d", i), patientJSON(fmt.Sprintf("ha%d", i), "A", "1970-01-01"))
-	}
-	time.Sleep(5 * time.Millisecond)
-	at := fhirInstant(time.Now())
-	time.Sleep(5 * time.Millisecond)
-	u := s.base + "/Patient/_history?_at=" + url.QueryEscape(at) + "&_count=2"
-	want := entryKeys(historyEntries(t, s.base+"/Patient/_history?_at="+url.QueryEscape(at)+"&_count=1000"))
-	b, _ := getHistory(t, u)
-	got := entryKeys(b.Entry)
-	for next := b.link("next"); next != ""; next = b.link("next") {
-		putJSON(t, s, "Patient/ha1", patientJSON("ha1", "B", "1970-01-01"))
-		b, _ = getHistory(t, next)
-		got = append(got, entryKeys(b.Entry)...)
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("paged\n got %v\nwant %v", got, want)
+	for _, tc := range []struct {
+		name string
+		at   func() string // after the subtest's Patients are written
+	}{
+		{"past", func() string { return fhirInstant(time.Now()) }},
+		{"reaching now", func() string { return fhirInstant(time.Now().Add(time.Hour)) }},
+		{"the whole day", func() string { return time.Now().UTC().Format("2006-01-02") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ids := make([]string, 5)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("ha-%s-%d", strings.ReplaceAll(tc.name, " ", "-"), i)
+				putJSON(t, s, "Patient/"+ids[i], patientJSON(ids[i], "A", "1970-01-01"))
+			}
+			time.Sleep(5 * time.Millisecond)
+			at := url.QueryEscape(tc.at())
+			time.Sleep(5 * time.Millisecond)
+			refs := func(es []historyEntry) []string {
+				out := make([]string, len(es))
+				for i, e := range es {
+					out[i] = e.ref(s.base)
+				}
+				return out
+			}
+			want := refs(historyEntries(t, s.base+"/Patient/_history?_at="+at+"&_count=1000"))
+			b, _ := getHistory(t, s.base+"/Patient/_history?_at="+at+"&_count=2")
+			got := refs(b.Entry)
+			for next := b.link("next"); next != ""; next = b.link("next") {
+				// The first two written are on later pages: newest first.
+				putJSON(t, s, "Patient/"+ids[1], patientJSON(ids[1], "B", "1970-01-01"))
+				putJSON(t, s, "Patient/"+ids[0], patientJSON(ids[0], "B", "1970-01-01"))
+				b, _ = getHistory(t, next)
+				got = append(got, refs(b.Entry)...)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("paged\n got %v\nwant %v", got, want)
+			}
+		})
 	}
 }
 

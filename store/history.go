@@ -27,6 +27,14 @@ type HistoryQuery struct {
 	// Writes after the first page only add newer entries, so following
 	// cursors visits every entry once.
 	Before uint64
+	// AsOf is the newest entry when the listing's first page was read
+	// (HistoryPage.AsOf; 0: the newest entry now). With _at, a version
+	// written after it does not end the currency of the version before
+	// it: the listing answers as of its first page. Otherwise a resource
+	// updated between two pages would drop out of an _at that reaches
+	// now, since its new version is newer than the cursor and the
+	// version the cursor reaches is no longer current.
+	AsOf uint64
 }
 
 // HistoryPage is one page, newest first.
@@ -37,9 +45,13 @@ type HistoryPage struct {
 	// Total counts every matching entry when it was cheap to know (instance
 	// history without filters); -1 otherwise.
 	Total int
+	// AsOf is the listing's snapshot, for the next page's HistoryQuery.
+	AsOf uint64
 }
 
-func (q HistoryQuery) keep(t *boltTx, r *fhir.Resource) (bool, error) {
+// keep reports whether r is in the listing; writtenLater tells whether a
+// version was written after the listing's snapshot (AsOf).
+func (q HistoryQuery) keep(t *boltTx, r *fhir.Resource, writtenLater func(*fhir.Resource) (bool, error)) (bool, error) {
 	if !q.Since.IsZero() && r.LastUpdated.Before(q.Since) {
 		return false, nil
 	}
@@ -49,7 +61,8 @@ func (q HistoryQuery) keep(t *boltTx, r *fhir.Resource) (bool, error) {
 	if !r.LastUpdated.Before(q.AtEnd) {
 		return false, nil
 	}
-	// Current until the next version was written (or still current).
+	// Current until the next version was written (or still current, as
+	// of the snapshot).
 	next, err := t.Version(r.Type, r.ID, r.VersionID+1)
 	if err == ErrNotFound {
 		return true, nil
@@ -57,7 +70,70 @@ func (q HistoryQuery) keep(t *boltTx, r *fhir.Resource) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if later, err := writtenLater(next); err != nil || later {
+		return later, err
+	}
 	return next.LastUpdated.After(q.AtStart), nil
+}
+
+// loggedAfter reports whether version v was written after the change log
+// entry asOf (0: never). The log does not say at which entry a version
+// was written, but lastUpdated never goes backwards along it: a version
+// newer than asOf's is later, an older one earlier, and one of the same
+// millisecond is earlier if it is among the entries of that millisecond
+// up to asOf.
+type loggedAfter struct {
+	t    *boltTx
+	asOf uint64
+	at   time.Time // lastUpdated of asOf's version, once read
+}
+
+func (l *loggedAfter) check(v *fhir.Resource) (bool, error) {
+	if l.asOf == 0 {
+		return false, nil
+	}
+	c := l.t.btx.Bucket(bucketLog).Cursor()
+	k, e := c.Seek(u64(l.asOf))
+	if k == nil || beUint64(k) != l.asOf {
+		return false, fmt.Errorf("%w: the change log has no entry %d", errCorrupt, l.asOf)
+	}
+	entryTime := func(e []byte) (time.Time, bool, error) {
+		typ, id, version, err := decodeLogEntry(e)
+		if err != nil {
+			return time.Time{}, false, err
+		}
+		r, err := l.t.Version(typ, id, version)
+		if err != nil {
+			return time.Time{}, false, err
+		}
+		return r.LastUpdated, typ == v.Type && id == v.ID && version == v.VersionID, nil
+	}
+	if l.at.IsZero() {
+		at, _, err := entryTime(e)
+		if err != nil {
+			return false, err
+		}
+		l.at = at
+	}
+	switch {
+	case v.LastUpdated.After(l.at):
+		return true, nil
+	case v.LastUpdated.Before(l.at):
+		return false, nil
+	}
+	for ; k != nil; k, e = c.Prev() {
+		at, same, err := entryTime(e)
+		if err != nil {
+			return false, err
+		}
+		if same {
+			return false, nil
+		}
+		if at.Before(l.at) {
+			break
+		}
+	}
+	return true, nil
 }
 
 const ctxCheckEvery = 256
@@ -78,6 +154,13 @@ func (t *boltTx) History(ctx context.Context, q HistoryQuery) (*HistoryPage, err
 		c = t.btx.Bucket(bucketLog).Cursor()
 	}
 	var k, v []byte
+	page.AsOf = q.AsOf
+	if page.AsOf == 0 { // the first page: the snapshot is the newest entry
+		if lk, _ := t.btx.Bucket(bucketLog).Cursor().Last(); lk != nil {
+			page.AsOf = beUint64(lk)
+		}
+	}
+	later := &loggedAfter{t: t, asOf: page.AsOf}
 	if q.Before == 0 {
 		k, v = c.Last()
 	} else {
@@ -117,7 +200,7 @@ func (t *boltTx) History(ctx context.Context, q HistoryQuery) (*HistoryPage, err
 		if !q.Since.IsZero() && r.LastUpdated.Before(q.Since) {
 			break
 		}
-		ok, err := q.keep(t, r)
+		ok, err := q.keep(t, r, later.check)
 		if err != nil {
 			return nil, err
 		}
@@ -142,6 +225,11 @@ func (t *boltTx) instanceHistory(ctx context.Context, q HistoryQuery, page *Hist
 	if q.Since.IsZero() && q.AtEnd.IsZero() {
 		page.Total = int(cur.VersionID)
 	}
+	page.AsOf = q.AsOf
+	if page.AsOf == 0 {
+		page.AsOf = cur.VersionID
+	}
+	later := func(v *fhir.Resource) (bool, error) { return v.VersionID > page.AsOf, nil }
 	top := cur.VersionID
 	if q.Before != 0 && q.Before-1 < top {
 		top = q.Before - 1
@@ -162,7 +250,7 @@ func (t *boltTx) instanceHistory(ctx context.Context, q HistoryQuery, page *Hist
 		if !q.Since.IsZero() && r.LastUpdated.Before(q.Since) {
 			break
 		}
-		ok, err := q.keep(t, r)
+		ok, err := q.keep(t, r, later)
 		if err != nil {
 			return err
 		}

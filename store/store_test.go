@@ -600,6 +600,56 @@ func TestHistoryCanceled(t *testing.T) {
 	}
 }
 
+// TestHistoryAtAsOf: an _at listing that reaches now answers as of its
+// first page (HistoryQuery.AsOf): a resource updated between pages keeps
+// the version that was current then, also when the update has the same
+// lastUpdated (the same millisecond) as the snapshot's newest entry.
+func TestHistoryAtAsOf(t *testing.T) {
+	future := t0.Add(time.Hour)
+	for _, tc := range []struct {
+		name        string
+		step        time.Duration // between writes
+		updateFirst bool          // a is updated before the first page
+		want        []string
+	}{
+		{"update after the first page", time.Millisecond, false, []string{"Patient/c/1", "Patient/b/1", "Patient/a/1"}},
+		{"update after the first page, same millisecond", 0, false, []string{"Patient/c/1", "Patient/b/1", "Patient/a/1"}},
+		{"update before the first page, same millisecond", 0, true, []string{"Patient/a/2", "Patient/c/1", "Patient/b/1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openStore(t, store.Options{Now: newClock(t0, tc.step).Now})
+			for _, id := range []string{"a", "b", "c"} {
+				put(t, s, "Patient", id)
+			}
+			if tc.updateFirst {
+				put(t, s, "Patient", "a")
+			}
+			q := store.HistoryQuery{Type: "Patient", AtStart: future, AtEnd: future.Add(time.Second), Count: 1}
+			var got []string
+			for page := 0; ; page++ {
+				if page == 1 && !tc.updateFirst {
+					put(t, s, "Patient", "a")
+				}
+				var p *store.HistoryPage
+				if err := s.View(context.Background(), func(tx store.Tx) (err error) {
+					p, err = tx.History(context.Background(), q)
+					return err
+				}); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, entryNames(p.Entries)...)
+				if p.Next == 0 {
+					break
+				}
+				q.Before, q.AsOf = p.Next, p.AsOf
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 // TestHistoryPagingWhileWriting: following Next visits every entry that
 // existed when the first page was read exactly once, newest first, while
 // other writes keep landing between pages.

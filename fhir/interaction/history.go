@@ -18,6 +18,7 @@ type HistoryRequest struct {
 	At       *fhir.DateRange // nil: no _at
 	Count    int
 	Cursor   uint64 // from a previous page's Next; 0 for the first page
+	AsOf     uint64 // from the first page's AsOf: what an _at listing answers as of (store.HistoryQuery)
 }
 
 // MaxHistoryCount caps _count; DefaultHistoryCount applies without one.
@@ -43,7 +44,7 @@ func (s *Service) History(ctx context.Context, p auth.Principal, req HistoryRequ
 			return nil, err
 		}
 	}
-	q := store.HistoryQuery{Type: req.Type, ID: req.ID, Since: req.Since, Count: req.Count, Before: req.Cursor}
+	q := store.HistoryQuery{Type: req.Type, ID: req.ID, Since: req.Since, Count: req.Count, Before: req.Cursor, AsOf: req.AsOf}
 	if q.Count <= 0 {
 		q.Count = DefaultHistoryCount
 	}

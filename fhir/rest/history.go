@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -31,9 +32,9 @@ func (h *Handlers) history(c *gin.Context) {
 	if page.Total >= 0 {
 		b.Total = &page.Total
 	}
-	b.Link = append(b.Link, link{"self", h.historyURL(c, req, req.Cursor)})
+	b.Link = append(b.Link, link{"self", h.historyURL(c, req, req.Cursor, req.AsOf)})
 	if page.Next != 0 {
-		b.Link = append(b.Link, link{"next", h.historyURL(c, req, page.Next)})
+		b.Link = append(b.Link, link{"next", h.historyURL(c, req, page.Next, page.AsOf)})
 	}
 	for _, r := range page.Entries {
 		b.Entry = append(b.Entry, h.historyEntry(r))
@@ -63,17 +64,33 @@ func historyRequest(c *gin.Context) (interaction.HistoryRequest, error) {
 		req.At = &d
 	}
 	if s, ok := c.GetQuery("_cursor"); ok {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil || n == 0 {
+		if req.Cursor, req.AsOf, ok = parseHistoryCursor(s); !ok {
 			return req, fhir.Errorf(fhir.Invalid, "value", "_cursor=%q is not a cursor this server gave", s)
 		}
-		req.Cursor = n
 	}
 	return req, nil
 }
 
-// historyURL links a page: the same selection from cursor on.
-func (h *Handlers) historyURL(c *gin.Context, req interaction.HistoryRequest, cursor uint64) string {
+// A history cursor is where the next page starts, then, for _at, the
+// snapshot the listing answers as of: "before" or "before.asOf" (cursors
+// given before _at listings kept a snapshot have no asOf).
+func parseHistoryCursor(s string) (before, asOf uint64, ok bool) {
+	b, a, hasAsOf := strings.Cut(s, ".")
+	before, err := strconv.ParseUint(b, 10, 64)
+	if err != nil || before == 0 {
+		return 0, 0, false
+	}
+	if hasAsOf {
+		if asOf, err = strconv.ParseUint(a, 10, 64); err != nil || asOf == 0 {
+			return 0, 0, false
+		}
+	}
+	return before, asOf, true
+}
+
+// historyURL links a page: the same selection from cursor on, as of the
+// listing's snapshot when _at needs one.
+func (h *Handlers) historyURL(c *gin.Context, req interaction.HistoryRequest, cursor, asOf uint64) string {
 	q := url.Values{}
 	for _, k := range []string{"_since", "_at", "_count", "_format", "_pretty"} {
 		if v, ok := c.GetQuery(k); ok {
@@ -81,7 +98,11 @@ func (h *Handlers) historyURL(c *gin.Context, req interaction.HistoryRequest, cu
 		}
 	}
 	if cursor != 0 {
-		q.Set("_cursor", strconv.FormatUint(cursor, 10))
+		v := strconv.FormatUint(cursor, 10)
+		if req.At != nil && asOf != 0 {
+			v += "." + strconv.FormatUint(asOf, 10)
+		}
+		q.Set("_cursor", v)
 	}
 	path := "/_history"
 	switch {
