@@ -482,6 +482,22 @@ func TestHistoryBadParameters(t *testing.T) {
 	}
 }
 
+// TestHistoryMadeUpCursor: a cursor whose snapshot no listing had (past
+// the change log's end, or at 1) pages as well: the listing answers as of
+// it, never with a 500.
+func TestHistoryMadeUpCursor(t *testing.T) {
+	s := startServer(t, app.Config{})
+	for _, id := range []string{"mc1", "mc2", "mc3"} {
+		put(t, s, "Patient", id, loadFixture(t, "Patient"))
+	}
+	for _, level := range []string{"/_history", "/Patient/_history", "/Patient/mc2/_history"} {
+		for _, cursor := range []string{"2.999999", "2.1", "99.1", "1.2"} {
+			u := s.base + level + "?_at=" + url.QueryEscape(fhirInstant(time.Now().Add(time.Hour))) + "&_cursor=" + cursor
+			getHistory(t, u)
+		}
+	}
+}
+
 // TestHistoryNamesTheInteractionOfBundleEntries: a transaction's PUT that
 // creates a resource shows in history as PUT, its POST as POST, as for the
 // same interactions made alone.

@@ -77,11 +77,12 @@ func (q HistoryQuery) keep(t *boltTx, r *fhir.Resource, writtenLater func(*fhir.
 }
 
 // loggedAfter reports whether version v was written after the change log
-// entry asOf (0: never). The log does not say at which entry a version
-// was written, but lastUpdated never goes backwards along it: a version
-// newer than asOf's is later, an older one earlier, and one of the same
-// millisecond is earlier if it is among the entries of that millisecond
-// up to asOf.
+// entry asOf (0, or an entry the log does not have, as a cursor made up
+// by a client names: never). The log does not say at which entry a
+// version was written, but lastUpdated never goes backwards along it: a
+// version newer than asOf's is later, an older one earlier, and one of
+// the same millisecond is earlier if it is among the entries of that
+// millisecond up to asOf.
 type loggedAfter struct {
 	t    *boltTx
 	asOf uint64
@@ -95,7 +96,7 @@ func (l *loggedAfter) check(v *fhir.Resource) (bool, error) {
 	c := l.t.btx.Bucket(bucketLog).Cursor()
 	k, e := c.Seek(u64(l.asOf))
 	if k == nil || beUint64(k) != l.asOf {
-		return false, fmt.Errorf("%w: the change log has no entry %d", errCorrupt, l.asOf)
+		return false, nil
 	}
 	entryTime := func(e []byte) (time.Time, bool, error) {
 		typ, id, version, err := decodeLogEntry(e)
