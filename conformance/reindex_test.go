@@ -36,6 +36,14 @@ func TestReindexCommand(t *testing.T) {
 	if code := app.Main([]string{"reindex", "--data", dir}, &out, &out); code != 0 || !strings.Contains(out.String(), "reindexed 3 resources") {
 		t.Fatalf("reindex: exit %d:\n%s", code, out.String())
 	}
+	// Then the file is rewritten without the old indexes' pages, and
+	// nothing is left of the copy.
+	if !strings.Contains(out.String(), "compacted the file from") {
+		t.Errorf("reindex: no compaction reported:\n%s", out.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, store.FileName+".compact")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the compaction's copy is left behind: %v", err)
+	}
 	s2 := startServer(t, app.Config{DataDir: dir})
 	ids, total := searchAll(t, s2, "Patient?gender=female")
 	if total != 2 || len(ids) != 2 {
@@ -81,8 +89,11 @@ func TestReindexFromScratch(t *testing.T) {
 		t.Errorf("serve after an interrupted rebuild: %v, want a refusal naming healthhub reindex:\n%s", c.state, log)
 	}
 	var out bytes.Buffer
-	if code := app.Main([]string{"reindex", "--from-scratch", "--data", dir}, &out, &out); code != 0 || !strings.Contains(out.String(), "reindexed 3 resources") {
+	if code := app.Main([]string{"reindex", "--from-scratch", "--compact=false", "--data", dir}, &out, &out); code != 0 || !strings.Contains(out.String(), "reindexed 3 resources") {
 		t.Fatalf("reindex --from-scratch: exit %d:\n%s", code, out.String())
+	}
+	if strings.Contains(out.String(), "compacted") {
+		t.Errorf("reindex --compact=false compacted:\n%s", out.String())
 	}
 	s2 := startServer(t, app.Config{DataDir: dir})
 	if ids, total := searchAll(t, s2, "Patient?gender=female"); total != 2 || len(ids) != 2 {

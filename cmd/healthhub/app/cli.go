@@ -267,6 +267,7 @@ func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// are derived from it by the running code (store.Indexer), which
 	// cannot tell what other code put in the index before.
 	fromScratch := fs.Bool("from-scratch", true, "accepted for older scripts: every reindex drops the search indexes and builds them again\nfrom the stored resources alone")
+	compact := fs.Bool("compact", true, "then rewrite the file without the pages the old indexes held (needs free disk space for a\ncopy of the data; without it, writes are slow until those pages are used again)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: healthhub reindex [flags]\n\nDrops the search indexes and builds them again from every stored resource, after\nan upgrade that changed the search parameters or their extraction (serve then\nrefuses the file until this has run), or when they are damaged. Stop the server\nfirst; it refuses the file until the rebuild has finished.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -295,7 +296,6 @@ func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "healthhub reindex: %v\n", err)
 		return 1
 	}
-	defer st.Close()
 	start := time.Now()
 	n, err := interaction.New(st, nil, reg).Reindex(ctx, func(typ string, done int) {
 		fmt.Fprintf(stderr, "\rreindexing %s: %d", typ, done)
@@ -304,11 +304,28 @@ func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		err = st.IndexesRebuilt(ctx)
 	}
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "healthhub reindex: %v\n", err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "reindexed %d resources in %s\n", n, time.Since(start).Round(time.Millisecond))
+	if !*compact {
+		return 0
+	}
+	// The dropped indexes' pages are free now: bbolt would write their
+	// list at every commit until writes had used them again.
+	start = time.Now()
+	before, after, err := store.Compact(*dataDir)
+	if err != nil {
+		// The indexes are rebuilt and the file serves; only its free
+		// pages remain.
+		fmt.Fprintf(stderr, "healthhub reindex: the indexes are rebuilt, but the file was not compacted: %v\n", err)
+		return 0
+	}
+	fmt.Fprintf(stdout, "compacted the file from %d MB to %d MB in %s\n", before>>20, after>>20, time.Since(start).Round(time.Millisecond))
 	return 0
 }
 

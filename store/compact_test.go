@@ -1,0 +1,104 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"healthhub/store"
+)
+
+// TestCompact: the compacted file is smaller by the pages that were free,
+// and holds what the original held: versions, history, and the counters
+// writes go on from (the change log's sequence, the clock).
+func TestCompact(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.Open(dir, store.Options{Now: newClock(t0, 1e6).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		put(t, s, "Patient", "p"+strconv.Itoa(i%10))
+	}
+	if _, err := del(t, s, "Patient", "p3"); err != nil {
+		t.Fatal(err)
+	}
+	history := func(s *store.Bolt) []string {
+		var names []string
+		if err := s.View(context.Background(), func(tx store.Tx) error {
+			p, err := tx.History(context.Background(), store.HistoryQuery{Count: 1000})
+			names = entryNames(p.Entries)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return names
+	}
+	want := history(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Free pages, as dropped indexes leave them: a bucket of 8 MB, deleted.
+	path := filepath.Join(dir, store.FileName)
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("scratch"))
+		for i := 0; err == nil && i < 2048; i++ {
+			err = b.Put([]byte(strconv.Itoa(i)), bytes.Repeat([]byte{'x'}, 4000))
+		}
+		return err
+	})
+	if err == nil {
+		err = db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte("scratch")) })
+	}
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	before, after, err := store.Compact(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after >= before-8<<20 {
+		t.Errorf("compacted from %d to %d bytes: want 8 MB less at least", before, after)
+	}
+	s = openStoreAt(t, dir, store.Options{Now: newClock(t0.Add(-1e9), 1e6).Now})
+	if got := history(s); !slices.Equal(got, want) {
+		t.Errorf("history after compaction:\n got %q\nwant %q", got, want)
+	}
+	// The log goes on from its sequence, and time never goes backwards
+	// (the clock given now is behind the last write's).
+	r := put(t, s, "Patient", "p0")
+	got := history(s)
+	if got[0] != "Patient/p0/6" || len(got) != len(want)+1 {
+		t.Errorf("after a write: %q, want Patient/p0/6 on top of %d entries", got[:min(3, len(got))], len(want))
+	}
+	if err := s.View(context.Background(), func(tx store.Tx) error {
+		prev, err := tx.Version("Patient", "p0", 5)
+		if err == nil && r.LastUpdated.Before(prev.LastUpdated) {
+			t.Errorf("a write after compaction at %v, before the last one at %v", r.LastUpdated, prev.LastUpdated)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCompactInUse: a store another handle holds is not compacted.
+func TestCompactInUse(t *testing.T) {
+	dir := t.TempDir()
+	openStoreAt(t, dir, store.Options{})
+	if _, _, err := store.Compact(dir); !errors.Is(err, store.ErrLocked) {
+		t.Errorf("compact a store in use: %v, want ErrLocked", err)
+	}
+}
