@@ -395,6 +395,54 @@ func TestRejectDisabledClient(t *testing.T) {
 	wantOAuthError(t, e.requestToken(sign(t, jwt.SigningMethodES384, ecKey, kid(t, &ecKey.PublicKey), e.claims("disabled-client")), "system/Patient.rs"), 401, "invalid_client")
 }
 
+// TestRefusalsDoNotTellWhoIsRegistered: the token endpoint answers an
+// assertion of an unknown client as it answers one of a registered
+// client that is disabled, or signed with a key the client does not hold,
+// or pointing at another jku: an unauthenticated caller cannot learn
+// which clients exist. (The reason goes to the server's log.)
+func TestRefusalsDoNotTellWhoIsRegistered(t *testing.T) {
+	e := newEnv(t, "")
+	jku := func() string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodES384, e.claims("ec-client"))
+		tok.Header["kid"] = kid(t, &ecKey.PublicKey)
+		tok.Header["jku"] = "https://attacker.example/jwks"
+		a, err := tok.SignedString(ecKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	answers := map[string]tokenResult{
+		"unknown client":         e.requestToken(sign(t, jwt.SigningMethodES384, ecKey, kid(t, &ecKey.PublicKey), e.claims("nobody")), "system/Patient.rs"),
+		"disabled client":        e.requestToken(sign(t, jwt.SigningMethodES384, ecKey, kid(t, &ecKey.PublicKey), e.claims("disabled-client")), "system/Patient.rs"),
+		"a key not the client's": e.requestToken(sign(t, jwt.SigningMethodES384, otherEC, kid(t, &otherEC.PublicKey), e.claims("ec-client")), "system/Patient.rs"),
+		"another jku":            e.requestToken(jku(), "system/Patient.rs"),
+	}
+	want := answers["unknown client"]
+	for name, r := range answers {
+		wantOAuthError(t, r, 401, "invalid_client")
+		if r.body["error_description"] != want.body["error_description"] {
+			t.Errorf("%s: %q, unknown client: %q", name, r.body["error_description"], want.body["error_description"])
+		}
+	}
+}
+
+// TestRejectAssertionIssuedInTheFuture: an assertion whose iat is ahead
+// of the server's clock by more than the allowed skew is refused.
+func TestRejectAssertionIssuedInTheFuture(t *testing.T) {
+	e := newEnv(t, "")
+	c := e.claims("ec-client")
+	c["iat"] = e.clock.now().Add(10 * time.Minute).Unix()
+	c["exp"] = e.clock.now().Add(4 * time.Minute).Unix()
+	wantOAuthError(t, e.requestToken(sign(t, jwt.SigningMethodES384, ecKey, kid(t, &ecKey.PublicKey), c), "system/Patient.rs"), 401, "invalid_client")
+	// Within the skew it is accepted: clocks differ a little.
+	c = e.claims("ec-client")
+	c["iat"] = e.clock.now().Add(5 * time.Second).Unix() // the server allows 15 s
+	if r := e.requestToken(sign(t, jwt.SigningMethodES384, ecKey, kid(t, &ecKey.PublicKey), c), "system/Patient.rs"); r.token() == "" {
+		t.Errorf("iat half the skew ahead: %d %v, want a token", r.status, r.body)
+	}
+}
+
 func TestDisablingAClientInvalidatesItsTokens(t *testing.T) {
 	e := newEnv(t, "")
 	tok := e.requestToken(sign(t, jwt.SigningMethodES384, ecKey, kid(t, &ecKey.PublicKey), e.claims("ec-client")), "system/Patient.rs").token()

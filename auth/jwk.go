@@ -40,12 +40,17 @@ type JWKS struct {
 // publicKey is a parsed JWK.
 type publicKey struct {
 	kid string
+	alg string           // the JWK's alg: the only one it signs with; "" any that fits
 	key crypto.PublicKey // *rsa.PublicKey or *ecdsa.PublicKey
 }
 
 // fits reports whether k can check a signature made with alg: RSA keys for
-// RS*, EC keys on alg's own curve for ES*.
+// RS*, EC keys on alg's own curve for ES*, and a key that names its
+// algorithm for that one only (RFC 7517 §4.4).
 func (k publicKey) fits(alg string) bool {
+	if k.alg != "" && k.alg != alg {
+		return false
+	}
 	switch key := k.key.(type) {
 	case *rsa.PublicKey:
 		return alg == "RS256" || alg == "RS384"
@@ -57,10 +62,11 @@ func (k publicKey) fits(alg string) bool {
 
 var b64 = base64.RawURLEncoding
 
-// parseJWKS parses a key set. Keys of other kinds (e.g. OKP) are skipped,
-// not refused, so a client may publish keys for other servers in the same
-// set; a key set with no usable key, a key without kid, a private key or
-// two keys with one kid and kty is an error.
+// parseJWKS parses a key set. Keys of other kinds (e.g. OKP), and keys
+// for encryption (use other than "sig"), are skipped, not refused, so a
+// client may publish keys for other servers or uses in the same set; a
+// key set with no usable key, a key without kid, a private key or two
+// keys with one kid and kty is an error.
 func parseJWKS(raw []byte) ([]publicKey, error) {
 	var set JWKS
 	if err := json.Unmarshal(raw, &set); err != nil {
@@ -72,7 +78,7 @@ func parseJWKS(raw []byte) ([]publicKey, error) {
 		if k.D != "" {
 			return nil, fmt.Errorf("key %d (%q) is a private key: register public keys only", i, k.Kid)
 		}
-		if k.Kty != "RSA" && k.Kty != "EC" {
+		if k.Kty != "RSA" && k.Kty != "EC" || k.Use != "" && k.Use != "sig" {
 			continue
 		}
 		if k.Kid == "" {
@@ -86,7 +92,7 @@ func parseJWKS(raw []byte) ([]publicKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("key %q: %w", k.Kid, err)
 		}
-		out = append(out, publicKey{kid: k.Kid, key: pk})
+		out = append(out, publicKey{kid: k.Kid, alg: k.Alg, key: pk})
 	}
 	if len(out) == 0 {
 		return nil, errors.New("JWK Set has no RSA or EC key")

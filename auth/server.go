@@ -103,6 +103,9 @@ func New(ctx context.Context, st store.AuthStore, cfg Config) (*Server, error) {
 		jwt.WithLeeway(clockSkew),
 		jwt.WithTimeFunc(s.now),
 		jwt.WithStrictDecoding(),
+		// An assertion issued in the future (beyond the leeway) comes
+		// from a clock that is wrong, or was made to be used later.
+		jwt.WithIssuedAt(),
 	)
 	s.tokens = jwt.NewParser(
 		jwt.WithValidMethods([]string{serverAlg}),
@@ -320,26 +323,26 @@ func (s *Server) authenticateClient(ctx context.Context, assertion string) (Clie
 		if iss == "" || claims.Subject != iss {
 			return nil, invalidClient("iss and sub must both be the client_id")
 		}
-		var err error
-		if c, err = s.clients.Get(iss); err != nil {
-			return nil, invalidClient("client %q is not registered", iss)
-		}
-		if c.Disabled {
-			return nil, invalidClient("client %q is disabled", iss)
-		}
 		kid, _ := t.Header["kid"].(string)
 		if kid == "" {
 			return nil, invalidClient("the assertion header has no kid")
 		}
+		var err error
+		if c, err = s.clients.Get(iss); err != nil {
+			return nil, s.unrecognized(ctx, iss, "not registered")
+		}
+		if c.Disabled {
+			return nil, s.unrecognized(ctx, iss, "disabled")
+		}
 		if jku, ok := t.Header["jku"]; ok && (c.JWKSURI == "" || jku != c.JWKSURI) {
-			return nil, invalidClient("jku is not the client's registered jwks_uri")
+			return nil, s.unrecognized(ctx, iss, "jku is not the client's registered jwks_uri")
 		}
 		alg := t.Method.Alg()
 		pick := func(refresh bool) (any, error) {
 			keys, err := s.clients.clientKeys(ctx, c, refresh)
 			if err != nil {
 				s.log.WarnContext(ctx, "client keys unavailable", "client_id", c.ID, "error", err)
-				return nil, invalidClient("the client's keys cannot be loaded")
+				return nil, s.unrecognized(ctx, c.ID, "its keys cannot be loaded")
 			}
 			var found []publicKey
 			for _, k := range keys {
@@ -360,7 +363,7 @@ func (s *Server) authenticateClient(ctx context.Context, assertion string) (Clie
 			return nil, err
 		}
 		if key == nil {
-			return nil, invalidClient("no single key of the client has kid %q and fits %s", kid, alg)
+			return nil, s.unrecognized(ctx, c.ID, fmt.Sprintf("no single key of the client has kid %q and fits %s", kid, alg))
 		}
 		return key, nil
 	}
@@ -388,6 +391,16 @@ func (s *Server) authenticateClient(ctx context.Context, assertion string) (Clie
 		return Client{}, invalidClient("client_assertion: jti was already used")
 	}
 	return c, nil
+}
+
+// unrecognized answers an assertion whose client, or key, the registry
+// does not have, or will not use: the same answer for each, so that the
+// token endpoint does not tell an unauthenticated caller which clients
+// are registered, disabled, or hold which keys. The reason goes to the log,
+// for the operator helping a hospital connect.
+func (s *Server) unrecognized(ctx context.Context, clientID, reason string) *OAuthError {
+	s.log.InfoContext(ctx, "client assertion refused", "client_id", clientID, "reason", reason)
+	return invalidClient("client_assertion: no registered client and key of this iss and kid verify it")
 }
 
 // assertionProblem says what was wrong with a JWT without echoing it.
