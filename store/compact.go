@@ -61,9 +61,19 @@ func Compact(dir string) (before, after int64, err error) {
 			os.Remove(tmp)
 		}
 	}()
-	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	info, err := os.Stat(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	// The copy takes the original's permissions: an operator may have
+	// widened them for a backup agent's group, say.
+	dst, err := bolt.Open(tmp, info.Mode().Perm(), &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: create %s: %w", tmp, err)
+	}
+	if err := os.Chmod(tmp, info.Mode().Perm()); err != nil { // past the umask
+		dst.Close()
+		return 0, 0, err
 	}
 	// Each of Compact's transactions commits with an fsync, so the copy is
 	// durable once it returns.

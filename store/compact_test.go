@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -65,9 +66,15 @@ func TestCompact(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
 	before, after, err := store.Compact(dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o640 {
+		t.Errorf("the compacted file's permissions: %v %v, want the original's, 0640", info.Mode(), err)
 	}
 	if after >= before-8<<20 {
 		t.Errorf("compacted from %d to %d bytes: want 8 MB less at least", before, after)
