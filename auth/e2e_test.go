@@ -416,7 +416,10 @@ func TestRefusalsDoNotTellWhoIsRegistered(t *testing.T) {
 		"unknown client":         e.requestToken(sign(t, jwt.SigningMethodES384, ecKey, kid(t, &ecKey.PublicKey), e.claims("nobody")), "system/Patient.rs"),
 		"disabled client":        e.requestToken(sign(t, jwt.SigningMethodES384, ecKey, kid(t, &ecKey.PublicKey), e.claims("disabled-client")), "system/Patient.rs"),
 		"a key not the client's": e.requestToken(sign(t, jwt.SigningMethodES384, otherEC, kid(t, &otherEC.PublicKey), e.claims("ec-client")), "system/Patient.rs"),
-		"another jku":            e.requestToken(jku(), "system/Patient.rs"),
+		// The client's kid is its public key's thumbprint, which anyone
+		// who has seen its JWK Set can compute.
+		"the client's kid, another key's signature": e.requestToken(sign(t, jwt.SigningMethodES384, otherEC, kid(t, &ecKey.PublicKey), e.claims("ec-client")), "system/Patient.rs"),
+		"another jku": e.requestToken(jku(), "system/Patient.rs"),
 	}
 	want := answers["unknown client"]
 	for name, r := range answers {

@@ -373,6 +373,12 @@ func (s *Server) authenticateClient(ctx context.Context, assertion string) (Clie
 		if errors.As(err, &oe) {
 			return Client{}, oe
 		}
+		if c.ID != "" && errors.Is(err, jwt.ErrTokenSignatureInvalid) {
+			// A key of the client has the assertion's kid: saying that
+			// its signature does not verify would tell that the client
+			// is registered (kids are thumbprints of public keys).
+			return Client{}, s.unrecognized(ctx, c.ID, "the signature does not verify with the key of its kid")
+		}
 		return Client{}, invalidClient("client_assertion: %s", assertionProblem(err))
 	}
 	now := s.now()
