@@ -28,9 +28,10 @@ const compactTxSize = 64 << 20
 // used the pages again (BENCHMARKS.md, "After a reindex").
 //
 // The original is locked from before the copy until the new file has
-// taken its name, so a server that starts meanwhile is refused rather
-// than left writing to the replaced file; on any failure the original
-// stays as it was and the partial copy is removed.
+// taken its name, so a server that starts meanwhile is refused, or, if
+// its wait for the lock outlasts the copy, opens the new file (Open
+// checks that the file it locked is still the one in place); on any
+// failure the original stays as it was and the partial copy is removed.
 func Compact(dir string) (before, after int64, err error) {
 	path := filepath.Join(dir, FileName)
 	src, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -107,5 +108,62 @@ func TestCompactInUse(t *testing.T) {
 	openStoreAt(t, dir, store.Options{})
 	if _, _, err := store.Compact(dir); !errors.Is(err, store.ErrLocked) {
 		t.Errorf("compact a store in use: %v, want ErrLocked", err)
+	}
+}
+
+// TestOpenWaitingWhileCompacted: a server that starts while Compact holds
+// the file waits for the lock on the file it opened; Compact then puts
+// its copy in that file's place and lets go. The server must serve the
+// file in place, not the replaced one, whose writes no one would see
+// again.
+func TestOpenWaitingWhileCompacted(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, s, "Patient", "a")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, store.FileName)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".compact", raw, 0o600); err != nil { // Compact's copy
+		t.Fatal(err)
+	}
+	holder, err := bolt.Open(path, 0o600, nil) // Compact's lock on the original
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan *store.Bolt, 1)
+	go func() {
+		s, err := store.Open(dir, store.Options{LockTimeout: 10 * time.Second})
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- s
+	}()
+	time.Sleep(300 * time.Millisecond) // Open is waiting for the lock
+	if err := os.Rename(path+".compact", path); err != nil {
+		t.Fatal(err)
+	}
+	holder.Close()
+	s = <-opened
+	if s == nil {
+		t.FailNow()
+	}
+	put(t, s, "Patient", "b")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStoreAt(t, dir, store.Options{})
+	if err := s.View(context.Background(), func(tx store.Tx) error {
+		_, err := tx.Current("Patient", "b")
+		return err
+	}); err != nil {
+		t.Errorf("Patient/b, written by the store opened while the file was replaced: %v", err)
 	}
 }

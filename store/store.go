@@ -164,6 +164,28 @@ type Bolt struct {
 
 var _ Store = (*Bolt)(nil)
 
+// openInPlace opens path with bolt.Open, and again if the file was
+// replaced while bolt.Open waited for its lock: Compact renames its copy
+// over the file it holds, then lets go of it, and the lock, and every
+// write after, would be on a file no longer in the directory.
+func openInPlace(path string, o *bolt.Options) (*bolt.DB, error) {
+	for {
+		before, statErr := os.Stat(path)
+		db, err := bolt.Open(path, 0o600, o)
+		if err != nil || statErr != nil { // statErr: a new file, which no one replaces
+			return db, err
+		}
+		after, err := os.Stat(path)
+		if err == nil && os.SameFile(before, after) {
+			return db, nil
+		}
+		db.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
 // Open opens (creating if needed) the store in directory dir.
 func Open(dir string, opt Options) (*Bolt, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -173,7 +195,7 @@ func Open(dir string, opt Options) (*Bolt, error) {
 		opt.LockTimeout = 2 * time.Second
 	}
 	path := filepath.Join(dir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opt.LockTimeout, InitialMmapSize: opt.InitialMmapSize})
+	db, err := openInPlace(path, &bolt.Options{Timeout: opt.LockTimeout, InitialMmapSize: opt.InitialMmapSize})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (is another healthhub serving it?)", ErrLocked, path)
 	}
