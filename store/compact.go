@@ -76,6 +76,12 @@ func Compact(dir string) (before, after int64, err error) {
 		dst.Close()
 		return 0, 0, err
 	}
+	// And its owner: a reindex run as root must not leave a file the
+	// server's own user cannot open.
+	if err := chownLike(tmp, info); err != nil {
+		dst.Close()
+		return 0, 0, fmt.Errorf("store: compact %s: give the copy the original's owner: %w", path, err)
+	}
 	// Each of Compact's transactions commits with an fsync, so the copy is
 	// durable once it returns.
 	err = bolt.Compact(dst, src, compactTxSize)
