@@ -86,7 +86,17 @@ func (q HistoryQuery) keep(t *boltTx, r *fhir.Resource, writtenLater func(*fhir.
 type loggedAfter struct {
 	t    *boltTx
 	asOf uint64
-	at   time.Time // lastUpdated of asOf's version, once read
+	read bool      // asOf's entry was looked up (asOf is 0 if the log does not have it)
+	at   time.Time // lastUpdated of asOf's version
+	// upTo holds the versions logged at the millisecond at, up to asOf,
+	// read once: a transaction writes thousands in one millisecond, and
+	// reading them for each version checked made a page quadratic.
+	upTo map[versionRef]struct{}
+}
+
+type versionRef struct {
+	typ, id string
+	version uint64
 }
 
 func (l *loggedAfter) check(v *fhir.Resource) (bool, error) {
@@ -94,22 +104,24 @@ func (l *loggedAfter) check(v *fhir.Resource) (bool, error) {
 		return false, nil
 	}
 	c := l.t.btx.Bucket(bucketLog).Cursor()
-	k, e := c.Seek(u64(l.asOf))
-	if k == nil || beUint64(k) != l.asOf {
-		return false, nil
-	}
-	entryTime := func(e []byte) (time.Time, bool, error) {
+	entryTime := func(e []byte) (time.Time, versionRef, error) {
 		typ, id, version, err := decodeLogEntry(e)
 		if err != nil {
-			return time.Time{}, false, err
+			return time.Time{}, versionRef{}, err
 		}
 		r, err := l.t.Version(typ, id, version)
 		if err != nil {
-			return time.Time{}, false, err
+			return time.Time{}, versionRef{}, err
 		}
-		return r.LastUpdated, typ == v.Type && id == v.ID && version == v.VersionID, nil
+		return r.LastUpdated, versionRef{typ, id, version}, nil
 	}
-	if l.at.IsZero() {
+	if !l.read {
+		l.read = true
+		k, e := c.Seek(u64(l.asOf))
+		if k == nil || beUint64(k) != l.asOf {
+			l.asOf = 0
+			return false, nil
+		}
 		at, _, err := entryTime(e)
 		if err != nil {
 			return false, err
@@ -122,19 +134,22 @@ func (l *loggedAfter) check(v *fhir.Resource) (bool, error) {
 	case v.LastUpdated.Before(l.at):
 		return false, nil
 	}
-	for ; k != nil; k, e = c.Prev() {
-		at, same, err := entryTime(e)
-		if err != nil {
-			return false, err
-		}
-		if same {
-			return false, nil
-		}
-		if at.Before(l.at) {
-			break
+	if l.upTo == nil {
+		l.upTo = map[versionRef]struct{}{}
+		for k, e := c.Seek(u64(l.asOf)); k != nil; k, e = c.Prev() {
+			at, ref, err := entryTime(e)
+			if err != nil {
+				l.upTo = nil
+				return false, err
+			}
+			if at.Before(l.at) {
+				break
+			}
+			l.upTo[ref] = struct{}{}
 		}
 	}
-	return true, nil
+	_, earlier := l.upTo[versionRef{v.Type, v.ID, v.VersionID}]
+	return !earlier, nil
 }
 
 const ctxCheckEvery = 256

@@ -650,6 +650,53 @@ func TestHistoryAtAsOf(t *testing.T) {
 	}
 }
 
+// TestHistoryAtAsOfManyInOneMillisecond: telling whether a version was
+// written after the snapshot reads the snapshot's millisecond once per
+// page, not once for every version it checks: a transaction of many
+// updates, all of one millisecond, made an _at page read that
+// millisecond's entries over and over (quadratic in the transaction's
+// size; 10,000 entries are allowed).
+func TestHistoryAtAsOfManyInOneMillisecond(t *testing.T) {
+	s := openStore(t, store.Options{Now: newClock(t0, 0).Now})
+	const n = 300
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = "p" + strconv.Itoa(i)
+	}
+	for range 2 {
+		if err := s.Update(context.Background(), func(tx store.Tx) error {
+			for _, id := range ids {
+				if _, err := tx.Put("Patient", id, object(t, body("Patient"))); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	future := t0.Add(time.Hour)
+	q := store.HistoryQuery{Type: "Patient", AtStart: future, AtEnd: future.Add(time.Second), Count: 2 * n}
+	var entries int
+	allocs := testing.AllocsPerRun(1, func() {
+		if err := s.View(context.Background(), func(tx store.Tx) error {
+			p, err := tx.History(context.Background(), q)
+			if p != nil {
+				entries = len(p.Entries)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if entries != n {
+		t.Fatalf("%d entries, want %d (the current versions)", entries, n)
+	}
+	if perEntry := allocs / (2 * n); perEntry > 100 {
+		t.Errorf("%.0f allocations per entry visited: the snapshot's millisecond is read again for each", perEntry)
+	}
+}
+
 // TestHistoryPagingWhileWriting: following Next visits every entry that
 // existed when the first page was read exactly once, newest first, while
 // other writes keep landing between pages.
