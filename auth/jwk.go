@@ -95,7 +95,7 @@ func parseJWKS(raw []byte) ([]publicKey, error) {
 		out = append(out, publicKey{kid: k.Kid, alg: k.Alg, key: pk})
 	}
 	if len(out) == 0 {
-		return nil, errors.New("JWK Set has no RSA or EC key")
+		return nil, errors.New(`JWK Set has no RSA or EC key for signatures (use "sig" or none)`)
 	}
 	return out, nil
 }

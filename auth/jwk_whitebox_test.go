@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -42,6 +43,16 @@ func TestJWKUseAndAlg(t *testing.T) {
 		{"RSA, no alg", "", "", rs, 1, map[string]bool{"RS256": true, "RS384": true}},
 		{"RSA, alg RS256", "sig", "RS256", rs, 1, map[string]bool{"RS256": true, "RS384": false}},
 		{"alg of another family", "", "RS256", ec, 1, map[string]bool{"ES256": false, "RS256": false}},
+	}
+	// A set of encryption keys alone says why none is usable.
+	enc := ec
+	enc.Use = "enc"
+	raw, err := json.Marshal(JWKS{Keys: []JWK{enc}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parseJWKS(raw); err == nil || !strings.Contains(err.Error(), `use "sig"`) {
+		t.Errorf("a set of encryption keys: %v, want an error naming use \"sig\"", err)
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

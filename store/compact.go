@@ -32,8 +32,13 @@ const compactTxSize = 64 << 20
 // its wait for the lock outlasts the copy, opens the new file (Open
 // checks that the file it locked is still the one in place); on any
 // failure the original stays as it was and the partial copy is removed.
+// An error with after set comes once the new file is in place: only
+// syncing the directory failed.
 func Compact(dir string) (before, after int64, err error) {
 	path := filepath.Join(dir, FileName)
+	if _, err := os.Stat(path); err != nil {
+		return 0, 0, fmt.Errorf("store: compact: %w", err) // and bolt.Open would create it
+	}
 	src, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return 0, 0, fmt.Errorf("%w: %s (is another healthhub serving it?)", ErrLocked, path)

@@ -102,6 +102,18 @@ func TestCompact(t *testing.T) {
 	}
 }
 
+// TestCompactNoStore: a directory without a store is an error, and is
+// left without one.
+func TestCompactNoStore(t *testing.T) {
+	dir := t.TempDir()
+	if _, _, err := store.Compact(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("compact a directory without a store: %v, want ErrNotExist", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, store.FileName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("compact left a file behind: %v", err)
+	}
+}
+
 // TestCompactInUse: a store another handle holds is not compacted.
 func TestCompactInUse(t *testing.T) {
 	dir := t.TempDir()

@@ -319,7 +319,11 @@ func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// list at every commit until writes had used them again.
 	start = time.Now()
 	before, after, err := store.Compact(*dataDir)
-	if err != nil {
+	switch {
+	case err != nil && after > 0:
+		fmt.Fprintf(stderr, "healthhub reindex: compacted the file from %d MB to %d MB, but: %v\n", before>>20, after>>20, err)
+		return 0
+	case err != nil:
 		// The indexes are rebuilt and the file serves; only its free
 		// pages remain.
 		fmt.Fprintf(stderr, "healthhub reindex: the indexes are rebuilt, but the file was not compacted: %v\n", err)
