@@ -402,16 +402,6 @@ func TestRejectDisabledClient(t *testing.T) {
 // which clients exist. (The reason goes to the server's log.)
 func TestRefusalsDoNotTellWhoIsRegistered(t *testing.T) {
 	e := newEnv(t, "")
-	jku := func() string {
-		tok := jwt.NewWithClaims(jwt.SigningMethodES384, e.claims("ec-client"))
-		tok.Header["kid"] = kid(t, &ecKey.PublicKey)
-		tok.Header["jku"] = "https://attacker.example/jwks"
-		a, err := tok.SignedString(ecKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return a
-	}
 	answers := map[string]tokenResult{
 		"unknown client":         e.requestToken(sign(t, jwt.SigningMethodES384, ecKey, kid(t, &ecKey.PublicKey), e.claims("nobody")), "system/Patient.rs"),
 		"disabled client":        e.requestToken(sign(t, jwt.SigningMethodES384, ecKey, kid(t, &ecKey.PublicKey), e.claims("disabled-client")), "system/Patient.rs"),
@@ -419,7 +409,7 @@ func TestRefusalsDoNotTellWhoIsRegistered(t *testing.T) {
 		// The client's kid is its public key's thumbprint, which anyone
 		// who has seen its JWK Set can compute.
 		"the client's kid, another key's signature": e.requestToken(sign(t, jwt.SigningMethodES384, otherEC, kid(t, &ecKey.PublicKey), e.claims("ec-client")), "system/Patient.rs"),
-		"another jku": e.requestToken(jku(), "system/Patient.rs"),
+		"another jku": e.requestToken(foreignJKUAssertion(t, e), "system/Patient.rs"),
 	}
 	want := answers["unknown client"]
 	for name, r := range answers {
@@ -509,8 +499,10 @@ func TestRejectHS256WithPublicKeyAsSecret(t *testing.T) {
 	}
 }
 
-func TestRejectJKUNotRegistered(t *testing.T) {
-	e := newEnv(t, "")
+// foreignJKUAssertion is ec-client's assertion, signed with its key, whose
+// header points at a jku the client did not register.
+func foreignJKUAssertion(t *testing.T, e *env) string {
+	t.Helper()
 	tok := jwt.NewWithClaims(jwt.SigningMethodES384, e.claims("ec-client"))
 	tok.Header["kid"] = kid(t, &ecKey.PublicKey)
 	tok.Header["jku"] = "https://attacker.example/jwks"
@@ -518,7 +510,12 @@ func TestRejectJKUNotRegistered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantOAuthError(t, e.requestToken(a, "system/Patient.rs"), 401, "invalid_client")
+	return a
+}
+
+func TestRejectJKUNotRegistered(t *testing.T) {
+	e := newEnv(t, "")
+	wantOAuthError(t, e.requestToken(foreignJKUAssertion(t, e), "system/Patient.rs"), 401, "invalid_client")
 }
 
 func TestJWKSURIFetchedAndCached(t *testing.T) {

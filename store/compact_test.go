@@ -129,15 +129,7 @@ func TestCompactInUse(t *testing.T) {
 // file in place, not the replaced one, whose writes no one would see
 // again.
 func TestOpenWaitingWhileCompacted(t *testing.T) {
-	dir := t.TempDir()
-	s, err := store.Open(dir, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	put(t, s, "Patient", "a")
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	dir := closedStoreWithPatient(t)
 	path := filepath.Join(dir, store.FileName)
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -163,7 +155,7 @@ func TestOpenWaitingWhileCompacted(t *testing.T) {
 		t.Fatal(err)
 	}
 	holder.Close()
-	s = <-opened
+	s := <-opened
 	if s == nil {
 		t.FailNow()
 	}

@@ -18,15 +18,7 @@ func TestCompactKeepsOwner(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root, to give the file another owner")
 	}
-	dir := t.TempDir()
-	s, err := store.Open(dir, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	put(t, s, "Patient", "a")
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	dir := closedStoreWithPatient(t)
 	path := filepath.Join(dir, store.FileName)
 	if err := os.Chown(path, 4321, 4322); err != nil {
 		t.Fatal(err)

@@ -424,10 +424,10 @@ func TestReopenKeepsData(t *testing.T) {
 	}
 }
 
-// TestReopenWritesNothing: opening a file whose layout is in place commits
-// no transaction, so opening a store to read it (or a server that starts
-// and stops at once) leaves the file as it was.
-func TestReopenWritesNothing(t *testing.T) {
+// closedStoreWithPatient is a data directory whose store holds Patient/a
+// and is closed again, for tests that open its file themselves.
+func closedStoreWithPatient(t *testing.T) string {
+	t.Helper()
 	dir := t.TempDir()
 	s, err := store.Open(dir, store.Options{})
 	if err != nil {
@@ -437,6 +437,14 @@ func TestReopenWritesNothing(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+// TestReopenWritesNothing: opening a file whose layout is in place commits
+// no transaction, so opening a store to read it (or a server that starts
+// and stops at once) leaves the file as it was.
+func TestReopenWritesNothing(t *testing.T) {
+	dir := closedStoreWithPatient(t)
 	lastTx := func() int {
 		db, err := bolt.Open(filepath.Join(dir, store.FileName), 0o600, &bolt.Options{ReadOnly: true})
 		if err != nil {
