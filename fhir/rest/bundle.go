@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -26,8 +27,8 @@ func (h *Handlers) bundle(c *gin.Context) {
 	}
 	prefer := preferReturn(c)
 	b := bundle{ResourceType: "Bundle", Type: kind + "-response", Entry: make([]entry, 0, len(results))}
-	for _, r := range results {
-		e, err := h.responseEntry(c, r, prefer)
+	for i, r := range results {
+		e, err := h.responseEntry(c, i, r, prefer)
 		if err != nil {
 			h.internalError(c, err)
 			return
@@ -48,9 +49,19 @@ func statusLine(code int) string { return strconv.Itoa(code) + " " + http.Status
 // write's resource is left out for Prefer: return=minimal, and replaced by
 // an informational response.outcome for return=OperationOutcome, as a
 // write on its own answers (writeWritten).
-func (h *Handlers) responseEntry(c *gin.Context, r interaction.Result, prefer string) (entry, error) {
+//
+// An entry's 500 is logged at once, at ERROR, with the entry's index: the
+// request's own log line is at INFO when the Bundle as a whole answered,
+// and has room for one cause, the request's own.
+func (h *Handlers) responseEntry(c *gin.Context, index int, r interaction.Result, prefer string) (entry, error) {
 	if r.Err != nil {
+		st := state(c)
+		requestCause := st.cause
 		status, issues := h.errorOutcome(c, r.Err)
+		if status >= http.StatusInternalServerError {
+			h.log.ErrorContext(c.Request.Context(), "bundle entry failed", "request_id", st.id, "entry", index, "status", status, "error", fmt.Sprint(st.cause))
+		}
+		st.cause = requestCause
 		return entry{Response: &entryResponse{Status: statusLine(status), Outcome: outcomeJSON(issues)}}, nil
 	}
 	var e entry

@@ -3,10 +3,19 @@ package rest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 
+	"github.com/gin-gonic/gin"
+
 	"healthhub/fhir"
+	"healthhub/fhir/interaction"
 )
 
 // TestMarshalBundleAsEncodingJSON: the hand-made Bundle writer gives the
@@ -54,6 +63,56 @@ func TestMarshalBundleAsEncodingJSON(t *testing.T) {
 		}
 		if !bytes.Equal(got, want) {
 			t.Errorf("%s:\ngot  %s\nwant %s", name, got, want)
+		}
+	}
+}
+
+// TestBundleEntryFailuresLogged: each entry that failed with a 500 is
+// logged at ERROR with its index and cause (the request's own log line is
+// at INFO, the Bundle having answered, and had room for one cause, the
+// last entry's); the request's cause is left as it was.
+func TestBundleEntryFailuresLogged(t *testing.T) {
+	gin.SetMode(gin.TestMode)
+	var logs bytes.Buffer
+	h := &Handlers{log: slog.New(slog.NewJSONHandler(&logs, nil))}
+	c, _ := gin.CreateTestContext(httptest.NewRecorder())
+	c.Request = httptest.NewRequest(http.MethodPost, "/fhir", nil)
+	state(c).id = "req-1"
+	results := []interaction.Result{
+		{Err: fhir.Errorf(fhir.Internal, "exception", "the entry failed: boom 0")},
+		{Err: fhir.Errorf(fhir.Invalid, "value", "not a date")},
+		{Err: errors.New("store: corrupt record 2")},
+	}
+	for i, r := range results {
+		e, err := h.responseEntry(c, i, r, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"500 Internal Server Error", "400 Bad Request", "500 Internal Server Error"}[i]; e.Response.Status != want {
+			t.Errorf("entry %d: %s, want %s", i, e.Response.Status, want)
+		}
+	}
+	if state(c).cause != nil {
+		t.Errorf("the request's cause: %v, want none: the entries' are logged on their own", state(c).cause)
+	}
+	var lines []map[string]any
+	for _, l := range bytes.Split(bytes.TrimSpace(logs.Bytes()), []byte("\n")) {
+		var m map[string]any
+		if err := json.Unmarshal(l, &m); err != nil {
+			t.Fatalf("%s: %v", l, err)
+		}
+		lines = append(lines, m)
+	}
+	if len(lines) != 2 {
+		t.Fatalf("log lines: %d, want one for each entry that failed with a 500:\n%s", len(lines), logs.String())
+	}
+	for j, want := range []struct {
+		entry float64
+		cause string
+	}{{0, "boom 0"}, {2, "corrupt record 2"}} {
+		l := lines[j]
+		if l["level"] != "ERROR" || l["request_id"] != "req-1" || l["entry"] != want.entry || !strings.Contains(fmt.Sprint(l["error"]), want.cause) {
+			t.Errorf("log line %d: %v, want ERROR, req-1, entry %v, an error with %q", j, l, want.entry, want.cause)
 		}
 	}
 }
