@@ -41,6 +41,11 @@ func TestReindexCommand(t *testing.T) {
 	if !strings.Contains(out.String(), "compacted the file from") {
 		t.Errorf("reindex: no compaction reported:\n%s", out.String())
 	}
+	// Its progress goes to a file (not a terminal) as lines, not one line
+	// of carriage returns.
+	if strings.Contains(out.String(), "\r") {
+		t.Errorf("reindex wrote carriage returns to a file:\n%q", out.String())
+	}
 	if _, err := os.Stat(filepath.Join(dir, store.FileName+".compact")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the compaction's copy is left behind: %v", err)
 	}

@@ -297,10 +297,11 @@ func reindex(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	start := time.Now()
+	prog := newProgress(stderr)
 	n, err := interaction.New(st, nil, reg).Reindex(ctx, func(typ string, done int) {
-		fmt.Fprintf(stderr, "\rreindexing %s: %d", typ, done)
+		prog.show(func(time.Duration) string { return fmt.Sprintf("reindexing %s: %d", typ, done) })
 	})
-	fmt.Fprintln(stderr)
+	prog.clear()
 	if err == nil {
 		err = st.IndexesRebuilt(ctx)
 	}

@@ -188,18 +188,27 @@ func newProgress(w io.Writer) *progress {
 }
 
 func (p *progress) update(s interaction.ImportStats) {
+	p.show(func(elapsed time.Duration) string {
+		return fmt.Sprintf("%d resources, %.0f/s, %d errors", s.Read, float64(s.Read)/elapsed.Seconds(), s.Failed)
+	})
+}
+
+// show writes the line line makes (given the time since the start): in
+// place on a terminal, else as a line of its own every progressEvery, so
+// that a log file gets lines, not one line of carriage returns.
+func (p *progress) show(line func(elapsed time.Duration) string) {
 	now := time.Now()
 	if !p.tty && now.Sub(p.last) < progressEvery {
 		return
 	}
 	p.last = now
-	line := fmt.Sprintf("%d resources, %.0f/s, %d errors", s.Read, float64(s.Read)/now.Sub(p.start).Seconds(), s.Failed)
+	text := line(now.Sub(p.start))
 	if p.tty {
-		fmt.Fprintf(p.w, "\r\x1b[K%s", line)
+		fmt.Fprintf(p.w, "\r\x1b[K%s", text)
 		p.shown = true
 		return
 	}
-	fmt.Fprintln(p.w, line)
+	fmt.Fprintln(p.w, text)
 }
 
 // clear removes the in-place line before other output.
