@@ -568,3 +568,27 @@ func TestSearchURIAbove(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchSortOwnAbsoluteReference: a stored reference to this server by
+// its absolute URL means Type/id (README, Search), so _sort on a reference
+// parameter orders it as Type/id, not after every relative reference.
+func TestSearchSortOwnAbsoluteReference(t *testing.T) {
+	s := startServer(t, app.Config{})
+	do(t, http.MethodPut, s.base+"/Patient/a", []byte(`{"resourceType":"Patient","id":"a"}`))
+	do(t, http.MethodPut, s.base+"/Patient/b", []byte(`{"resourceType":"Patient","id":"b"}`))
+	for id, ref := range map[string]string{"e1": s.base + "/Patient/a", "e2": "Patient/b"} {
+		r := do(t, http.MethodPut, s.base+"/Encounter/"+id, []byte(`{"resourceType":"Encounter","id":"`+id+`","status":"finished","class":{"code":"AMB"},"subject":{"reference":"`+ref+`"}}`))
+		if r.status != http.StatusCreated {
+			t.Fatalf("PUT Encounter/%s: %d %s", id, r.status, r.body)
+		}
+	}
+	for q, want := range map[string][]string{
+		"Encounter?_sort=subject":  {"e1", "e2"},
+		"Encounter?_sort=-subject": {"e2", "e1"},
+		"Encounter?_sort=patient":  {"e1", "e2"},
+	} {
+		if ids, _ := searchAll(t, s, q); !slices.Equal(ids, want) {
+			t.Errorf("GET %s: %v, want %v", q, ids, want)
+		}
+	}
+}

@@ -406,7 +406,7 @@ func (s *Service) matchHits(ctx context.Context, p auth.Principal, tx store.Tx, 
 		}
 		h := hit{id: id}
 		for _, k := range q.Sort {
-			h.sort = append(h.sort, sortValue(entries, k))
+			h.sort = append(h.sort, sortValue(entries, k, s.localRef))
 		}
 		hits = append(hits, h)
 	}
@@ -437,14 +437,19 @@ func currentIDs(tx store.Tx, typ string, ids []string) ([]string, error) {
 }
 
 // sortValue is the key a resource sorts by on one _sort key: its smallest
-// value ascending, its largest descending; nil when it has none.
-func sortValue(entries []search.Entry, k search.SortKey) []byte {
+// value ascending, its largest descending; nil when it has none. A
+// reference goes through local first, so that one to this server by its
+// absolute URL sorts as the Type/id it means.
+func sortValue(entries []search.Entry, k search.SortKey, local func(search.ReferenceValue) search.ReferenceValue) []byte {
 	var best []byte
 	for _, e := range entries {
 		if e.Param != k.Param.Code {
 			continue
 		}
 		v := e.Value.Key()
+		if ref, ok := e.Value.(search.ReferenceValue); ok {
+			v = local(ref).Key()
+		}
 		if best == nil || (!k.Descending && bytes.Compare(v, best) < 0) || (k.Descending && bytes.Compare(v, best) > 0) {
 			best = v
 		}
