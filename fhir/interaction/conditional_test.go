@@ -230,6 +230,7 @@ func TestPatch(t *testing.T) {
 		{"missing path", `[{"op":"remove","path":"/gender"}]`, 0, fhir.Unprocessable},
 		{"unknown op", `[{"op":"nope","path":"/gender"}]`, 0, fhir.Invalid},
 		{"not an array", `{}`, 0, fhir.Invalid},
+		{"null", `null`, 0, fhir.Invalid},
 		{"invalid result", `[{"op":"add","path":"/gender","value":"nope"}]`, 0, fhir.Unprocessable},
 		{"id change", `[{"op":"replace","path":"/id","value":"other"}]`, 0, fhir.Invalid},
 		{"resourceType change", `[{"op":"replace","path":"/resourceType","value":"Basic"}]`, 0, fhir.Invalid},

@@ -73,6 +73,9 @@ func decodePatch(body []byte) (jsonpatch.Patch, error) {
 		return nil, fhir.Errorf(fhir.Invalid, "structure", "malformed JSON Patch: %v", err)
 	}
 	p, err := jsonpatch.DecodePatch(body)
+	if err == nil && !bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("[")) {
+		err = fmt.Errorf("the body is not an array") // null decodes as no operations
+	}
 	if err != nil {
 		return nil, fhir.Errorf(fhir.Invalid, "structure", "not a JSON Patch document (RFC 6902: an array of operations add, remove, replace, move, copy, test): %v", err)
 	}
