@@ -291,7 +291,8 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return 1
 	}
 	if *clientID == "" || *keyFile == "" {
-		return fail(errors.New("--client-id and --key are required"))
+		fmt.Fprintln(stderr, "healthhub token: --client-id and --key are required (healthhub token --help)")
+		return 2 // a usage error, as a bad flag is
 	}
 	pemData, err := os.ReadFile(*keyFile)
 	if err != nil {

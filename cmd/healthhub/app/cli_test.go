@@ -32,6 +32,8 @@ func TestMainUsage(t *testing.T) {
 		{"zero bundle entries", []string{"serve", "--max-bundle-entries", "0"}, 2, []string{"--max-bundle-entries"}},
 		// "reindex DIR" for "reindex --data DIR" must not rebuild ./data.
 		{"reindex stray argument", []string{"reindex", "--data", "/dev/null/x", "mydata"}, 2, []string{`unexpected argument "mydata"`}},
+		{"token without client or key", []string{"token", "--scope", "system/*.rs"}, 2, []string{"--client-id and --key are required"}},
+		{"token without key", []string{"token", "--client-id", "lab"}, 2, []string{"--client-id and --key are required"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
