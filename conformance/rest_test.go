@@ -961,3 +961,37 @@ func TestUpdateIfNoneMatch(t *testing.T) {
 	}
 	checkVersion(t, "re-created", r, 3)
 }
+
+// TestWriteIfNoneMatchNotIgnored: If-None-Match on a write other than
+// PUT [type]/[id] (which takes *, create only) is not evaluated, so it is
+// refused (400), as Bundle.entry.request.ifNoneMatch on a write is:
+// ignored, If-None-Match: * ("only if nothing is there") let a conditional
+// update overwrite, a delete delete and a patch change an existing
+// resource (RFC 9110 13.1.2, 13.2.1).
+func TestWriteIfNoneMatchNotIgnored(t *testing.T) {
+	s := startServer(t, app.Config{})
+	body := withMembers(t, withID(t, loadFixture(t, "Patient"), "winm"), "identifier", []any{map[string]any{"system": "urn:test", "value": "winm"}})
+	put(t, s, "Patient", "winm", body)
+	patch := []byte(`[{"op":"replace","path":"/active","value":false}]`)
+	for _, c := range []struct {
+		name, method, path string
+		body               []byte
+		headers            []string
+	}{
+		{"conditional update", "PUT", "/Patient?identifier=urn:test|winm", body, nil},
+		{"delete", "DELETE", "/Patient/winm", nil, nil},
+		{"conditional delete", "DELETE", "/Patient?identifier=urn:test|winm", nil, nil},
+		{"patch", "PATCH", "/Patient/winm", patch, []string{"Content-Type", "application/json-patch+json"}},
+		{"conditional patch", "PATCH", "/Patient?identifier=urn:test|winm", patch, []string{"Content-Type", "application/json-patch+json"}},
+		{"create", "POST", "/Patient", loadFixture(t, "Patient"), nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := append([]string{"If-None-Match", "*"}, c.headers...)
+			checkOutcome(t, c.method+" "+c.path+" If-None-Match: *", do(t, c.method, s.base+c.path, c.body, h...), http.StatusBadRequest, "not-supported", "")
+		})
+	}
+	checkVersion(t, "read after the refused writes", do(t, "GET", s.base+"/Patient/winm", nil), 1)
+	if n := len(historyEntries(t, s.base+"/Patient/_history")); n != 1 {
+		t.Errorf("Patient history has %d entries after the refused writes, want 1", n)
+	}
+}

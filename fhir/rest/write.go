@@ -12,6 +12,10 @@ import (
 )
 
 func (h *Handlers) create(c *gin.Context) {
+	if err := noIfNoneMatch(c); err != nil {
+		h.writeError(c, err)
+		return
+	}
 	body, err := h.readBody(c)
 	if err != nil {
 		h.writeError(c, err)
@@ -158,6 +162,12 @@ func (h *Handlers) delete(c *gin.Context) {
 
 // precondition reads If-Match.
 func precondition(c *gin.Context) (interaction.Precondition, error) {
+	if c.Request.Method != http.MethodPut || c.Param("id") == "" {
+		// Only PUT [type]/[id] evaluates If-None-Match (update).
+		if err := noIfNoneMatch(c); err != nil {
+			return 0, err
+		}
+	}
 	im := c.GetHeader("If-Match")
 	if im == "" {
 		return 0, nil
@@ -167,6 +177,17 @@ func precondition(c *gin.Context) (interaction.Precondition, error) {
 		return 0, fhir.Errorf(fhir.Invalid, "value", `If-Match %q is not a version ETag such as W/"3"`, im)
 	}
 	return interaction.Precondition(v), nil
+}
+
+// noIfNoneMatch refuses If-None-Match on a write that does not evaluate
+// it: ignored, If-None-Match: * (only if nothing is there) would let the
+// write change or delete what is there (RFC 9110 13.2.1), as
+// Bundle.entry.request.ifNoneMatch on a write is refused.
+func noIfNoneMatch(c *gin.Context) error {
+	if inm := strings.TrimSpace(c.GetHeader("If-None-Match")); inm != "" {
+		return fhir.Errorf(fhir.Invalid, "not-supported", "If-None-Match %q on a %s: only an update (PUT [type]/[id]) takes it, as * (create only)", inm, c.Request.Method)
+	}
+	return nil
 }
 
 // preferReturn is the return= preference: minimal, representation
