@@ -995,3 +995,26 @@ func TestWriteIfNoneMatchNotIgnored(t *testing.T) {
 		t.Errorf("Patient history has %d entries after the refused writes, want 1", n)
 	}
 }
+
+// TestConditionalReadIfNoneMatchLines: If-None-Match is a list (RFC 9110
+// 13.1.2), and a list may come as several header lines, which mean the
+// same as one comma-separated line (RFC 9110 5.3): a tag on the second
+// line that names the current version makes the read 304.
+func TestConditionalReadIfNoneMatchLines(t *testing.T) {
+	s := startServer(t, app.Config{})
+	put(t, s, "Patient", "inml", []byte(`{"resourceType":"Patient","id":"inml"}`))
+	req, err := http.NewRequest("GET", s.base+"/Patient/inml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Add("If-None-Match", `W/"7"`)
+	req.Header.Add("If-None-Match", `W/"1"`)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotModified {
+		t.Errorf(`If-None-Match: W/"7" and If-None-Match: W/"1" on version 1: status %d, want 304`, resp.StatusCode)
+	}
+}

@@ -3,6 +3,7 @@ package rest
 import (
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -84,5 +85,6 @@ func notModified(c *gin.Context, r *fhir.Resource) bool {
 	if ims := c.GetHeader("If-Modified-Since"); ims != "" {
 		since, _ = http.ParseTime(ims) // a date that does not parse is ignored (RFC 9110 13.1.3)
 	}
-	return fhir.NotModified(r, c.GetHeader("If-None-Match"), since)
+	// A list may come as several header lines (RFC 9110 5.3).
+	return fhir.NotModified(r, strings.Join(c.Request.Header.Values("If-None-Match"), ","), since)
 }
