@@ -419,3 +419,23 @@ func TestEverythingByPost(t *testing.T) {
 		t.Errorf("metadata declares everything %d times, want once", n)
 	}
 }
+
+// TestEverythingByPostContentType: the Parameters body of POST
+// $everything is read as JSON, so a body labelled as another media type
+// (XML, a form) is 415, as on every other request with a body, not a 400
+// for JSON that does not parse.
+func TestEverythingByPostContentType(t *testing.T) {
+	s := startServer(t, app.Config{})
+	everythingData(t, s)
+	for _, c := range []struct{ contentType, body string }{
+		{"application/fhir+xml", `<Parameters xmlns="http://hl7.org/fhir"/>`},
+		{"application/x-www-form-urlencoded", `_count=1`},
+		{"text/plain", `{"resourceType":"Parameters"}`},
+	} {
+		r := do(t, http.MethodPost, s.base+"/Patient/ev-p1/$everything", []byte(c.body), "Content-Type", c.contentType)
+		checkOutcome(t, "POST $everything as "+c.contentType, r, http.StatusUnsupportedMediaType, "not-supported", "")
+	}
+	if r := do(t, http.MethodPost, s.base+"/Patient/ev-p1/$everything", []byte(`{"resourceType":"Parameters"}`), "Content-Type", "application/fhir+json; charset=utf-8"); r.status != http.StatusOK {
+		t.Errorf("POST $everything as application/fhir+json: %d %s", r.status, r.body)
+	}
+}

@@ -76,6 +76,10 @@ func (h *Handlers) everythingPost(c *gin.Context) {
 	}
 	q := c.Request.URL.Query()
 	if len(bytes.TrimSpace(raw)) > 0 {
+		if err := jsonContentType(c); err != nil {
+			h.writeError(c, err)
+			return
+		}
 		params, err := operationParameters(raw)
 		if err != nil {
 			h.writeError(c, err)

@@ -158,11 +158,8 @@ func plainBody(c *gin.Context) error {
 // readBody reads a request body of at most h.maxBody bytes whose media type
 // is one we read.
 func (h *Handlers) readBody(c *gin.Context) ([]byte, error) {
-	if ct := c.GetHeader("Content-Type"); ct != "" {
-		mt, params, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != mimeFHIRJSON && mt != mimeJSON) || !r4(params) {
-			return nil, fhir.Errorf(fhir.UnsupportedMedia, "not-supported", "Content-Type %q is not supported: send application/fhir+json (FHIR R4, fhirVersion 4.0)", ct)
-		}
+	if err := jsonContentType(c); err != nil {
+		return nil, err
 	}
 	body, err := h.readRaw(c)
 	if err != nil {
@@ -172,6 +169,18 @@ func (h *Handlers) readBody(c *gin.Context) ([]byte, error) {
 		return nil, fhir.Errorf(fhir.Invalid, "required", "the body is empty: expected a %s resource", cmp.Or(c.Param("type"), "Bundle"))
 	}
 	return body, nil
+}
+
+// jsonContentType refuses a request body labelled other than FHIR R4 JSON
+// (no label is read as JSON).
+func jsonContentType(c *gin.Context) error {
+	if ct := c.GetHeader("Content-Type"); ct != "" {
+		mt, params, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != mimeFHIRJSON && mt != mimeJSON) || !r4(params) {
+			return fhir.Errorf(fhir.UnsupportedMedia, "not-supported", "Content-Type %q is not supported: send application/fhir+json (FHIR R4, fhirVersion 4.0)", ct)
+		}
+	}
+	return nil
 }
 
 // readRaw reads a request body of at most h.maxBody bytes.
