@@ -30,3 +30,32 @@ func TestElementsCamelCaseChoice(t *testing.T) {
 		}
 	}
 }
+
+// TestAcceptsPlainJSONFHIRRefused: an Accept that refuses
+// application/fhir+json (q=0) and takes application/json, by name or by
+// a wildcard, was answered labelled application/fhir+json, the one type
+// the client refused: any mention of the FHIR type kept the FHIR label.
+func TestAcceptsPlainJSONFHIRRefused(t *testing.T) {
+	for accept, want := range map[string]bool{
+		"application/fhir+json;q=0, application/json":    true,
+		"application/fhir+json; q=0.0, application/json": true,
+		"application/fhir+json;q=0, */*":                 true,
+		"application/fhir+json;q=0, application/*":       true,
+		"application/json, application/fhir+json;q=0":    true,
+		// The FHIR type acceptable: it is preferred.
+		"application/fhir+json, application/json":              false,
+		"application/json, application/fhir+json":              false,
+		"application/fhir+json;q=0.5, application/json":        false,
+		"application/fhir+json":                                false,
+		"*/*":                                                  false,
+		"application/json;q=0, application/fhir+json;q=0, */*": false,
+		// Plain JSON by name, as before.
+		"application/json":                  true,
+		"application/json;q=0.5, text/html": true,
+		"application/json;q=0, */*":         false,
+	} {
+		if got := acceptsPlainJSON(accept); got != want {
+			t.Errorf("Accept: %s: labelled application/json %v, want %v", accept, got, want)
+		}
+	}
+}

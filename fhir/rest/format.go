@@ -120,20 +120,35 @@ func r4(params map[string]string) bool {
 // acceptsPlainJSON reports whether Accept asks for application/json
 // rather than application/fhir+json (a generic client): the response is
 // then labelled so. Anything else, unknown types included, gets the FHIR
-// type.
+// type, unless Accept refuses it (q=0) and takes plain JSON
+// (application/json, */*, application/*).
 func acceptsPlainJSON(accept string) bool {
+	fhirNamed := strings.Contains(accept, mimeFHIRJSON)
 	switch {
 	case accept == mimeJSON:
 		return true
-	case accept == "" || !strings.Contains(accept, mimeJSON) || strings.Contains(accept, mimeFHIRJSON):
+	case accept == "" || !strings.Contains(accept, mimeJSON) && !fhirNamed:
 		return false
+	case fhirNamed && !strings.Contains(accept, "q=") && !strings.Contains(accept, "Q="):
+		return false // acceptable, and the one preferred
 	}
+	var plain, plainRefused, fhirOK, fhirRefused, wild bool
 	for _, part := range strings.Split(accept, ",") {
-		if mt, params, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mt == mimeJSON && !qZero(params) {
-			return true
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		zero := qZero(params)
+		switch mt {
+		case mimeJSON:
+			plain, plainRefused = !zero, zero
+		case mimeFHIRJSON:
+			fhirOK, fhirRefused = !zero, zero
+		case "*/*", "application/*":
+			wild = wild || !zero
 		}
 	}
-	return false
+	return !fhirOK && (plain || fhirRefused && wild && !plainRefused)
 }
 
 // queryValue is c.GetQuery without parsing (and allocating) an empty query
