@@ -379,7 +379,6 @@ func TestPagingHistoryUnderWrites(t *testing.T) {
 					t.Errorf("next %s lost a parameter", next)
 				}
 			}
-			t.Logf("got %v want %v", got, want)
 			if !slices.Equal(got, want) {
 				t.Errorf("paged\n got %v\nwant %v", got, want)
 			}
@@ -494,22 +493,15 @@ func TestPagingHistoryAt(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 			at := url.QueryEscape(tc.at())
 			time.Sleep(5 * time.Millisecond)
-			refs := func(es []historyEntry) []string {
-				out := make([]string, len(es))
-				for i, e := range es {
-					out[i] = e.ref(s.base)
-				}
-				return out
-			}
-			want := refs(historyEntries(t, s.base+"/Patient/_history?_at="+at+"&_count=1000"))
+			want := entryRefs(s.base, historyEntries(t, s.base+"/Patient/_history?_at="+at+"&_count=1000"))
 			b, _ := getHistory(t, s.base+"/Patient/_history?_at="+at+"&_count=2")
-			got := refs(b.Entry)
+			got := entryRefs(s.base, b.Entry)
 			for next := b.link("next"); next != ""; next = b.link("next") {
 				// The first two written are on later pages: newest first.
 				putJSON(t, s, "Patient/"+ids[1], patientJSON(ids[1], "B", "1970-01-01"))
 				putJSON(t, s, "Patient/"+ids[0], patientJSON(ids[0], "B", "1970-01-01"))
 				b, _ = getHistory(t, next)
-				got = append(got, refs(b.Entry)...)
+				got = append(got, entryRefs(s.base, b.Entry)...)
 			}
 			if !slices.Equal(got, want) {
 				t.Errorf("paged\n got %v\nwant %v", got, want)
