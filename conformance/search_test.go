@@ -337,6 +337,22 @@ func TestSearchErrors(t *testing.T) {
 	if r.status != 200 || !strings.Contains(string(r.body), `"id":"p1"`) {
 		t.Errorf("POST _search: %d %s", r.status, r.body)
 	}
+	// POST [base]/_search is the system-level search (R4 http.html#search).
+	r = do(t, http.MethodPost, s.base+"/_search", []byte("_type=Patient&gender=other"), "Content-Type", "application/x-www-form-urlencoded")
+	if r.status != 200 || !strings.Contains(string(r.body), `"id":"p1"`) {
+		t.Errorf("POST [base]/_search: %d %s", r.status, r.body)
+	}
+	// An unencoded "+" in _format arrives as a space; it can only mean "+".
+	for _, q := range []string{"_format=application/fhir+json", "_format=application/fhir+json;fhirVersion=4.0", "_format=application/fhir+xml"} {
+		r = do(t, http.MethodGet, s.base+"/Patient?gender=other&"+q, nil)
+		if want := 200; strings.Contains(q, "xml") {
+			if r.status != 406 {
+				t.Errorf("GET Patient?%s: %d, want 406", q, r.status)
+			}
+		} else if r.status != want || !strings.Contains(string(r.body), `"id":"p1"`) {
+			t.Errorf("GET Patient?%s: %d %s", q, r.status, r.body)
+		}
+	}
 }
 
 func TestSearchSummaryAndElements(t *testing.T) {

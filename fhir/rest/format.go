@@ -65,6 +65,16 @@ func negotiate(c *gin.Context) error {
 		return err
 	}
 	if f, ok := queryValue(c, "_format"); ok {
+		// An unencoded "+" (_format=application/fhir+json) reaches us as a
+		// space, which no media type holds before its parameters: it can
+		// only be the "+" the client meant.
+		typ, rest, _ := strings.Cut(f, ";")
+		if strings.Contains(strings.TrimSpace(typ), " ") {
+			f = strings.ReplaceAll(strings.TrimSpace(typ), " ", "+")
+			if rest != "" {
+				f += ";" + rest
+			}
+		}
 		mt, params, err := mime.ParseMediaType(f)
 		if err == nil && r4(params) {
 			switch mt {

@@ -85,6 +85,7 @@ func New(svc *interaction.Service, cfg Config) *Handlers {
 		{http.MethodGet, "/metadata", "capabilities", "system", h.metadata},
 		{http.MethodGet, "/_history", "history-system", "system", h.history},
 		{http.MethodGet, "", "search-system", "system", h.search},
+		{http.MethodPost, "/_search", "search-system", "system", h.search},
 		// Bundle.type decides between transaction and batch; both are
 		// declared (see capabilityStatement).
 		{http.MethodPost, "", "transaction", "system", h.bundle},
@@ -138,7 +139,7 @@ func (h *Handlers) capabilityStatement(version string, reg *search.Registry, as 
 		case r.code == "transaction":
 			c.SystemInteractions = append(c.SystemInteractions, "transaction", "batch")
 		case r.level == "system":
-			if r.code != "capabilities" {
+			if r.code != "capabilities" && !slices.Contains(c.SystemInteractions, r.code) { // search-system: GET and POST
 				c.SystemInteractions = append(c.SystemInteractions, r.code)
 			}
 		case r.code == "search-type":
