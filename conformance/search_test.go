@@ -355,6 +355,39 @@ func TestSearchErrors(t *testing.T) {
 	}
 }
 
+// TestSearchCodeElementSystem: a code element (Patient.gender,
+// Observation.status) means the codes of the one system its binding
+// names, so system|code finds it as code alone does.
+func TestSearchCodeElementSystem(t *testing.T) {
+	s := startServer(t, app.Config{})
+	do(t, http.MethodPut, s.base+"/Patient/g1", []byte(`{"resourceType":"Patient","id":"g1","gender":"female","address":[{"use":"home","city":"Athens"}],"name":[{"family":"Οδυσσεύς"}]}`))
+	do(t, http.MethodPut, s.base+"/Observation/o1", []byte(`{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/g1"}}`))
+	tests := []struct {
+		query string
+		hits  int
+	}{
+		{"Patient?gender=female", 1},
+		{"Patient?gender=http://hl7.org/fhir/administrative-gender%7Cfemale", 1},
+		{"Patient?gender=http://hl7.org/fhir/administrative-gender%7C", 1},
+		{"Patient?gender=http://example.org/other%7Cfemale", 0},
+		{"Patient?gender=%7Cfemale", 0}, // the code has a system: the binding's
+		{"Patient?gender:not=http://hl7.org/fhir/administrative-gender%7Cmale", 1},
+		{"Patient?address-use=http://hl7.org/fhir/address-use%7Chome", 1},
+		{"Observation?status=http://hl7.org/fhir/observation-status%7Cfinal", 1},
+		{"Observation?subject:Patient.gender=http://hl7.org/fhir/administrative-gender%7Cfemale", 1},
+		// Greek final sigma: ς and σ are one letter to search.
+		{"Patient?family=%CE%9F%CE%94%CE%A5%CE%A3%CE%A3%CE%95%CE%A5%CE%A3", 1}, // ΟΔΥΣΣΕΥΣ
+		{"Patient?family:contains=%CE%B5%CF%85%CF%83", 1},                      // ευσ, the end
+	}
+	for _, tt := range tests {
+		r := do(t, http.MethodGet, s.base+"/"+tt.query+"&_total=accurate", nil)
+		var b struct{ Total int }
+		if err := json.Unmarshal(r.body, &b); r.status != 200 || err != nil || b.Total != tt.hits {
+			t.Errorf("GET %s: %d, total %d, want %d: %s", tt.query, r.status, b.Total, tt.hits, r.body)
+		}
+	}
+}
+
 func TestSearchSummaryAndElements(t *testing.T) {
 	s := startServer(t, app.Config{})
 	do(t, http.MethodPut, s.base+"/Patient/e1", []byte(`{"resourceType":"Patient","id":"e1","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"},"gender":"female","birthDate":"1970-01-01","deceasedBoolean":false,"maritalStatus":{"text":"single"},"meta":{"tag":[{"code":"mine"}]}}`))

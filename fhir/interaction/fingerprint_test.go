@@ -24,8 +24,8 @@ import (
 // it is reindexed; this test makes a change of the keys change it.
 func TestIndexFingerprintFollowsKeys(t *testing.T) {
 	const (
-		wantFingerprint = "v1-46da30648600abbc"
-		wantKeys        = "0198793fdccdc574b0318dee350983e8"
+		wantFingerprint = "v2-8ee32e5bd276c9d8"
+		wantKeys        = "792b41175e6d279657b729b4450280be"
 	)
 	reg, err := search.Load()
 	if err != nil {

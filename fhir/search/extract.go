@@ -206,6 +206,14 @@ func (r *Registry) extract(typ string, doc *Document, params []compiledParam) ([
 			for _, it := range items {
 				vals = appendValues(vals, cp.param.Type, it)
 			}
+			if sys := cp.param.CodeSystem; sys != "" {
+				for j, v := range vals {
+					if t, ok := v.(TokenValue); ok && t.System == "" {
+						t.System = sys
+						vals[j] = t
+					}
+				}
+			}
 		}
 	next:
 		for j, v := range vals {

@@ -186,7 +186,7 @@ func TestExtractSynthea(t *testing.T) {
 					"birthdate %v, want %s", ix["birthdate"], bd)
 			}
 			if g := jsonStr(res["gender"]); g != "" {
-				check(sm, len(ix["gender"]) == 1 && ix.has("gender", tokenV("", g)), "gender %v, want %s", ix["gender"], g)
+				check(sm, len(ix["gender"]) == 1 && ix.has("gender", tokenV("http://hl7.org/fhir/administrative-gender", g)), "gender %v, want %s", ix["gender"], g)
 			}
 			for _, n := range jsonArr(res["name"]) {
 				n := jsonObj(n)
@@ -229,7 +229,7 @@ func TestExtractSynthea(t *testing.T) {
 			}
 			c := jsonObj(res["class"])
 			check(sm, ix.has("class", tokenV(jsonStr(c["system"]), jsonStr(c["code"]))), "class %v missing", c)
-			check(sm, ix.has("status", tokenV("", jsonStr(res["status"]))), "status %v missing", res["status"])
+			check(sm, ix.has("status", tokenV("http://hl7.org/fhir/encounter-status", jsonStr(res["status"]))), "status %v missing", res["status"])
 			for _, ty := range jsonArr(res["type"]) {
 				for _, cd := range jsonArr(jsonObj(ty)["coding"]) {
 					check(sm, ix.has("type", tokenV(jsonStr(jsonObj(cd)["system"]), jsonStr(jsonObj(cd)["code"]))), "type %v missing", cd)

@@ -87,7 +87,13 @@ func showValues(vs []search.Value) string {
 func TestExtractToken(t *testing.T) {
 	const mr = "http://terminology.hl7.org/CodeSystem/v2-0203"
 	runExtractCases(t, []extractCase{
-		{"code", "Patient", `{"resourceType":"Patient","gender":"female"}`, "gender", []search.Value{tokenV("", "female")}},
+		// A code element's values carry the system its binding names.
+		{"code", "Patient", `{"resourceType":"Patient","gender":"female"}`, "gender", []search.Value{tokenV("http://hl7.org/fhir/administrative-gender", "female")}},
+		{"code of a Practitioner", "Practitioner", `{"resourceType":"Practitioner","gender":"other"}`, "gender", []search.Value{tokenV("http://hl7.org/fhir/administrative-gender", "other")}},
+		{"status", "Observation", `{"resourceType":"Observation","status":"final"}`, "status", []search.Value{tokenV("http://hl7.org/fhir/observation-status", "final")}},
+		{"encounter status", "Encounter", `{"resourceType":"Encounter","status":"finished"}`, "status", []search.Value{tokenV("http://hl7.org/fhir/encounter-status", "finished")}},
+		{"appointment status", "Appointment", `{"resourceType":"Appointment","status":"booked"}`, "status", []search.Value{tokenV("http://hl7.org/fhir/appointmentstatus", "booked")}},
+		{"address use", "Organization", `{"resourceType":"Organization","address":[{"use":"work"},{"city":"X"}]}`, "address-use", []search.Value{tokenV("http://hl7.org/fhir/address-use", "work")}},
 		{"boolean", "Patient", `{"resourceType":"Patient","active":false}`, "active", []search.Value{tokenV("", "false")}},
 		{"id", "Patient", `{"resourceType":"Patient","id":"p-1"}`, "_id", []search.Value{tokenV("", "p-1")}},
 		{"identifier", "Patient", `{"resourceType":"Patient","identifier":[
@@ -125,7 +131,7 @@ func TestExtractToken(t *testing.T) {
 		{"combo-code", "Observation", `{"resourceType":"Observation","code":{"coding":[{"system":"l","code":"1"}]},"component":[{"code":{"coding":[{"system":"l","code":"2"}]}},{"code":{"coding":[{"system":"l","code":"1"}]}}]}`,
 			"combo-code", []search.Value{tokenV("l", "1"), tokenV("l", "2")}},
 		{"participant status", "Appointment", `{"resourceType":"Appointment","participant":[{"status":"accepted"},{"status":"accepted"},{"status":"declined"}]}`,
-			"part-status", []search.Value{tokenV("", "accepted"), tokenV("", "declined")}},
+			"part-status", []search.Value{tokenV("http://hl7.org/fhir/participationstatus", "accepted"), tokenV("http://hl7.org/fhir/participationstatus", "declined")}},
 		{"empty identifier", "Patient", `{"resourceType":"Patient","identifier":[{"use":"usual"}]}`, "identifier", nil},
 	})
 }

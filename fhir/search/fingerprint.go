@@ -14,7 +14,7 @@ import (
 // whose indexes were built before then refuses to open until they are
 // rebuilt (healthhub reindex): an update would otherwise remove the keys the
 // new code derives from the old version, not the ones the index holds.
-const ExtractionVersion = 1
+const ExtractionVersion = 2
 
 // IndexFingerprint names what the index keys of a resource are made of:
 // ExtractionVersion and every stored parameter's definition as the
@@ -27,7 +27,7 @@ func (r *Registry) IndexFingerprint() string {
 			if !p.Stored() {
 				continue
 			}
-			fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00", typ, p.Code, p.Type, p.URL, p.Expression, strings.Join(p.Targets, ","))
+			fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00", typ, p.Code, p.Type, p.URL, p.Expression, strings.Join(p.Targets, ","), p.CodeSystem)
 			for _, c := range p.Components {
 				fmt.Fprintf(h, "%s\x00%s\x00", c.Definition, c.Expression)
 			}

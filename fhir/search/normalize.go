@@ -16,7 +16,8 @@ import (
 // NormalizeString is the form string search compares: lower case, accents
 // and other marks removed (Unicode compatibility decomposition, then
 // nonspacing marks dropped), and the Latin letters that do not decompose
-// folded (ß -> ss, ø -> o, ł -> l, æ -> ae ...). "Müller", "MULLER" and
+// folded (ß -> ss, ø -> o, ł -> l, æ -> ae ...), as is Greek's final
+// sigma (ς -> σ). "Müller", "MULLER" and
 // "muller" all become "muller". A query value goes through the same
 // function before a prefix match.
 func NormalizeString(s string) string {
@@ -59,10 +60,15 @@ func normalizeUnicode(s string) string {
 	return b.String()
 }
 
-// letterFold folds the lowercase Latin letters that have no decomposition.
+// letterFold folds the lowercase letters that have no decomposition but
+// match another letter or letters in search.
 var letterFold = map[rune]string{
 	'ß': "ss", 'æ': "ae", 'œ': "oe", 'ø': "o", 'đ': "d", 'ð': "d", 'ł': "l",
 	'ħ': "h", 'ı': "i", 'þ': "th", 'ŋ': "n", 'ŧ': "t", 'ĸ': "k", 'ƒ': "f",
+	// Greek's word-final sigma is σ where it ends a word; ToLower turns
+	// a capital Σ into σ wherever it stands, so ΟΔΥΣΣΕΥΣ must meet
+	// Οδυσσεύς on σ.
+	'ς': "σ",
 }
 
 // Decimal is an exact decimal number as written in FHIR JSON (or a search

@@ -52,6 +52,13 @@ type Param struct {
 	// values: no check needed.
 	Within     *Param
 	WithinType string
+	// CodeSystem is the code system of a token parameter over a FHIR
+	// code element whose required binding takes its codes from one
+	// system (Patient.gender: http://hl7.org/fhir/administrative-gender).
+	// The element has no system of its own, but its codes mean that
+	// system's: its values carry it, so gender=<system>|male finds them
+	// as gender=male does, as on a Coding.
+	CodeSystem string
 }
 
 // Stored reports whether the search index holds keys of p. A union of other
@@ -247,6 +254,9 @@ func newParam(d definition, typ string, byURL map[string]definition) (*Param, er
 	if p.Expression == "" {
 		return nil, fmt.Errorf("search: %s has no expression for %s", d.URL, typ)
 	}
+	if p.Type == Token {
+		p.CodeSystem = boundCodeSystems[p.Expression]
+	}
 	for _, c := range d.Component {
 		cd, ok := byURL[c.Definition]
 		if !ok {
@@ -256,6 +266,24 @@ func newParam(d definition, typ string, byURL map[string]definition) (*Param, er
 		p.Components = append(p.Components, Component{Definition: c.Definition, Expression: c.Expression, Param: cp})
 	}
 	return p, nil
+}
+
+// boundCodeSystems are the code systems of the code elements that token
+// parameters of SearchTypes index, by the parameter's expression: each
+// element's required binding (R4 element definitions) is to a value set of
+// all the codes of that one system. The schema carries the codes but not
+// the system; TestBoundCodeSystems checks that this table names exactly
+// the parameters whose elements the schema gives an enum.
+var boundCodeSystems = map[string]string{
+	"Patient.gender":                 "http://hl7.org/fhir/administrative-gender",
+	"Practitioner.gender":            "http://hl7.org/fhir/administrative-gender",
+	"Patient.address.use":            "http://hl7.org/fhir/address-use",
+	"Practitioner.address.use":       "http://hl7.org/fhir/address-use",
+	"Organization.address.use":       "http://hl7.org/fhir/address-use",
+	"Encounter.status":               "http://hl7.org/fhir/encounter-status",
+	"Observation.status":             "http://hl7.org/fhir/observation-status",
+	"Appointment.status":             "http://hl7.org/fhir/appointmentstatus",
+	"Appointment.participant.status": "http://hl7.org/fhir/participationstatus",
 }
 
 // ExpressionFor keeps the alternatives of a definition's expression (joined

@@ -1,9 +1,11 @@
 package search_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
+	"healthhub/conformance"
 	"healthhub/fhir/search"
 )
 
@@ -105,4 +107,74 @@ func TestUnionParameters(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestBoundCodeSystems: the token parameters that carry a code system of
+// their own are exactly those whose expression, for a type of SearchTypes,
+// names an element the official schema gives as an enumeration of codes
+// (a FHIR code with a required binding), so the table cannot miss one or
+// name a parameter that the definitions change.
+func TestBoundCodeSystems(t *testing.T) {
+	r, err := search.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Definitions map[string]schemaDef `json:"definitions"`
+	}
+	if err := json.Unmarshal(conformance.SchemaJSON(), &schema); err != nil {
+		t.Fatal(err)
+	}
+	var bound int
+	for _, typ := range search.SearchTypes {
+		for _, p := range r.Params(typ) {
+			enum := p.Type == search.Token && schemaEnum(schema.Definitions, p.Expression)
+			switch {
+			case enum && !strings.HasPrefix(p.CodeSystem, "http://hl7.org/fhir/"):
+				t.Errorf("%s?%s (%s) is over a code element, but has no code system", typ, p.Code, p.Expression)
+			case !enum && p.CodeSystem != "":
+				t.Errorf("%s?%s (%s) has code system %s, but is not over a code element", typ, p.Code, p.Expression, p.CodeSystem)
+			case enum:
+				bound++
+			}
+		}
+	}
+	if bound != 9 { // gender ×2, address-use ×3, four statuses, part-status
+		t.Errorf("%d parameters with a code system, want 9", bound)
+	}
+}
+
+type schemaDef struct {
+	Properties map[string]struct {
+		Ref   string   `json:"$ref"`
+		Enum  []string `json:"enum"`
+		Items *struct {
+			Ref string `json:"$ref"`
+		} `json:"items"`
+	} `json:"properties"`
+}
+
+// schemaEnum reports whether expr is a plain path (Type.a.b) to an element
+// the schema gives as an enum.
+func schemaEnum(defs map[string]schemaDef, expr string) bool {
+	parts := strings.Split(expr, ".")
+	def, ok := defs[parts[0]]
+	for i, name := range parts[1:] {
+		if !ok {
+			return false
+		}
+		prop, found := def.Properties[name]
+		if !found {
+			return false
+		}
+		if i == len(parts)-2 {
+			return len(prop.Enum) > 0
+		}
+		ref := prop.Ref
+		if prop.Items != nil {
+			ref = prop.Items.Ref
+		}
+		def, ok = defs[strings.TrimPrefix(ref, "#/definitions/")]
+	}
+	return false
 }

@@ -24,6 +24,8 @@ func TestNormalizeString(t *testing.T) {
 		{"Straße", "strasse"},
 		{"Øresund Ærø", "oresund aero"},
 		{"Ἀθῆναι", "αθηναι"},
+		{"Οδυσσεύς", "οδυσσευσ"}, // final sigma
+		{"ΟΔΥΣΣΕΥΣ", "οδυσσευσ"},
 		{"Nguyễn", "nguyen"},
 		{"ﬁnn", "finn"}, // compatibility ligature
 		{"O'Brien-Smith 2nd", "o'brien-smith 2nd"},
