@@ -115,7 +115,7 @@ func TestTransactionReferences(t *testing.T) {
 		"subject":{"reference":"` + uuidC + `"},"encounter":{"reference":"` + uuidB + `"},
 		"extension":[{"url":"http://example.org/deep","extension":[{"url":"inner","valueReference":{"reference":"` + uuidB + `"}}]}],
 		"contained":[{"resourceType":"Provenance","id":"prov","recorded":"2024-01-01T00:00:00Z","target":[{"reference":"` + uuidC + `"}],"agent":[{"who":{"reference":"` + oidD + `"}}]}],
-		"performer":[{"reference":"` + oidD + `"},{"reference":"#prov"}]}`
+		"performer":[{"reference":"` + oidD + `"}],"focus":[{"reference":"#prov"}]}`
 	tr := mustTransaction(t, s,
 		txEntry{method: "POST", url: "Observation", fullURL: uuidA, resource: obs},
 		txEntry{method: "POST", url: "Encounter", fullURL: uuidB, resource: `{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":{"reference":"` + uuidC + `"},"serviceProvider":{"reference":"` + oidD + `"}}`},
@@ -139,7 +139,7 @@ func TestTransactionReferences(t *testing.T) {
 		`"valueReference":{"reference":"Encounter/` + b + `"}`,
 		`"target":[{"reference":"Patient/` + c + `"}]`,
 		`"who":{"reference":"Organization/` + d + `"}`,
-		`{"reference":"Organization/` + d + `"},{"reference":"#prov"}`,
+		`"performer":[{"reference":"Organization/` + d + `"}],"focus":[{"reference":"#prov"}]`,
 	} {
 		if !strings.Contains(stored, want) {
 			t.Errorf("Observation lacks %s:\n%s", want, stored)

@@ -288,7 +288,7 @@ func TestTransaction(t *testing.T) {
 	chain := []string{
 		`{"fullUrl":"` + a + `","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"encounter":{"reference":"` + b + `"},` +
 			`"extension":[{"url":"http://e","valueReference":{"reference":"` + c + `"}}],` +
-			`"contained":[{"resourceType":"Provenance","id":"p","recorded":"2024-01-01T00:00:00Z","target":[{"reference":"` + c + `"}],"agent":[{"who":{"reference":"` + c + `"}}]}],"performer":[{"reference":"#p"}]},"request":{"method":"POST","url":"Observation"}}`,
+			`"contained":[{"resourceType":"Provenance","id":"p","recorded":"2024-01-01T00:00:00Z","target":[{"reference":"` + c + `"}],"agent":[{"who":{"reference":"` + c + `"}}]}],"focus":[{"reference":"#p"}]},"request":{"method":"POST","url":"Observation"}}`,
 		`{"fullUrl":"` + b + `","resource":{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":{"reference":"` + c + `"}},"request":{"method":"POST","url":"Encounter"}}`,
 		`{"fullUrl":"` + c + `","resource":{"resourceType":"Patient","managingOrganization":{"reference":"Organization?identifier=urn:o|org"}},"request":{"method":"POST","url":"Patient"}}`,
 		`{"resource":{"resourceType":"Organization","id":"org","identifier":[{"system":"urn:o","value":"org"}]},"request":{"method":"PUT","url":"Organization/org"}}`,

@@ -130,3 +130,41 @@ func TestStringAtMost1MiB(t *testing.T) {
 		t.Errorf("a string of 1024*1024 characters: %v", err)
 	}
 }
+
+// TestReferenceTargetTypes: a Reference points at the types its element
+// allows (Observation.subject: Patient, Group, Device or Location), as the
+// official search parameters list them; a reference that names another
+// type, relative, absolute, conditional or to a contained resource, is
+// refused at that reference.
+func TestReferenceTargetTypes(t *testing.T) {
+	const obs = `{"resourceType":"Observation","status":"final","code":{"text":"x"},`
+	mustReject(t, []struct{ name, typ, body, wantExpr string }{
+		{"relative", "Observation", obs + `"subject":{"reference":"Medication/m1"}}`, "Observation.subject.reference"},
+		{"versioned", "Observation", obs + `"subject":{"reference":"Organization/o1/_history/2"}}`, "Observation.subject.reference"},
+		{"absolute", "Observation", obs + `"subject":{"reference":"https://other.example/fhir/Practitioner/p1"}}`, "Observation.subject.reference"},
+		{"conditional", "Observation", obs + `"subject":{"reference":"Organization?identifier=urn:x|1"}}`, "Observation.subject.reference"},
+		{"in an array", "Observation", obs + `"performer":[{"reference":"Practitioner/p1"},{"reference":"Medication/m1"}]}`, "Observation.performer[1].reference"},
+		{"nested element", "Encounter", `{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"participant":[{"individual":{"reference":"Patient/p1"}}]}`, "Encounter.participant[0].individual.reference"},
+		{"contained", "Observation", obs + `"contained":[{"resourceType":"Medication","id":"m"}],"subject":{"reference":"#m"}}`, "Observation.subject.reference"},
+		{"in a contained resource", "Patient", `{"resourceType":"Patient","contained":[{"resourceType":"Observation","id":"o","status":"final","code":{"text":"x"},"subject":{"reference":"Organization/o1"}}],"extension":[{"url":"http://e.org","valueReference":{"reference":"#o"}}]}`, "Patient.contained[0].subject.reference"},
+		{"in a Bundle entry", "Bundle", `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:0b9a1f0e-2c1d-4c1e-9a61-7d1f9f3c2b10","resource":{"resourceType":"Patient","managingOrganization":{"reference":"Patient/p2"}}}]}`, "Bundle.entry[0].resource.managingOrganization.reference"},
+	})
+	validate.CrossCheck(t)
+	v := validate.New()
+	for _, body := range []string{
+		obs + `"subject":{"reference":"Patient/p1"}}`,
+		obs + `"subject":{"reference":"Group/g1"},"performer":[{"reference":"Organization/o1"},{"reference":"PractitionerRole/r1"}]}`,
+		obs + `"subject":{"reference":"https://other.example/fhir/Patient/p1/_history/3"}}`,
+		obs + `"subject":{"reference":"Patient?identifier=urn:x|1"}}`,
+		obs + `"subject":{"reference":"urn:uuid:0b9a1f0e-2c1d-4c1e-9a61-7d1f9f3c2b10"}}`,
+		obs + `"subject":{"identifier":{"system":"urn:x","value":"1"}}}`, // logical: no type to check
+		obs + `"contained":[{"resourceType":"Patient","id":"p"}],"subject":{"reference":"#p"}}`,
+		obs + `"subject":{"reference":"https://other.example/some/page"}}`, // names no type
+		// an element no search parameter names is not checked
+		obs + `"extension":[{"url":"http://e.org","valueReference":{"reference":"Medication/m1"}}]}`,
+	} {
+		if issues := check(t, v, "Observation", body); issues != nil {
+			t.Errorf("%s: refused%s", body, show(issues))
+		}
+	}
+}

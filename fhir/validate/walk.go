@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -27,6 +28,8 @@ type walker struct {
 	schemaBad bool
 	path      []byte // FHIRPath of the current element, e.g. "Patient.name[0].given"
 	scope     *scope // the resource being walked, with its contained resources
+	resType   string // the type of the resource being walked
+	resRoot   int    // where its elements start in path
 
 	// entryScopes holds the scope of each Bundle entry's resource by its
 	// path, for the Bundle rules checked after the entries are walked.
@@ -52,8 +55,10 @@ type containedRes struct {
 }
 
 type located struct {
-	value string
-	path  string
+	value   string
+	path    string
+	elem    string   // for a "#id" reference: its element (Observation.subject)
+	targets []string // and the types that may refer to, if known
 }
 
 // add records one issue at the current path plus suffix.
@@ -85,6 +90,9 @@ func (w *walker) addAt(code, expr, format string, args ...any) {
 func (w *walker) resource(obj map[string]any, typ string, containedAt int, inEntry bool) *scope {
 	def := w.set.defs[typ]
 	outer, outerBad := w.scope, w.schemaBad
+	outerType, outerRoot := w.resType, w.resRoot
+	w.resType, w.resRoot = typ, len(w.path)
+	defer func() { w.resType, w.resRoot = outerType, outerRoot }()
 	if containedAt < 0 {
 		w.scope = &scope{cur: -1, inEntry: inEntry}
 	} else {
@@ -509,6 +517,12 @@ func (w *walker) reference(ref string) {
 		w.add("value", "", "%s", problem)
 		return
 	}
+	elem := w.resType + elementPath(string(w.path[w.resRoot:]))
+	allowed := referenceTargets(elem)
+	if typ := referenceType(ref); typ != "" && allowed != nil && !slices.Contains(allowed, typ) {
+		w.add("value", "", "%q refers to a %s: %s refers to %s", short(ref), typ, elem, orList(allowed))
+		return
+	}
 	sc := w.scope
 	if sc == nil {
 		return
@@ -520,13 +534,21 @@ func (w *walker) reference(ref string) {
 				sc.contained[sc.cur].refersToUs = true
 			}
 		} else {
-			sc.localRefs = append(sc.localRefs, located{ref, string(w.path)})
+			sc.localRefs = append(sc.localRefs, located{ref, string(w.path), elem, allowed})
 		}
 		return
 	}
 	if sc.inEntry {
-		sc.refs = append(sc.refs, located{ref, string(w.path)})
+		sc.refs = append(sc.refs, located{value: ref, path: string(w.path)})
 	}
+}
+
+// orList writes types as "A", "A or B", "A, B or C".
+func orList(types []string) string {
+	if len(types) < 2 {
+		return strings.Join(types, "")
+	}
+	return strings.Join(types[:len(types)-1], ", ") + " or " + types[len(types)-1]
 }
 
 // nested dispatches a resource held inside another (contained, a Bundle
@@ -584,21 +606,25 @@ func (w *walker) finishScope() {
 	if len(sc.localRefs) == 0 && len(sc.contained) == 0 {
 		return
 	}
-	ids := make(map[string]bool, len(sc.contained))
+	ids := make(map[string]string, len(sc.contained)) // id -> type
 	for _, c := range sc.contained {
 		if c.id == "" {
 			continue
 		}
-		if ids[c.id] {
+		if _, dup := ids[c.id]; dup {
 			// The contained resources share their container's id space:
 			// "#id" must name one of them.
 			w.addAt("invariant", c.path+".id", "another contained resource has the id %q; \"#%s\" would name either", c.id, c.id)
 		}
-		ids[c.id] = true
+		ids[c.id] = c.typ
 	}
 	for _, r := range sc.localRefs {
-		if !ids[r.value[1:]] {
+		typ, ok := ids[r.value[1:]]
+		switch {
+		case !ok:
 			w.addAt("invariant", r.path, "%q refers to no contained resource (ref-1)", r.value)
+		case r.targets != nil && !slices.Contains(r.targets, typ):
+			w.addAt("value", r.path, "%q refers to a contained %s: %s refers to %s", r.value, typ, r.elem, orList(r.targets))
 		}
 	}
 	for _, c := range sc.contained {
