@@ -419,8 +419,14 @@ func openBenchData() (*benchData, error) {
 	for _, t := range []*benchTemplate{ts.patient, ts.observation, ts.bloodPressure, ts.encounter, ts.appointment} {
 		h.Write(t.hash[:])
 	}
-	manifest := fmt.Sprintf("healthhub search benchmark data\ngenerator %d seed %d templates %s\npatients %d observations %d encounters %d appointments %d\n",
-		benchGenVersion, benchSeed, hex.EncodeToString(h.Sum(nil))[:16], n, 10*n, n/10, n/10)
+	reg, err := search.Load()
+	if err != nil {
+		return nil, err
+	}
+	// The index fingerprint too: a store indexed by other extraction code
+	// would not open (store.ErrIndexerChanged); it is built again.
+	manifest := fmt.Sprintf("healthhub search benchmark data\ngenerator %d seed %d templates %s\npatients %d observations %d encounters %d appointments %d\nindex %s\n",
+		benchGenVersion, benchSeed, hex.EncodeToString(h.Sum(nil))[:16], n, 10*n, n/10, n/10, interaction.NewIndexer(reg).IndexFingerprint())
 	manifestPath := filepath.Join(dir, "bench-manifest.txt")
 	cached := false
 	if old, err := os.ReadFile(manifestPath); err == nil && string(old) == manifest {
@@ -432,10 +438,6 @@ func openBenchData() (*benchData, error) {
 		if err := os.Remove(filepath.Join(dir, store.FileName)); err != nil && !os.IsNotExist(err) {
 			return nil, err
 		}
-	}
-	reg, err := search.Load()
-	if err != nil {
-		return nil, err
 	}
 	st, err := store.Open(dir, store.Options{MaxBatchSize: benchLoadWriters, Indexer: interaction.NewIndexer(reg)})
 	if err != nil {
