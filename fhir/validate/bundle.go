@@ -2,6 +2,7 @@ package validate
 
 import (
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -161,6 +162,14 @@ func (w *walker) bundle(obj map[string]any) {
 				}
 			case len(matches) > 1:
 				w.addAt("invalid", r.path, "%q matches %d entries of the Bundle; name the version", short(r.value), len(matches))
+			case urn && r.targets != nil:
+				// The type a urn names is its entry's: the element must
+				// allow it, as it must a Type/id's (walker.reference).
+				e, _ := entries[matches[0].index].(map[string]any)
+				res, _ := e["resource"].(map[string]any)
+				if rt, _ := res["resourceType"].(string); rt != "" && !slices.Contains(r.targets, rt) {
+					w.addAt("value", r.path, "%q is the Bundle's %s: %s refers to %s", short(r.value), rt, r.elem, orList(r.targets))
+				}
 			}
 		}
 	}

@@ -168,3 +168,25 @@ func TestReferenceTargetTypes(t *testing.T) {
 		}
 	}
 }
+
+// TestReferenceTargetTypesInBundle: a urn:uuid: or urn:oid: reference
+// names the entry with that fullUrl, so its type is that entry's, and its
+// element must allow it, in a transaction as in any other Bundle.
+func TestReferenceTargetTypesInBundle(t *testing.T) {
+	const (
+		med = `{"fullUrl":"urn:uuid:0b9a1f0e-2c1d-4c1e-9a61-7d1f9f3c2b10","resource":{"resourceType":"Medication"},"request":{"method":"POST","url":"Medication"}}`
+		pat = `{"fullUrl":"urn:oid:1.2.3","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}`
+		obs = `{"fullUrl":"urn:uuid:1b9a1f0e-2c1d-4c1e-9a61-7d1f9f3c2b11","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"%s"}},"request":{"method":"POST","url":"Observation"}}`
+	)
+	bundle := func(subject string) string {
+		return `{"resourceType":"Bundle","type":"transaction","entry":[` + med + `,` + pat + `,` + strings.Replace(obs, "%s", subject, 1) + `]}`
+	}
+	mustReject(t, []struct{ name, typ, body, wantExpr string }{
+		{"urn:uuid of a Medication", "Bundle", bundle("urn:uuid:0b9a1f0e-2c1d-4c1e-9a61-7d1f9f3c2b10"), "Bundle.entry[2].resource.subject.reference"},
+	})
+	validate.CrossCheck(t)
+	v := validate.New()
+	if issues := check(t, v, "Bundle", bundle("urn:oid:1.2.3")); issues != nil {
+		t.Errorf("subject urn:oid: of a Patient entry: refused%s", show(issues))
+	}
+}

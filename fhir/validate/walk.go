@@ -57,8 +57,8 @@ type containedRes struct {
 type located struct {
 	value   string
 	path    string
-	elem    string   // for a "#id" reference: its element (Observation.subject)
-	targets []string // and the types that may refer to, if known
+	elem    string   // a reference's element (Observation.subject)
+	targets []string // and the types it may refer to, if known
 }
 
 // add records one issue at the current path plus suffix.
@@ -539,7 +539,7 @@ func (w *walker) reference(ref string) {
 		return
 	}
 	if sc.inEntry {
-		sc.refs = append(sc.refs, located{value: ref, path: string(w.path)})
+		sc.refs = append(sc.refs, located{ref, string(w.path), elem, allowed})
 	}
 }
 
