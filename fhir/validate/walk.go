@@ -193,6 +193,12 @@ func (w *walker) object(obj map[string]any, def *definition) {
 		w.period(obj)
 	case "Extension":
 		w.extension(obj)
+	case "Quantity", "Age", "Count", "Distance", "Duration":
+		w.quantity(obj, def.name)
+	case "Range":
+		w.rangeOrder(obj)
+	case "ContactPoint":
+		w.contactPoint(obj)
 	case "Narrative":
 		if _, ok := obj["status"]; !ok {
 			w.add("required", ".status", "Narrative.status is required")
