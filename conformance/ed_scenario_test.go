@@ -168,7 +168,7 @@ func TestEDScenario(t *testing.T) {
 	for i := 0; i < 7; i++ {
 		put(t, s, "Observation", fmt.Sprintf("ha-v%d", i), []byte(edObsVS(fmt.Sprintf("ha-v%d", i), "Patient/"+paID, "", fmt.Sprintf("2024-02-%02dT0%d:00:00-05:00", 10+i%3, i), 110+float64(i), 70, "final")))
 	}
-	put(t, s, "Appointment", "ha-ap", []byte(`{"resourceType":"Appointment","status":"booked","participant":[{"actor":{"reference":"Patient/`+paID+`"},"status":"accepted"}]}`))
+	put(t, s, "Appointment", "ha-ap", []byte(`{"resourceType":"Appointment","status":"booked","start":"2024-03-08T09:00:00-05:00","end":"2024-03-08T09:20:00-05:00","participant":[{"actor":{"reference":"Patient/`+paID+`"},"status":"accepted"}]}`))
 
 	// Find by MRN.
 	for q, want := range map[string]string{

@@ -43,14 +43,14 @@ func everythingData(t *testing.T, s *server) (p1 []string) {
 		put("Observation", id, obs+`,"subject":{"reference":"Patient/ev-p1"},"encounter":{"reference":"Encounter/ev-e1"},"performer":[{"reference":"Practitioner/ev-pr"}]`)
 		p1 = append(p1, "Observation/"+id)
 	}
-	put("Appointment", "ev-a1", `"status":"booked","participant":[{"actor":{"reference":"Patient/ev-p1"},"status":"accepted"},{"actor":{"reference":"Practitioner/ev-pr"},"status":"accepted"}]`)
+	put("Appointment", "ev-a1", `"status":"booked","start":"2024-03-08T09:00:00Z","end":"2024-03-08T09:20:00Z","participant":[{"actor":{"reference":"Patient/ev-p1"},"status":"accepted"},{"actor":{"reference":"Practitioner/ev-pr"},"status":"accepted"}]`)
 	p1 = append(p1, "Appointment/ev-a1")
 	// The other patient's: one of its Observations names ev-p1 as focus
 	// only (not a compartment parameter), and refers to an Organization
 	// that ev-p1's records do not.
 	put("Encounter", "ev-other-e", enc+`,"subject":{"reference":"Patient/ev-p2"},"serviceProvider":{"reference":"Organization/ev-org-other"}`)
 	put("Observation", "ev-other-o", obs+`,"subject":{"reference":"Patient/ev-p2"},"focus":[{"reference":"Patient/ev-p1"}]`)
-	put("Appointment", "ev-other-a", `"status":"booked","participant":[{"actor":{"reference":"Patient/ev-p2"},"status":"accepted"}]`)
+	put("Appointment", "ev-other-a", `"status":"booked","start":"2024-03-08T10:00:00Z","end":"2024-03-08T10:20:00Z","participant":[{"actor":{"reference":"Patient/ev-p2"},"status":"accepted"}]`)
 	slices.Sort(p1)
 	return p1
 }

@@ -450,7 +450,7 @@ func TestSearchSummaryAndElements(t *testing.T) {
 func TestSearchSystemLevelAndAbsoluteReferences(t *testing.T) {
 	s := startServer(t, app.Config{})
 	do(t, http.MethodPut, s.base+"/Patient/s1", []byte(`{"resourceType":"Patient","id":"s1"}`))
-	do(t, http.MethodPut, s.base+"/Organization/o1", []byte(`{"resourceType":"Organization","id":"o1"}`))
+	do(t, http.MethodPut, s.base+"/Organization/o1", []byte(`{"resourceType":"Organization","id":"o1","name":"O1"}`))
 	do(t, http.MethodPut, s.base+"/Encounter/e1", []byte(`{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/s1"}}`))
 
 	ids, total := searchAll(t, s, "?_type=Patient,Organization&_count=1")
@@ -539,8 +539,8 @@ func TestSearchSystemLevelSortSpansTypes(t *testing.T) {
 	s := startServer(t, app.Config{})
 	do(t, http.MethodPut, s.base+"/Patient/b", []byte(`{"resourceType":"Patient","id":"b"}`))
 	do(t, http.MethodPut, s.base+"/Patient/d", []byte(`{"resourceType":"Patient","id":"d"}`))
-	do(t, http.MethodPut, s.base+"/Organization/a", []byte(`{"resourceType":"Organization","id":"a"}`))
-	do(t, http.MethodPut, s.base+"/Organization/c", []byte(`{"resourceType":"Organization","id":"c"}`))
+	do(t, http.MethodPut, s.base+"/Organization/a", []byte(`{"resourceType":"Organization","id":"a","name":"A"}`))
+	do(t, http.MethodPut, s.base+"/Organization/c", []byte(`{"resourceType":"Organization","id":"c","name":"C"}`))
 	for q, want := range map[string][]string{
 		"?_type=Patient,Organization&_sort=_id":          {"a", "b", "c", "d"},
 		"?_type=Patient,Organization&_sort=-_id":         {"d", "c", "b", "a"},
@@ -569,7 +569,7 @@ func TestSearchChainThenHas(t *testing.T) {
 		t.Fatalf("Patient?_has:Observation:patient:code=x1: %v, want [p1]", ids)
 	}
 	// A nested _has: the Organizations of Patients with such an Observation.
-	do(t, http.MethodPut, s.base+"/Organization/org1", []byte(`{"resourceType":"Organization","id":"org1"}`))
+	do(t, http.MethodPut, s.base+"/Organization/org1", []byte(`{"resourceType":"Organization","id":"org1","name":"Org 1"}`))
 	do(t, http.MethodPut, s.base+"/Patient/p1", []byte(`{"resourceType":"Patient","id":"p1","managingOrganization":{"reference":"Organization/org1"}}`))
 	if r := do(t, http.MethodGet, s.base+"/Organization?_has:Patient:organization:_has:Observation:patient:code=x1", nil); !slices.Equal(entryPaths(t, r), []string{"Organization/org1"}) {
 		t.Errorf("nested _has: %d %v, want [Organization/org1]", r.status, entryPaths(t, r))

@@ -196,3 +196,184 @@ func (w *walker) contactPoint(obj map[string]any) {
 		w.add("invariant", "", "a ContactPoint with a value needs a system (phone, email ...) (cpt-2)")
 	}
 }
+
+// observation checks obs-6 and obs-7 on an Observation.
+//
+//	obs-6: dataAbsentReason.empty() or value.empty()
+//	obs-7: value.empty() or
+//	       component.code.where(coding.intersect(%resource.code.coding).exists()).empty()
+//
+// obs-7 forbids the Observation's own value when a component repeats its
+// code: the value belongs to that component. FHIRPath's intersect compares
+// whole Codings (system, version, code, display, userSelected, their ids
+// and extensions), so only an identical Coding counts as a repeat here.
+func (w *walker) observation(obj map[string]any, def *definition) {
+	valueKey := ""
+	for _, n := range def.choices["value"] {
+		if _, ok := obj[n]; ok {
+			valueKey = n
+			break
+		}
+	}
+	if valueKey == "" {
+		return
+	}
+	if _, ok := obj["dataAbsentReason"]; ok {
+		w.add("invariant", ".dataAbsentReason", "dataAbsentReason is only for an Observation without a value, and this one has %s (obs-6)", valueKey)
+	}
+	own := codings(obj["code"])
+	if len(own) == 0 {
+		return
+	}
+	comps, _ := obj["component"].([]any)
+	for i, c := range comps {
+		cm, _ := c.(map[string]any)
+		for _, cc := range codings(cm["code"]) {
+			for _, oc := range own {
+				if jsonEqual(cc, oc) {
+					w.add("invariant", "."+valueKey, "component[%d].code repeats the Observation's code %s, so the Observation has no value of its own: the value belongs in that component (obs-7)", i, codingText(oc))
+					return
+				}
+			}
+		}
+	}
+}
+
+// codings returns the Codings of a CodeableConcept.
+func codings(cc any) []any {
+	m, _ := cc.(map[string]any)
+	a, _ := m["coding"].([]any)
+	return a
+}
+
+func codingText(c any) string {
+	m, _ := c.(map[string]any)
+	system, _ := m["system"].(string)
+	code, _ := m["code"].(string)
+	return strconv.Quote(system + "|" + code)
+}
+
+// jsonEqual: two decoded JSON values are the same, member for member;
+// numbers as written (1.0 and 1.00 differ, which can only make two values
+// unequal that FHIRPath would find equal, never the other way round).
+func jsonEqual(a, b any) bool {
+	switch a := a.(type) {
+	case map[string]any:
+		bm, ok := b.(map[string]any)
+		if !ok || len(a) != len(bm) {
+			return false
+		}
+		for k, v := range a {
+			bv, ok := bm[k]
+			if !ok || !jsonEqual(v, bv) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		ba, ok := b.([]any)
+		if !ok || len(a) != len(ba) {
+			return false
+		}
+		for i := range a {
+			if !jsonEqual(a[i], ba[i]) {
+				return false
+			}
+		}
+		return true
+	case string:
+		s, ok := b.(string)
+		return ok && a == s
+	case json.Number:
+		n, ok := b.(json.Number)
+		return ok && a == n
+	case bool:
+		x, ok := b.(bool)
+		return ok && a == x
+	case nil:
+		return b == nil
+	}
+	return false
+}
+
+// referenceRange checks obs-3 on an Observation.referenceRange (and a
+// component's, which R4 defines as the same element):
+// low.exists() or high.exists() or text.exists().
+func (w *walker) referenceRange(obj map[string]any) {
+	if !present(obj, "low") && !present(obj, "high") && !present(obj, "text") {
+		w.add("invariant", "", "a reference range needs a low, a high or a text (obs-3)")
+	}
+}
+
+// patientContact checks pat-1 on a Patient.contact: name.exists() or
+// telecom.exists() or address.exists() or organization.exists().
+func (w *walker) patientContact(obj map[string]any) {
+	for _, k := range [...]string{"name", "telecom", "address", "organization"} {
+		if present(obj, k) {
+			return
+		}
+	}
+	w.add("invariant", "", "a contact needs a name, telecom, address or organization (pat-1)")
+}
+
+// organization checks org-1, org-2 and org-3 on an Organization:
+//
+//	org-1: (identifier.count() + name.count()) > 0
+//	org-2: address.where(use = 'home').empty()
+//	org-3: telecom.where(use = 'home').empty()
+func (w *walker) organization(obj map[string]any) {
+	if !present(obj, "identifier") && !present(obj, "name") {
+		w.add("invariant", "", "an Organization needs a name or an identifier (org-1)")
+	}
+	for _, r := range [...]struct{ key, rule string }{{"address", "org-2"}, {"telecom", "org-3"}} {
+		items, _ := obj[r.key].([]any)
+		for i, it := range items {
+			m, _ := it.(map[string]any)
+			if m["use"] == "home" {
+				w.add("invariant", "."+r.key+"["+strconv.Itoa(i)+"].use", "an Organization's %s is never of use 'home' (%s)", r.key, r.rule)
+			}
+		}
+	}
+}
+
+// appointment checks app-2, app-3 and app-4 on an Appointment:
+//
+//	app-2: start.exists() = end.exists()
+//	app-3: (start.exists() and end.exists()) or
+//	       (status in ('proposed' | 'cancelled' | 'waitlist'))
+//	app-4: Appointment.cancelationReason.exists() implies
+//	       (Appointment.status='no-show' or Appointment.status='cancelled')
+//
+// Each is reported at the element that is missing or out of place. R4's
+// app-4 names a status 'no-show' that R4 does not have (its code is
+// "noshow", which R4B's app-4 uses): "noshow" is accepted too, as the rule
+// means, though a literal reading would refuse it.
+func (w *walker) appointment(obj map[string]any) {
+	_, startValue := obj["start"]
+	_, endValue := obj["end"]
+	start, end := present(obj, "start"), present(obj, "end")
+	switch {
+	case startValue && !end:
+		w.add("invariant", ".end", "the Appointment has a start but no end: it has both or neither (app-2)")
+	case endValue && !start:
+		w.add("invariant", ".start", "the Appointment has an end but no start: it has both or neither (app-2)")
+	}
+	status, ok := obj["status"].(string)
+	if !ok {
+		return
+	}
+	if !start || !end {
+		switch status {
+		case "proposed", "cancelled", "waitlist":
+		default:
+			missing := ".start"
+			if start {
+				missing = ".end"
+			}
+			w.add("invariant", missing, "an Appointment with status %q needs a start and an end; only a proposed, cancelled or waitlist one may leave them out (app-3)", status)
+		}
+	}
+	if _, ok := obj["cancelationReason"]; ok && status != "cancelled" && status != "noshow" && status != "no-show" {
+		w.add("invariant", ".cancelationReason", "cancelationReason is only for a cancelled or noshow Appointment, not one with status %q (app-4)", status)
+	}
+}

@@ -1,6 +1,7 @@
 package validate_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -154,5 +155,159 @@ func TestContactPointSystem(t *testing.T) {
 		{"system and value", "Patient", `{"resourceType":"Patient","telecom":[{"system":"email","value":"a@b.org"}]}`},
 		{"system only", "Patient", `{"resourceType":"Patient","telecom":[{"system":"phone","use":"home"}]}`},
 		{"system given by its extensions", "Patient", `{"resourceType":"Patient","telecom":[{"value":"555-0100","_system":{"extension":[` + ext + `]}}]}`},
+	})
+}
+
+// TestObservationDataAbsentReason: obs-6, dataAbsentReason.empty() or
+// value.empty().
+func TestObservationDataAbsentReason(t *testing.T) {
+	const dar = `"dataAbsentReason":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/data-absent-reason","code":"unknown"}]}`
+	mustBreak(t, "obs-6", []invariantCase{
+		{"valueQuantity", "Observation", obsHead + `"valueQuantity":{"value":72,` + ucumMin + `},` + dar + `}`, "Observation.dataAbsentReason"},
+		{"valueString", "Observation", obsHead + `"valueString":"x",` + dar + `}`, "Observation.dataAbsentReason"},
+		{"valueBoolean false", "Observation", obsHead + `"valueBoolean":false,` + dar + `}`, "Observation.dataAbsentReason"},
+		{"contained", "Observation", containedObs(`"valueString":"x",` + dar), "Observation.contained[0].dataAbsentReason"},
+		{"Bundle entry", "Bundle", inBundle(obsHead + `"valueString":"x",` + dar + `}`), "Bundle.entry[0].resource.dataAbsentReason"},
+	})
+	mustKeep(t, []keepCase{
+		{"dataAbsentReason only", "Observation", obsHead + dar + `}`},
+		{"value only", "Observation", obsHead + `"valueString":"x"}`},
+		// A component's value is not the Observation's.
+		{"component values", "Observation", obsHead + dar + `,"component":[{"code":{"text":"c"},"valueString":"x"}]}`},
+	})
+}
+
+// TestObservationComponentRepeatsCode: obs-7, value.empty() or
+// component.code.where(coding.intersect(%resource.code.coding).exists()).empty():
+// when a component repeats the Observation's code, the value belongs to
+// that component, not to the Observation.
+func TestObservationComponentRepeatsCode(t *testing.T) {
+	const (
+		bp    = `{"system":"http://loinc.org","code":"85354-9"}`
+		sys   = `{"system":"http://loinc.org","code":"8480-6"}`
+		local = `{"system":"http://example.org/codes","code":"bp"}`
+	)
+	obs := func(code, value, components string) string {
+		return `{"resourceType":"Observation","status":"final","code":{"coding":[` + code + `]},` + value + `"component":[` + components + `]}`
+	}
+	comp := func(code string) string {
+		return `{"code":{"coding":[` + code + `]},"valueQuantity":{"value":120,"system":"http://unitsofmeasure.org","code":"mm[Hg]"}}`
+	}
+	const val = `"valueString":"120/80",`
+	mustBreak(t, "obs-7", []invariantCase{
+		{"component with the same code", "Observation", obs(bp, val, comp(sys)+","+comp(bp)), "Observation.valueString"},
+		{"one coding in common", "Observation", obs(local+","+bp, `"valueQuantity":{"value":1},`, comp(bp)), "Observation.valueQuantity"},
+		{"contained", "Observation", obsHead + `"contained":[` + strings.Replace(obs(bp, val, comp(bp)), `"Observation",`, `"Observation","id":"o2",`, 1) + `],"hasMember":[{"reference":"#o2"}]}`, "Observation.contained[0].valueString"},
+		{"Bundle entry", "Bundle", inBundle(obs(bp, val, comp(bp))), "Bundle.entry[0].resource.valueString"},
+	})
+	mustKeep(t, []keepCase{
+		{"no value of its own", "Observation", obs(bp, "", comp(bp))},
+		{"other codes", "Observation", obs(bp, val, comp(sys))},
+		// intersect compares whole Codings: a different display is a different Coding.
+		{"same code, another display", "Observation", obs(bp, val, comp(`{"system":"http://loinc.org","code":"85354-9","display":"BP panel"}`))},
+		{"same code, another system", "Observation", obs(bp, val, comp(`{"system":"http://example.org/codes","code":"85354-9"}`))},
+	})
+}
+
+// TestReferenceRangeContent: obs-3, low.exists() or high.exists() or
+// text.exists(), on Observation.referenceRange and a component's.
+func TestReferenceRangeContent(t *testing.T) {
+	const normal = `"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/referencerange-meaning","code":"normal"}]}`
+	mustBreak(t, "obs-3", []invariantCase{
+		{"type only", "Observation", obsHead + `"referenceRange":[{` + normal + `}]}`, "Observation.referenceRange[0]"},
+		{"second range", "Observation", obsHead + `"referenceRange":[{"text":"ok"},{"appliesTo":[{"text":"women"}]}]}`, "Observation.referenceRange[1]"},
+		{"component's", "Observation", obsHead + `"component":[{"code":{"text":"c"},"referenceRange":[{` + normal + `}]}]}`, "Observation.component[0].referenceRange[0]"},
+		{"Bundle entry", "Bundle", inBundle(obsHead + `"referenceRange":[{` + normal + `}]}`), "Bundle.entry[0].resource.referenceRange[0]"},
+	})
+	mustKeep(t, []keepCase{
+		{"low", "Observation", obsHead + `"referenceRange":[{"low":{"value":60,` + ucumMin + `}}]}`},
+		{"high", "Observation", obsHead + `"referenceRange":[{"high":{"value":100,` + ucumMin + `},` + normal + `}]}`},
+		{"text", "Observation", obsHead + `"referenceRange":[{"text":"60-100"}]}`},
+		{"text given by its extensions", "Observation", obsHead + `"referenceRange":[{"_text":{"extension":[` + ext + `]}}]}`},
+	})
+}
+
+// TestPatientContactDetails: pat-1, name.exists() or telecom.exists() or
+// address.exists() or organization.exists(), on each Patient.contact.
+func TestPatientContactDetails(t *testing.T) {
+	const rel = `"relationship":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0131","code":"N"}]}]`
+	mustBreak(t, "pat-1", []invariantCase{
+		{"relationship only", "Patient", `{"resourceType":"Patient","contact":[{` + rel + `}]}`, "Patient.contact[0]"},
+		{"gender and period", "Patient", `{"resourceType":"Patient","contact":[{"name":{"family":"A"}},{"gender":"female","period":{"start":"2020-01-01"}}]}`, "Patient.contact[1]"},
+		{"Bundle entry", "Bundle", inBundle(`{"resourceType":"Patient","contact":[{` + rel + `}]}`), "Bundle.entry[0].resource.contact[0]"},
+	})
+	mustKeep(t, []keepCase{
+		{"name", "Patient", `{"resourceType":"Patient","contact":[{` + rel + `,"name":{"family":"A"}}]}`},
+		{"telecom", "Patient", `{"resourceType":"Patient","contact":[{"telecom":[{"system":"phone","value":"1"}]}]}`},
+		{"address", "Patient", `{"resourceType":"Patient","contact":[{"address":{"city":"X"}}]}`},
+		{"organization", "Patient", `{"resourceType":"Patient","contact":[{"organization":{"reference":"Organization/o1"}}]}`},
+	})
+}
+
+// TestOrganizationRules: org-1, (identifier.count() + name.count()) > 0;
+// org-2 and org-3, an Organization's address and telecom are never of use
+// 'home' (a contact person's may be).
+func TestOrganizationRules(t *testing.T) {
+	mustBreak(t, "org-1", []invariantCase{
+		{"neither", "Organization", `{"resourceType":"Organization","active":true}`, "Organization"},
+		{"alias is not a name", "Organization", `{"resourceType":"Organization","alias":["A"]}`, "Organization"},
+		{"contained", "Patient", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o","active":true}],"managingOrganization":{"reference":"#o"}}`, "Patient.contained[0]"},
+		{"Bundle entry", "Bundle", inBundle(`{"resourceType":"Organization","active":true}`), "Bundle.entry[0].resource"},
+	})
+	mustBreak(t, "org-2", []invariantCase{
+		{"home address", "Organization", `{"resourceType":"Organization","name":"A","address":[{"use":"work","city":"X"},{"use":"home","city":"Y"}]}`, "Organization.address[1].use"},
+		{"contained", "Patient", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o","name":"A","address":[{"use":"home"}]}],"managingOrganization":{"reference":"#o"}}`, "Patient.contained[0].address[0].use"},
+	})
+	mustBreak(t, "org-3", []invariantCase{
+		{"home telecom", "Organization", `{"resourceType":"Organization","name":"A","telecom":[{"system":"phone","value":"1","use":"home"}]}`, "Organization.telecom[0].use"},
+		{"Bundle entry", "Bundle", inBundle(`{"resourceType":"Organization","name":"A","telecom":[{"system":"phone","value":"1","use":"work"},{"system":"phone","value":"2","use":"home"}]}`), "Bundle.entry[0].resource.telecom[1].use"},
+	})
+	mustKeep(t, []keepCase{
+		{"name", "Organization", `{"resourceType":"Organization","name":"A"}`},
+		{"identifier", "Organization", `{"resourceType":"Organization","identifier":[{"system":"urn:x","value":"1"}]}`},
+		{"work address and telecom", "Organization", `{"resourceType":"Organization","name":"A","address":[{"use":"work"}],"telecom":[{"system":"phone","value":"1","use":"work"}]}`},
+		{"a contact's home address and telecom", "Organization", `{"resourceType":"Organization","name":"A","contact":[{"address":{"use":"home","city":"X"},"telecom":[{"system":"phone","value":"1","use":"home"}]}]}`},
+		{"a Patient's home address", "Patient", `{"resourceType":"Patient","address":[{"use":"home"}]}`},
+	})
+}
+
+// TestAppointmentRules: app-2, start.exists() = end.exists(); app-3,
+// (start.exists() and end.exists()) or (status in ('proposed' |
+// 'cancelled' | 'waitlist')); app-4, cancelationReason.exists() implies
+// (status='no-show' or status='cancelled'), with R4's code noshow for the
+// 'no-show' it names.
+func TestAppointmentRules(t *testing.T) {
+	app := func(status, members string) string {
+		return fmt.Sprintf(`{"resourceType":"Appointment","status":%q,%s"participant":[{"actor":{"reference":"Patient/p1"},"status":"accepted"}]}`, status, members)
+	}
+	const (
+		start  = `"start":"2024-03-08T09:00:00Z",`
+		end    = `"end":"2024-03-08T09:20:00Z",`
+		reason = `"cancelationReason":{"text":"patient unwell"},`
+	)
+	mustBreak(t, "app-2", []invariantCase{
+		{"start without end", "Appointment", app("booked", start), "Appointment.end"},
+		{"end without start", "Appointment", app("booked", end), "Appointment.start"},
+		{"proposed, start without end", "Appointment", app("proposed", start), "Appointment.end"},
+		{"Bundle entry", "Bundle", inBundle(app("proposed", end)), "Bundle.entry[0].resource.start"},
+	})
+	mustBreak(t, "app-3", []invariantCase{
+		{"booked without times", "Appointment", app("booked", ""), "Appointment.start"},
+		{"arrived without end", "Appointment", app("arrived", start), "Appointment.end"},
+		{"pending without times", "Appointment", app("pending", ""), "Appointment.start"},
+		{"Bundle entry", "Bundle", inBundle(app("fulfilled", "")), "Bundle.entry[0].resource.start"},
+	})
+	mustBreak(t, "app-4", []invariantCase{
+		{"booked", "Appointment", app("booked", start+end+reason), "Appointment.cancelationReason"},
+		{"proposed", "Appointment", app("proposed", reason), "Appointment.cancelationReason"},
+	})
+	mustKeep(t, []keepCase{
+		{"booked with times", "Appointment", app("booked", start+end)},
+		{"proposed without times", "Appointment", app("proposed", "")},
+		{"cancelled without times, with a reason", "Appointment", app("cancelled", reason)},
+		{"waitlist without times", "Appointment", app("waitlist", "")},
+		// R4's app-4 says 'no-show', a code R4 does not have; its noshow is meant.
+		{"noshow with a reason", "Appointment", app("noshow", start+end+reason)},
+		{"start given by its extensions", "Appointment", app("proposed", `"_start":{"extension":[`+ext+`]},`)},
 	})
 }

@@ -31,7 +31,7 @@ func TestLinks(t *testing.T) {
 			"extension":[{"url":"http://example.org/ext","valueUri":"urn:oid:1.2.3"}],
 			"_birthDate":{"extension":[{"url":"http://example.org/e2","valueCanonical":"http://example.org/c"}]},
 			"birthDate":"1970-01-01",
-			"contained":[{"id":"o1","resourceType":"Organization","telecom":[{"system":"url","value":"urn:uuid:x"}],"extension":[{"url":"http://example.org/e3","valueUrl":"urn:uuid:0b1e2f3a-0000-4000-8000-00000000000c"}]}],
+			"contained":[{"id":"o1","resourceType":"Organization","name":"Acme","telecom":[{"system":"url","value":"urn:uuid:x"}],"extension":[{"url":"http://example.org/e3","valueUrl":"urn:uuid:0b1e2f3a-0000-4000-8000-00000000000c"}]}],
 			"managingOrganization":{"reference":"#o1"}}`,
 			[]string{"url:urn:uuid:0b1e2f3a-0000-4000-8000-00000000000c"}},
 		{"Bundle entries", "Bundle", `{"resourceType":"Bundle","type":"collection","entry":[

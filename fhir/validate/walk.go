@@ -199,6 +199,16 @@ func (w *walker) object(obj map[string]any, def *definition) {
 		w.rangeOrder(obj)
 	case "ContactPoint":
 		w.contactPoint(obj)
+	case "Observation":
+		w.observation(obj, def)
+	case "Observation_ReferenceRange":
+		w.referenceRange(obj)
+	case "Patient_Contact":
+		w.patientContact(obj)
+	case "Organization":
+		w.organization(obj)
+	case "Appointment":
+		w.appointment(obj)
 	case "Narrative":
 		if _, ok := obj["status"]; !ok {
 			w.add("required", ".status", "Narrative.status is required")
