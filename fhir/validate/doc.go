@@ -21,6 +21,12 @@
 //     attribute lists, no script URLs, some content), the Bundle rules bdl-1..12, absolute fullUrls that
 //     agree with the entry's type and id, and references between the entries
 //     of one Bundle that must resolve unambiguously.
+//   - The other R4 invariants of error severity this server's types need
+//     (invariants.go), wherever their datatype or resource appears: qty-3
+//     (Quantity, Age, Count, Distance, Duration: a unit code has a system),
+//     rng-2 (Range low <= high), cpt-2 (ContactPoint value needs a system),
+//     obs-3, obs-6, obs-7 (Observation), pat-1 (Patient.contact), org-1,
+//     org-2, org-3 (Organization) and app-2, app-3, app-4 (Appointment).
 //   - The JSON reading itself: a strict decoder, so the bytes that pass are
 //     bytes every parser reads the same way (no duplicate member names, valid
 //     UTF-8, no byte order mark, nothing after the object), with numbers kept
@@ -95,5 +101,13 @@
 //     whose fullUrl is a RESTful http(s) URL.
 //   - A contained resource without an id is reported under dom-3 (nothing can
 //     refer to it), which is stricter than the letter of the FHIRPath.
+//   - The invariants of invariants.go refuse only what their FHIRPath refuses
+//     on any reading: a primitive present only through its extensions counts
+//     as present where that saves the resource and never as a value that
+//     breaks a rule; rng-2 compares decimals exactly but only in one unit
+//     (it does not convert g to mg); obs-7 finds a repeated code only in an
+//     identical Coding, as FHIRPath's intersect does; and app-4 accepts the
+//     status noshow where R4's expression names 'no-show', a code R4 does not
+//     have.
 //   - The number of issues grows with the body; callers bound the body size.
 package validate
