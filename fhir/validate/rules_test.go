@@ -167,6 +167,17 @@ func TestReferenceTargetTypes(t *testing.T) {
 			t.Errorf("%s: refused%s", body, show(issues))
 		}
 	}
+	// Reference(Any) is any resource, Parameters too (the official target
+	// lists of such elements name every type but Parameters).
+	for _, c := range []struct{ typ, body string }{
+		{"Observation", obs + `"focus":[{"reference":"Parameters/in1"}]}`},
+		{"Observation", obs + `"contained":[{"resourceType":"Parameters","id":"in","parameter":[{"name":"n","valueString":"x"}]}],"focus":[{"reference":"#in"}]}`},
+		{"Provenance", `{"resourceType":"Provenance","recorded":"2024-01-01T00:00:00Z","target":[{"reference":"https://other.example/fhir/Parameters/p1"}],"agent":[{"who":{"reference":"Device/d1"}}]}`},
+	} {
+		if issues := check(t, v, c.typ, c.body); issues != nil {
+			t.Errorf("%s: refused%s", c.body, show(issues))
+		}
+	}
 }
 
 // TestReferenceTargetTypesInBundle: a urn:uuid: or urn:oid: reference

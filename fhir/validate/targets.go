@@ -44,6 +44,7 @@ func loadTargets() {
 		panic("validate: embedded search parameters do not parse: " + err.Error())
 	}
 	targets = map[string][]string{}
+	anyType := map[string]bool{} // elements of Reference(Any)
 	for _, e := range bundle.Entry {
 		d := e.Resource
 		if d.Type != "reference" || len(d.Target) == 0 {
@@ -54,6 +55,10 @@ func loadTargets() {
 			if !plainPath.MatchString(alt) || !conformance.IsResourceType(alt[:strings.IndexByte(alt, '.')]) {
 				continue
 			}
+			if anyTarget(d.Target) {
+				anyType[alt] = true
+				continue
+			}
 			for _, t := range d.Target {
 				if !slices.Contains(targets[alt], t) {
 					targets[alt] = append(targets[alt], t)
@@ -61,14 +66,31 @@ func loadTargets() {
 			}
 		}
 	}
+	for path := range anyType {
+		delete(targets, path)
+	}
 	for _, ts := range targets {
 		slices.Sort(ts)
 	}
 }
 
+// anyTarget reports whether a parameter's targets are those of a
+// Reference(Any): the official lists of such elements (Observation.focus,
+// Provenance.target) name every resource type but Parameters, which R4
+// lets them name as well (a Task's focus on its input Parameters, a
+// Provenance of one). Such an element is not checked.
+func anyTarget(types []string) bool {
+	for _, t := range conformance.ResourceTypes() {
+		if t != "Parameters" && !slices.Contains(types, t) {
+			return false
+		}
+	}
+	return true
+}
+
 // referenceTargets returns the types the Reference element at path (a
 // resource type and element names, no indexes) may point at, or nil when
-// no definition says.
+// no definition says or the element is a Reference(Any).
 func referenceTargets(path string) []string {
 	targetsOnce.Do(loadTargets)
 	return targets[path]
