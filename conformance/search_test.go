@@ -2,6 +2,7 @@ package conformance_test
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -351,6 +352,38 @@ func TestSearchErrors(t *testing.T) {
 			}
 		} else if r.status != want || !strings.Contains(string(r.body), `"id":"p1"`) {
 			t.Errorf("GET Patient?%s: %d %s", q, r.status, r.body)
+		}
+	}
+	// _format and _pretty in a POST _search's form body count as in the
+	// URL: the page links carry them, so a format the links would be
+	// refused with is refused at once, and page 1 is shaped as page 2.
+	do(t, http.MethodPut, s.base+"/Patient/p2", []byte(`{"resourceType":"Patient","id":"p2","gender":"other"}`))
+	for path, form := range map[string]string{"/Patient/_search": "gender=other", "/_search": "_type=Patient&gender=other"} {
+		r = do(t, http.MethodPost, s.base+path, []byte(form+"&_format=application/fhir%2Bxml"), "Content-Type", "application/x-www-form-urlencoded")
+		if r.status != 406 {
+			t.Errorf("POST %s with _format=application/fhir+xml in the body: %d %s, want 406", path, r.status, r.body)
+		}
+		r = do(t, http.MethodPost, s.base+path, []byte(form+"&_count=1&_pretty=true&_format=application/fhir+json"), "Content-Type", "application/x-www-form-urlencoded")
+		if r.status != 200 || !bytes.HasPrefix(r.body, []byte("{\n")) {
+			t.Errorf("POST %s with _pretty=true in the body: %d %.60s, want 200, indented", path, r.status, r.body)
+		}
+		var b struct {
+			Link []struct{ Relation, URL string }
+		}
+		if err := json.Unmarshal(r.body, &b); err != nil {
+			t.Fatal(err)
+		}
+		next := false
+		for _, l := range b.Link {
+			if l.Relation == "next" {
+				next = true
+				if r := do(t, http.MethodGet, l.URL, nil); r.status != 200 || !bytes.HasPrefix(r.body, []byte("{\n")) {
+					t.Errorf("GET %s (next of POST %s): %d %.60s, want 200, indented", l.URL, path, r.status, r.body)
+				}
+			}
+		}
+		if !next {
+			t.Errorf("POST %s with _count=1: no next link in %s", path, r.body)
 		}
 	}
 }

@@ -65,24 +65,7 @@ func negotiate(c *gin.Context) error {
 		return err
 	}
 	if f, ok := queryValue(c, "_format"); ok {
-		// An unencoded "+" (_format=application/fhir+json) reaches us as a
-		// space, which no media type holds before its parameters: it can
-		// only be the "+" the client meant.
-		typ, rest, _ := strings.Cut(f, ";")
-		if strings.Contains(strings.TrimSpace(typ), " ") {
-			f = strings.ReplaceAll(strings.TrimSpace(typ), " ", "+")
-			if rest != "" {
-				f += ";" + rest
-			}
-		}
-		mt, params, err := mime.ParseMediaType(f)
-		if err == nil && r4(params) {
-			switch mt {
-			case "json", mimeJSON, mimeFHIRJSON:
-				return nil
-			}
-		}
-		return fhir.Errorf(fhir.NotAcceptable, "not-supported", "_format=%s is not supported: this server speaks FHIR R4 JSON (json, application/fhir+json, application/json; fhirVersion 4.0)", f)
+		return formatParam(f)
 	}
 	accept := c.GetHeader("Accept")
 	switch accept {
@@ -106,6 +89,28 @@ func negotiate(c *gin.Context) error {
 		}
 	}
 	return fhir.Errorf(fhir.NotAcceptable, "not-supported", "Accept: %s cannot be served: this server speaks FHIR R4 JSON (application/fhir+json; fhirVersion 4.0)", accept)
+}
+
+// formatParam refuses a _format we cannot write (406).
+func formatParam(f string) error {
+	// An unencoded "+" (_format=application/fhir+json) reaches us as a
+	// space, which no media type holds before its parameters: it can
+	// only be the "+" the client meant.
+	typ, rest, _ := strings.Cut(f, ";")
+	if strings.Contains(strings.TrimSpace(typ), " ") {
+		f = strings.ReplaceAll(strings.TrimSpace(typ), " ", "+")
+		if rest != "" {
+			f += ";" + rest
+		}
+	}
+	mt, params, err := mime.ParseMediaType(f)
+	if err == nil && r4(params) {
+		switch mt {
+		case "json", mimeJSON, mimeFHIRJSON:
+			return nil
+		}
+	}
+	return fhir.Errorf(fhir.NotAcceptable, "not-supported", "_format=%s is not supported: this server speaks FHIR R4 JSON (json, application/fhir+json, application/json; fhirVersion 4.0)", f)
 }
 
 // qZero reports a media range's q=0, in any spelling (0, 0.0, 0.000): not
@@ -228,7 +233,13 @@ func (h *Handlers) readRaw(c *gin.Context) ([]byte, error) {
 // when _pretty=true. It sets Content-Length: without it, net/http sends a
 // body over 2 kB chunked, framing it and the end on the wire.
 func (h *Handlers) writeJSON(c *gin.Context, status int, body []byte) {
-	if v, _ := queryValue(c, "_pretty"); v == "true" {
+	v, ok := queryValue(c, "_pretty")
+	if !ok {
+		// A POST _search may give it in its form body (nil elsewhere),
+		// and its page links carry it from there.
+		v = c.Request.PostForm.Get("_pretty")
+	}
+	if v == "true" {
 		var b bytes.Buffer
 		if json.Indent(&b, body, "", "  ") == nil {
 			body = b.Bytes()

@@ -47,6 +47,16 @@ func (h *Handlers) search(c *gin.Context) {
 		for k, vs := range c.Request.PostForm {
 			params[k] = append(params[k], vs...)
 		}
+		// The form's _format is the search's as the URL's is (the page
+		// links carry it, as URL parameters): negotiate saw only the URL.
+		if _, inURL := queryValue(c, "_format"); !inURL {
+			if f, ok := c.Request.PostForm["_format"]; ok {
+				if err := formatParam(f[0]); err != nil {
+					h.writeError(c, err)
+					return
+				}
+			}
+		}
 	}
 	page, err := h.svc.Search(c.Request.Context(), h.principal(c), c.Param("type"), params, preferStrict(c))
 	if err != nil {
