@@ -108,6 +108,12 @@ func TestErrors(t *testing.T) {
 		{name: "PUT version", method: "PUT", path: "/Patient/p1/_history/1", body: p1, status: 405, code: "not-supported"},
 		{name: "DELETE history", method: "DELETE", path: "/_history", status: 405, code: "not-supported"},
 		{name: "PUT metadata", method: "PUT", path: "/metadata", body: p1, status: 405, code: "not-supported"},
+		// [base]/_search takes POST only (system search); the others
+		// would reach a type "_search".
+		{name: "GET _search", method: "GET", path: "/_search", status: 405, code: "not-supported"},
+		{name: "PUT _search", method: "PUT", path: "/_search", body: p1, status: 405, code: "not-supported"},
+		{name: "DELETE _search", method: "DELETE", path: "/_search", status: 405, code: "not-supported"},
+		{name: "PATCH _search", method: "PATCH", path: "/_search", headers: []string{"Content-Type", "application/json-patch+json"}, body: `[]`, status: 405, code: "not-supported"},
 
 		// Media types.
 		{name: "XML body", method: "POST", path: "/Patient", headers: []string{"Content-Type", "application/fhir+xml"}, body: `<Patient xmlns="http://hl7.org/fhir"/>`, status: 415, code: "not-supported"},
@@ -152,6 +158,9 @@ func TestErrors(t *testing.T) {
 	// 405 says what is allowed.
 	if r := do(t, "POST", s.base+"/Patient/p1", []byte(p1)); !strings.Contains(r.header.Get("Allow"), "PUT") {
 		t.Errorf("405: Allow %q, want the allowed methods", r.header.Get("Allow"))
+	}
+	if r := do(t, "GET", s.base+"/_search", nil); r.header.Get("Allow") != "POST" {
+		t.Errorf("GET /_search: Allow %q, want POST", r.header.Get("Allow"))
 	}
 }
 

@@ -54,7 +54,7 @@ type Handlers struct {
 	routes      []route
 	interaction map[string]string // "METHOD /path/pattern" -> interaction code
 	capability  []byte
-	getOnly     map[string]bool // paths whose only methods are GET and HEAD (NoMethod's Allow)
+	allowOnly   map[string]string // fixed paths and the only methods they take (NoMethod's Allow)
 }
 
 // route is one registered FHIR endpoint; the CapabilityStatement and the
@@ -193,13 +193,18 @@ func (h *Handlers) Register(g *gin.RouterGroup) {
 		g.Handle(r.method, r.path, h.authorized(r.code, h.negotiated(r.handle)))
 	}
 	// Without these, POST /metadata would reach create as type "metadata",
-	// DELETE /_history a conditional delete of type "_history".
-	h.getOnly = map[string]bool{}
+	// DELETE /_history a conditional delete of type "_history", GET
+	// /_search a search of type "_search".
+	h.allowOnly = map[string]string{}
 	for _, path := range []string{"/metadata", "/_history"} {
-		h.getOnly[g.BasePath()+path] = true
+		h.allowOnly[g.BasePath()+path] = "GET, HEAD"
 		for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
 			g.Handle(m, path, h.NoMethod)
 		}
+	}
+	h.allowOnly[g.BasePath()+"/_search"] = "POST"
+	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+		g.Handle(m, "/_search", h.NoMethod)
 	}
 }
 
@@ -221,9 +226,9 @@ func (h *Handlers) NoRoute(c *gin.Context) {
 
 // NoMethod answers a known path with a method it does not take.
 func (h *Handlers) NoMethod(c *gin.Context) {
-	if h.getOnly[c.Request.URL.Path] {
+	if allow, ok := h.allowOnly[c.Request.URL.Path]; ok {
 		// gin's Allow would list the methods routed here only to be refused.
-		c.Header("Allow", "GET, HEAD")
+		c.Header("Allow", allow)
 	}
 	h.writeOutcome(c, http.StatusMethodNotAllowed, issue("not-supported", c.Request.Method+" is not supported on "+c.Request.URL.Path))
 }
