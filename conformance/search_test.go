@@ -586,6 +586,38 @@ func TestSearchSystemLevelSortSpansTypes(t *testing.T) {
 	}
 }
 
+// TestSearchSystemLevelCommonParameter: a parameter defined once for
+// several types (individual-gender: Patient.gender | Practitioner.gender
+// ...) is common to them for a _type search, though each type has its own
+// expression of it: it filters and sorts each type by its own element.
+func TestSearchSystemLevelCommonParameter(t *testing.T) {
+	s := startServer(t, app.Config{})
+	do(t, http.MethodPut, s.base+"/Patient/p1", []byte(`{"resourceType":"Patient","id":"p1","gender":"female","name":[{"family":"Zimmer"}]}`))
+	do(t, http.MethodPut, s.base+"/Patient/p2", []byte(`{"resourceType":"Patient","id":"p2","gender":"male","name":[{"family":"Adams"}]}`))
+	do(t, http.MethodPut, s.base+"/Practitioner/r1", []byte(`{"resourceType":"Practitioner","id":"r1","gender":"female","name":[{"family":"Meyer"}]}`))
+	do(t, http.MethodPut, s.base+"/Practitioner/r2", []byte(`{"resourceType":"Practitioner","id":"r2","gender":"male","name":[{"family":"Zimmer"}]}`))
+	for q, want := range map[string][]string{
+		"?_type=Patient,Practitioner&gender=female&_sort=_id":                                           {"p1", "r1"},
+		"?_type=Patient,Practitioner&gender=http://hl7.org/fhir/administrative-gender%7Cmale&_sort=_id": {"p2", "r2"},
+		"?_type=Patient,Practitioner&family=zimmer&_sort=_id":                                           {"p1", "r2"},
+		"?_type=Patient,Practitioner&_sort=family,_id":                                                  {"p2", "r1", "p1", "r2"},
+		"?_type=Patient,Practitioner&gender:missing=true":                                               nil,
+	} {
+		r := do(t, http.MethodGet, s.base+q, nil)
+		if r.status != 200 || strings.Contains(string(r.body), `"OperationOutcome"`) {
+			t.Errorf("GET %s: %d %s", q, r.status, r.body)
+			continue
+		}
+		if ids, _ := searchAll(t, s, q); !slices.Equal(ids, want) {
+			t.Errorf("GET %s: %v, want %v", q, ids, want)
+		}
+	}
+	// Not common: Patient's and Practitioner's active are two definitions.
+	if r := do(t, http.MethodGet, s.base+"?_type=Patient,Practitioner&active=true", nil, "Prefer", "handling=strict"); r.status != 400 {
+		t.Errorf("active across two definitions, strict: %d, want 400: %s", r.status, r.body)
+	}
+}
+
 // TestSearchChainThenHas: a forward chain may end in a reverse chain
 // (subject:Patient._has:Observation:patient:code=x: Encounters whose
 // subject is a Patient that some Observation with code x points at). The

@@ -216,9 +216,7 @@ func (s *Service) matchAll(ctx context.Context, p auth.Principal, tx store.Tx, q
 	}
 	var all []hit
 	for _, typ := range q.Types {
-		sub := *q
-		sub.Type = typ
-		hits, err := s.matchHits(ctx, p, tx, &sub)
+		hits, err := s.matchHits(ctx, p, tx, q.ForType(s.registry, typ))
 		if err != nil {
 			return nil, err
 		}

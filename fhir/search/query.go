@@ -129,6 +129,39 @@ const (
 // entries, no prev or next links).
 func (q *Query) CountOnly() bool { return q.Summary == SummaryCount || q.Count == 0 }
 
+// ForType is a system-level query's share for one of its Types: the same
+// query on typ, its parameters typ's own. A parameter common to the types
+// is one definition (individual-gender: Patient.gender, Practitioner.gender
+// ...), whose expression differs type by type; the parser resolved it on
+// the first type.
+func (q *Query) ForType(r *Registry, typ string) *Query {
+	own := func(p *Param) *Param {
+		if o, ok := r.Lookup(typ, p.Code); ok && o.URL == p.URL {
+			return o
+		}
+		return p
+	}
+	sub := *q
+	sub.Type = typ
+	sub.Conditions = slices.Clone(q.Conditions)
+	for i := range sub.Conditions {
+		sub.Conditions[i].Param = own(sub.Conditions[i].Param)
+	}
+	sub.Chains = slices.Clone(q.Chains)
+	for i, c := range sub.Chains {
+		if len(c.Steps) > 0 && !c.Steps[0].Reverse { // the first link is typ's own parameter
+			steps := slices.Clone(c.Steps)
+			steps[0].Param = own(steps[0].Param)
+			sub.Chains[i].Steps = steps
+		}
+	}
+	sub.Sort = slices.Clone(q.Sort)
+	for i := range sub.Sort {
+		sub.Sort[i].Param = own(sub.Sort[i].Param)
+	}
+	return &sub
+}
+
 // ParseQuery parses the query of a search on resource type typ (url.Values,
 // as from a GET query or a POST _search form body). typ "" is a
 // system-level search: only the parameters common to every type in _type
@@ -425,7 +458,8 @@ func (p *queryParser) chainTarget(ref *Param, next string) (string, *queryProble
 }
 
 // lookup finds a parameter of typ, or for a system-level search one that
-// every type in Types defines the same way.
+// every type in Types has from the same definition (Query.ForType gives
+// each type its own expression of it).
 func (p *queryParser) lookup(typ, code string) (*Param, bool) {
 	if typ != "" {
 		return p.reg.Lookup(typ, code)
@@ -439,7 +473,7 @@ func (p *queryParser) lookup(typ, code string) (*Param, bool) {
 	}
 	for _, t := range p.q.Types[1:] {
 		other, ok := p.reg.Lookup(t, code)
-		if !ok || other.URL != first.URL || other.Expression != first.Expression {
+		if !ok || other.URL != first.URL || other.Type != first.Type {
 			return nil, false
 		}
 	}
