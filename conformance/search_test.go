@@ -338,6 +338,15 @@ func TestSearchErrors(t *testing.T) {
 	if r.status != 200 || !strings.Contains(string(r.body), `"id":"p1"`) {
 		t.Errorf("POST _search: %d %s", r.status, r.body)
 	}
+	// A POST _search with its parameters in the URL, no body and no
+	// Content-Type, has nothing to refuse; a body that is not a form is 415.
+	r = do(t, http.MethodPost, s.base+"/Patient/_search?gender=other", nil)
+	if r.status != 200 || !strings.Contains(string(r.body), `"id":"p1"`) {
+		t.Errorf("POST _search?gender=other without a body: %d %s", r.status, r.body)
+	}
+	if r = do(t, http.MethodPost, s.base+"/Patient/_search", []byte("gender=other")); r.status != 415 {
+		t.Errorf("POST _search with a JSON body: %d, want 415", r.status)
+	}
 	// POST [base]/_search is the system-level search (R4 http.html#search).
 	r = do(t, http.MethodPost, s.base+"/_search", []byte("_type=Patient&gender=other"), "Content-Type", "application/x-www-form-urlencoded")
 	if r.status != 200 || !strings.Contains(string(r.body), `"id":"p1"`) {

@@ -18,7 +18,10 @@ import (
 // (the form's parameters and the URL's are taken together, as R4 says).
 func (h *Handlers) search(c *gin.Context) {
 	params := c.Request.URL.Query()
-	if c.Request.Method == http.MethodPost {
+	// A POST with no body and no Content-Type (its parameters all in the
+	// URL, as some clients send it) has no form to refuse.
+	noBody := c.Request.ContentLength == 0 && c.GetHeader("Content-Type") == ""
+	if c.Request.Method == http.MethodPost && !noBody {
 		if mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
 			h.writeError(c, fhir.Errorf(fhir.UnsupportedMedia, "not-supported", "POST _search takes a form body (application/x-www-form-urlencoded), not %q", c.GetHeader("Content-Type")))
 			return
