@@ -201,3 +201,30 @@ func TestReferenceTargetTypesInBundle(t *testing.T) {
 		t.Errorf("subject urn:oid: of a Patient entry: refused%s", show(issues))
 	}
 }
+
+// TestReferenceTypeMember: Reference.type names a type the element
+// allows, and agrees with the type its reference names (R4 Reference.type).
+func TestReferenceTypeMember(t *testing.T) {
+	const obs = `{"resourceType":"Observation","status":"final","code":{"text":"x"},`
+	mustReject(t, []struct{ name, typ, body, wantExpr string }{
+		{"type not allowed", "Observation", obs + `"subject":{"type":"Medication","identifier":{"system":"urn:x","value":"1"}}}`, "Observation.subject.type"},
+		{"canonical form not allowed", "Observation", obs + `"subject":{"type":"http://hl7.org/fhir/StructureDefinition/Medication","display":"x"}}`, "Observation.subject.type"},
+		{"disagrees with the reference", "Observation", obs + `"subject":{"type":"Group","reference":"Patient/p1"}}`, "Observation.subject.type"},
+		{"in an array", "Observation", obs + `"performer":[{"type":"Practitioner","reference":"Practitioner/a"},{"type":"Device","display":"x"}]}`, "Observation.performer[1].type"},
+	})
+	validate.CrossCheck(t)
+	v := validate.New()
+	for _, body := range []string{
+		obs + `"subject":{"type":"Patient","identifier":{"system":"urn:x","value":"1"}}}`,
+		obs + `"subject":{"type":"Patient","reference":"Patient/p1"}}`,
+		obs + `"subject":{"type":"http://hl7.org/fhir/StructureDefinition/Patient","reference":"https://other.example/fhir/Patient/p1"}}`,
+		obs + `"subject":{"type":"Patient","reference":"urn:uuid:0b9a1f0e-2c1d-4c1e-9a61-7d1f9f3c2b10"}}`,
+		obs + `"subject":{"type":"http://example.org/logical/Thing","display":"x"}}`, // a logical model
+		obs + `"focus":[{"type":"Medication","display":"x"}]}`,                       // Reference(Any)
+		obs + `"extension":[{"url":"http://e.org","valueReference":{"type":"Medication","display":"x"}}]}`,
+	} {
+		if issues := check(t, v, "Observation", body); issues != nil {
+			t.Errorf("%s: refused%s", body, show(issues))
+		}
+	}
+}

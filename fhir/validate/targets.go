@@ -147,3 +147,31 @@ func elementPath(rel string) string {
 	}
 	return b.String()
 }
+
+// referenceTypeMember checks a Reference's type member at w.path: a type
+// its element allows, and the type its reference names, when it names one
+// (R4 Reference.type: "If both Reference.type and Reference.reference are
+// populated and Reference.reference is a FHIR URL, both SHALL be
+// consistent"). A type is relative to
+// http://hl7.org/fhir/StructureDefinition/; an absolute one names a logical
+// model, which no element list holds: it is left alone.
+func (w *walker) referenceTypeMember(obj map[string]any) {
+	typ, ok := obj["type"].(string)
+	if !ok {
+		return
+	}
+	typ = strings.TrimPrefix(typ, "http://hl7.org/fhir/StructureDefinition/")
+	if !conformance.IsResourceType(typ) {
+		return
+	}
+	if ref, ok := obj["reference"].(string); ok {
+		if named := referenceType(ref); named != "" && named != typ {
+			w.add("value", ".type", "type %s, but the reference %q names a %s: the two must agree", typ, short(ref), named)
+			return
+		}
+	}
+	elem := w.resType + elementPath(string(w.path[w.resRoot:]))
+	if allowed := referenceTargets(elem); allowed != nil && !slices.Contains(allowed, typ) {
+		w.add("value", ".type", "type %s: %s refers to %s", typ, elem, orList(allowed))
+	}
+}

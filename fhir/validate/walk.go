@@ -191,6 +191,8 @@ func (w *walker) object(obj map[string]any, def *definition) {
 	switch def.name {
 	case "Period":
 		w.period(obj)
+	case "Reference":
+		w.referenceTypeMember(obj)
 	case "Extension":
 		w.extension(obj)
 	case "Quantity", "Age", "Count", "Distance", "Duration":
