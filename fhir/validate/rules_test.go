@@ -147,6 +147,7 @@ func TestReferenceTargetTypes(t *testing.T) {
 		{"nested element", "Encounter", `{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"participant":[{"individual":{"reference":"Patient/p1"}}]}`, "Encounter.participant[0].individual.reference"},
 		{"contained", "Observation", obs + `"contained":[{"resourceType":"Medication","id":"m"}],"subject":{"reference":"#m"}}`, "Observation.subject.reference"},
 		{"in a contained resource", "Patient", `{"resourceType":"Patient","contained":[{"resourceType":"Observation","id":"o","status":"final","code":{"text":"x"},"subject":{"reference":"Organization/o1"}}],"extension":[{"url":"http://e.org","valueReference":{"reference":"#o"}}]}`, "Patient.contained[0].subject.reference"},
+		{"choice element", "MedicationRequest", `{"resourceType":"MedicationRequest","status":"active","intent":"order","subject":{"reference":"Patient/p"},"medicationReference":{"reference":"Substance/s1"}}`, "MedicationRequest.medicationReference.reference"},
 		{"in a Bundle entry", "Bundle", `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:0b9a1f0e-2c1d-4c1e-9a61-7d1f9f3c2b10","resource":{"resourceType":"Patient","managingOrganization":{"reference":"Patient/p2"}}}]}`, "Bundle.entry[0].resource.managingOrganization.reference"},
 	})
 	validate.CrossCheck(t)
@@ -173,6 +174,8 @@ func TestReferenceTargetTypes(t *testing.T) {
 		{"Observation", obs + `"focus":[{"reference":"Parameters/in1"}]}`},
 		{"Observation", obs + `"contained":[{"resourceType":"Parameters","id":"in","parameter":[{"name":"n","valueString":"x"}]}],"focus":[{"reference":"#in"}]}`},
 		{"Provenance", `{"resourceType":"Provenance","recorded":"2024-01-01T00:00:00Z","target":[{"reference":"https://other.example/fhir/Parameters/p1"}],"agent":[{"who":{"reference":"Device/d1"}}]}`},
+		// a choice element's Reference, to the type it allows
+		{"MedicationRequest", `{"resourceType":"MedicationRequest","status":"active","intent":"order","subject":{"reference":"Patient/p"},"medicationReference":{"reference":"Medication/m1"}}`},
 	} {
 		if issues := check(t, v, c.typ, c.body); issues != nil {
 			t.Errorf("%s: refused%s", c.body, show(issues))

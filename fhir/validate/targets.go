@@ -30,6 +30,10 @@ var (
 // Encounter.participant.individual.
 var plainPath = regexp.MustCompile(`^[A-Z][A-Za-z]+(\.[a-z][A-Za-z]*)+$`)
 
+// choiceReference is a choice element's Reference type, which JSON names
+// with the type appended (medicationReference).
+var choiceReference = regexp.MustCompile(`^\(([A-Z][A-Za-z]+(?:\.[a-z][A-Za-z]*)+) as Reference\)$`)
+
 func loadTargets() {
 	var bundle struct {
 		Entry []struct {
@@ -52,6 +56,9 @@ func loadTargets() {
 		}
 		for _, alt := range strings.Split(d.Expression, "|") {
 			alt = strings.TrimSpace(alt)
+			if m := choiceReference.FindStringSubmatch(alt); m != nil {
+				alt = m[1] + "Reference" // (MedicationRequest.medication as Reference): medicationReference
+			}
 			if !plainPath.MatchString(alt) || !conformance.IsResourceType(alt[:strings.IndexByte(alt, '.')]) {
 				continue
 			}
