@@ -171,3 +171,18 @@ func TestOpenWaitingWhileCompacted(t *testing.T) {
 		t.Errorf("Patient/b, written by the store opened while the file was replaced: %v", err)
 	}
 }
+
+// TestOpenRemovesKilledCompactionCopy: a compaction killed part way
+// leaves its copy, as large as the store, beside it. The next Open, which
+// holds the lock no running compaction could share, removes it.
+func TestOpenRemovesKilledCompactionCopy(t *testing.T) {
+	dir := closedStoreWithPatient(t)
+	leftover := filepath.Join(dir, store.FileName+".compact")
+	if err := os.WriteFile(leftover, []byte("part of a copy"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	openStoreAt(t, dir, store.Options{})
+	if _, err := os.Stat(leftover); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s after Open: %v, want it removed", leftover, err)
+	}
+}

@@ -202,6 +202,11 @@ func Open(dir string, opt Options) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	// A copy that a killed compaction left behind (Compact), as large as
+	// the store: a compaction holds this file's lock until its copy has
+	// taken the file's name, so with the lock ours, none is running. Not
+	// removing it is no reason to refuse the store.
+	_ = os.Remove(path + ".compact")
 	if opt.MaxBatchSize <= 0 {
 		opt.MaxBatchSize = DefaultMaxBatchSize
 	}
