@@ -570,3 +570,48 @@ func metricValue(t *testing.T, body []byte, name string) float64 {
 	t.Fatalf("/metrics has no %s", name)
 	return 0
 }
+
+// TestCutOffRequestIsLogged: a second SIGTERM cuts off the requests in
+// flight, but each still gets its access log line before the process
+// exits. A large transaction cut off may already be committing (closing
+// the database waits for it), so its client has no answer while its
+// Patients are stored: the log is where an operator finds out which
+// request it was and how it ended.
+func TestCutOffRequestIsLogged(t *testing.T) {
+	t.Parallel()
+	c := startChild(t, childDataDir(t), "--auth", "off")
+	var entries []string
+	for i := range 9000 {
+		entries = append(entries, fmt.Sprintf(`{"fullUrl":"urn:uuid:%08d-0000-4000-8000-000000000000","resource":{"resourceType":"Patient","name":[{"family":"Cut%d"}],"birthDate":"1970-01-01"},"request":{"method":"POST","url":"Patient"}}`, i, i))
+	}
+	body := []byte(`{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`)
+	answered := make(chan error, 1)
+	go func() {
+		req, err := http.NewRequest(http.MethodPost, c.base, bytes.NewReader(body))
+		if err != nil {
+			answered <- err
+			return
+		}
+		req.Header.Set("Content-Type", "application/fhir+json")
+		req.Header.Set("X-Request-Id", "cut-off-transaction")
+		resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+		if err == nil {
+			resp.Body.Close()
+			err = fmt.Errorf("answered %d", resp.StatusCode)
+		}
+		answered <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // sent, and being validated
+	c.signal(syscall.SIGTERM)
+	time.Sleep(20 * time.Millisecond)
+	c.signal(syscall.SIGTERM)
+	if _, err := c.wait(15 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-answered; err != nil && strings.HasPrefix(err.Error(), "answered") {
+		t.Logf("the transaction finished before the signals (%v): nothing was cut off", err)
+	}
+	if log := c.log(); !strings.Contains(log, "cut-off-transaction") {
+		t.Errorf("the transaction cut off has no log line:\n%s", c.logTail(10))
+	}
+}

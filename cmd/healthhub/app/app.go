@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -391,8 +392,14 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 // as now ends (serve: a second SIGTERM or SIGINT) rather than when
 // ShutdownTimeout has passed.
 func (a *App) ServeUntil(ctx, now context.Context, ln net.Listener) error {
+	h := bodyIdleDeadline(rest.ServeHEAD(a.handler), a.cfg.BodyIdleTimeout)
+	var inflight atomic.Int64 // handlers running (cutOff waits for them)
 	srv := &http.Server{
-		Handler:           bodyIdleDeadline(rest.ServeHEAD(a.handler), a.cfg.BodyIdleTimeout),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			inflight.Add(1)
+			defer inflight.Add(-1)
+			h.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		// A client that stops reading a response holds its handler and
 		// buffers; a large $everything page to a slow client takes seconds.
@@ -413,6 +420,7 @@ func (a *App) ServeUntil(ctx, now context.Context, ln net.Listener) error {
 	sctx, cancel := context.WithTimeout(now, a.cfg.ShutdownTimeout)
 	defer cancel()
 	err := srv.Shutdown(sctx)
+	cut := true
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		a.cfg.Logger.Warn("in-flight requests did not finish in time; closing them")
@@ -420,14 +428,41 @@ func (a *App) ServeUntil(ctx, now context.Context, ln net.Listener) error {
 	case errors.Is(err, context.Canceled):
 		a.cfg.Logger.Warn("told again to stop: closing in-flight requests now")
 		_ = srv.Close()
+	default:
+		cut = false
 	}
-	if cerr := a.Close(); cerr != nil {
+	cerr := a.Close()
+	if cut {
+		a.waitCutOff(&inflight)
+	}
+	if cerr != nil {
 		return cerr
 	}
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
+}
+
+// CutOffWait bounds how long ServeUntil waits, once it has cut off the
+// requests in flight and closed the store, for their handlers to return.
+// Each then writes its access log line, which a return before would lose
+// with the process: a transaction cut off may have committed (closing the
+// store waits for a commit under way) while its client got no answer, and
+// the log is where an operator finds out. The store refuses their
+// transactions once closed, so what they have left is quick.
+const CutOffWait = 2 * time.Second
+
+// waitCutOff waits up to CutOffWait for the handlers still running.
+func (a *App) waitCutOff(inflight *atomic.Int64) {
+	deadline := time.Now().Add(CutOffWait)
+	for inflight.Load() > 0 {
+		if time.Now().After(deadline) {
+			a.cfg.Logger.Warn("requests cut off are still running; their log lines are lost", "requests", inflight.Load())
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Close closes the store (waiting for open transactions).
