@@ -78,7 +78,7 @@ type Tx interface {
 
 // Stats are counters for metrics.
 type Stats struct {
-	SizeBytes    int64
+	SizeBytes    int64 // of the database file
 	ReadTxs      uint64
 	WriteTxs     uint64 // Update calls
 	FailedWrites uint64
@@ -148,6 +148,7 @@ const FileName = "healthhub.db"
 // Bolt is the embedded bbolt-backed Store.
 type Bolt struct {
 	db        *bolt.DB
+	path      string // of the file (bolt.DB.Path races with Close)
 	now       func() time.Time
 	group     *groupCommit
 	journal   *journal
@@ -213,7 +214,7 @@ func Open(dir string, opt Options) (*Bolt, error) {
 	if opt.IndexJournalMax <= 0 {
 		opt.IndexJournalMax = DefaultIndexJournalMax
 	}
-	s := &Bolt{db: db, now: opt.Now, foldChunk: max(1, opt.IndexJournalMax/foldChunks), ix: &indexing{indexer: opt.Indexer, verify: opt.VerifyIndexer}}
+	s := &Bolt{db: db, path: path, now: opt.Now, foldChunk: max(1, opt.IndexJournalMax/foldChunks), ix: &indexing{indexer: opt.Indexer, verify: opt.VerifyIndexer}}
 	s.ix.rebuilding.Store(opt.RebuildIndexes)
 	s.group = &groupCommit{run: s.writeTx, max: opt.MaxBatchSize}
 	if s.now == nil {
@@ -463,7 +464,12 @@ func (s *Bolt) Stats() Stats {
 		JournalFoldTime: time.Duration(s.journal.foldTime.Load()), JournalFoldPlanTime: time.Duration(s.journal.planTime.Load())}
 	dbStats := s.db.Stats()
 	st.PageWrites = uint64(dbStats.TxStats.GetWrite())
-	_ = s.db.View(func(tx *bolt.Tx) error { st.SizeBytes = tx.Size(); return nil })
+	// The file's size, not a read transaction's view of it: a read may
+	// wait in bbolt (a remap of the growing file waits for the reads under
+	// way), and the metrics must answer while it does.
+	if fi, err := os.Stat(s.path); err == nil {
+		st.SizeBytes = fi.Size()
+	}
 	return st
 }
 
