@@ -149,3 +149,23 @@ func TestAccessLogFormSearchErrorHasNoValue(t *testing.T) {
 		t.Errorf("the log quotes part of the search value:\n%s", log)
 	}
 }
+
+// The method is the one field of an access line the client writes
+// unchecked but for its characters (net/http takes any token): a method of
+// kilobytes, which needs no token to send, made a line of kilobytes, so
+// that a client could multiply the log's volume by hundreds. The line
+// carries a bounded method; the 405 answer still names it.
+func TestAccessLogBoundsMethod(t *testing.T) {
+	var sink syncBuffer
+	s := startServer(t, app.Config{Logger: slog.New(slog.NewJSONHandler(&sink, nil))})
+	method := "X" + strings.Repeat("Y", 8000)
+	if r := do(t, method, s.base+"/Patient", nil, "X-Request-Id", "long-method"); r.status != http.StatusMethodNotAllowed {
+		t.Fatalf("status %d, want 405: %s", r.status, r.body)
+	}
+	s.stop()
+	for _, line := range strings.Split(sink.String(), "\n") {
+		if strings.Contains(line, "long-method") && len(line) > 1024 {
+			t.Errorf("the access line of a request with a method of %d bytes has %d bytes:\n%.300s...", len(method), len(line), line)
+		}
+	}
+}

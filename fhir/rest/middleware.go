@@ -176,10 +176,19 @@ func ServeHEAD(h http.Handler) http.Handler {
 	})
 }
 
-// requestMethod is the method the client sent (HEAD routed as GET too).
+// maxLoggedMethod bounds the method an access line carries: net/http
+// takes any token as a method, as long as the headers may be (64 KiB), and
+// a client could otherwise make each of its lines that long.
+const maxLoggedMethod = 32
+
+// requestMethod is the method the client sent (HEAD routed as GET too),
+// cut to maxLoggedMethod bytes (a token is ASCII).
 func requestMethod(r *http.Request) string {
 	if head, _ := r.Context().Value(headKey{}).(bool); head {
 		return http.MethodHead
+	}
+	if len(r.Method) > maxLoggedMethod {
+		return r.Method[:maxLoggedMethod] + "..."
 	}
 	return r.Method
 }
