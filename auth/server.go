@@ -363,7 +363,7 @@ func (s *Server) authenticateClient(ctx context.Context, assertion string) (Clie
 			return nil, err
 		}
 		if key == nil {
-			return nil, s.unrecognized(ctx, c.ID, fmt.Sprintf("no single key of the client has kid %q and fits %s", kid, alg))
+			return nil, s.unrecognized(ctx, c.ID, fmt.Sprintf("no single key of the client has kid %q and fits %s", loggedID(kid), alg))
 		}
 		return key, nil
 	}
@@ -405,8 +405,19 @@ func (s *Server) authenticateClient(ctx context.Context, assertion string) (Clie
 // are registered, disabled, or hold which keys. The reason goes to the log,
 // for the operator helping a hospital connect.
 func (s *Server) unrecognized(ctx context.Context, clientID, reason string) *OAuthError {
-	s.log.InfoContext(ctx, "client assertion refused", "client_id", clientID, "reason", reason)
+	s.log.InfoContext(ctx, "client assertion refused", "client_id", loggedID(clientID), "reason", reason)
 	return invalidClient("client_assertion: no registered client and key of this iss and kid verify it")
+}
+
+// loggedID bounds an identifier an unauthenticated caller wrote (the
+// client_id an assertion claims, its kid) for the log, whose lines it
+// would otherwise make kilobytes long: a registered client_id is at most
+// 128 bytes.
+func loggedID(s string) string {
+	if len(s) > 128 {
+		return s[:128] + "..."
+	}
+	return s
 }
 
 // assertionProblem says what was wrong with a JWT without echoing it.

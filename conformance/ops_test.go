@@ -2,10 +2,12 @@ package conformance_test
 
 import (
 	"bufio"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -137,5 +139,50 @@ func TestEveryMethodGetsAnAnswer(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// The token endpoint logs why it refused an assertion, with the client_id
+// it claims ("client assertion refused"): before any signature is checked,
+// so the id is whatever an anonymous caller wrote, up to ~6 kB of a 16 kB
+// assertion, a line 25 times the usual. The line carries a bounded id (a
+// registered one is at most 128 bytes), and a bounded kid, which the
+// caller writes too.
+func TestTokenLogBoundsClaimedClient(t *testing.T) {
+	var sink syncBuffer
+	s := startServer(t, app.Config{Logger: slog.New(slog.NewJSONHandler(&sink, nil))})
+	b64 := base64.RawURLEncoding.EncodeToString
+	long := strings.Repeat("z", 5_000)
+	for _, c := range []struct{ kid, iss string }{
+		{"k1", long},          // not registered
+		{long, harnessClient}, // registered; no key of that kid
+	} {
+		assertion := b64([]byte(`{"alg":"RS384","typ":"JWT","kid":"`+c.kid+`"}`)) + "." +
+			b64([]byte(fmt.Sprintf(`{"iss":%q,"sub":%q,"aud":%q,"exp":%d,"jti":"j-%d"}`, c.iss, c.iss, s.root+"/auth/token", time.Now().Add(time.Minute).Unix(), len(c.kid)))) + "." +
+			b64([]byte("not a signature"))
+		form := url.Values{
+			"grant_type":            {"client_credentials"},
+			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+			"client_assertion":      {assertion},
+			"scope":                 {"system/*.rs"},
+		}
+		r := do(t, http.MethodPost, s.root+"/auth/token", []byte(form.Encode()), "Content-Type", "application/x-www-form-urlencoded")
+		if r.status != http.StatusUnauthorized {
+			t.Fatalf("status %d, want 401: %s", r.status, r.body)
+		}
+	}
+	s.stop()
+	refused := 0
+	for _, line := range strings.Split(sink.String(), "\n") {
+		if !strings.Contains(line, "client assertion refused") {
+			continue
+		}
+		refused++
+		if len(line) > 1024 {
+			t.Errorf("a refusal's line has %d bytes:\n%.300s...", len(line), line)
+		}
+	}
+	if refused != 2 {
+		t.Errorf("%d refusals logged, want 2:\n%.2000s", refused, sink.String())
 	}
 }
