@@ -302,7 +302,7 @@ func appendValues(out []Value, t Type, it Item) []Value {
 		return appendQuantity(out, it)
 	case Number:
 		if n.kind == kindNumber {
-			if d, err := ParseDecimal(n.str); err == nil {
+			if d, err := fhir.ParseDecimal(n.str); err == nil {
 				out = append(out, NumberValue{Value: d})
 			}
 		}
@@ -483,7 +483,7 @@ func appendQuantity(out []Value, it Item) []Value {
 	n := it.n
 	switch n.kind {
 	case kindNumber:
-		if d, err := ParseDecimal(n.str); err == nil {
+		if d, err := fhir.ParseDecimal(n.str); err == nil {
 			out = append(out, QuantityValue{Value: d})
 		}
 		return out
@@ -500,7 +500,7 @@ func appendQuantity(out []Value, it Item) []Value {
 	if num == nil || num.kind != kindNumber {
 		return out
 	}
-	d, err := ParseDecimal(num.str)
+	d, err := fhir.ParseDecimal(num.str)
 	if err != nil {
 		return out
 	}

@@ -241,7 +241,7 @@ func TestExtractSynthea(t *testing.T) {
 				check(sm, ix.has("code", tokenV(jsonStr(jsonObj(cd)["system"]), jsonStr(jsonObj(cd)["code"]))), "code %v missing", cd)
 			}
 			if q := jsonObj(res["valueQuantity"]); q != nil {
-				want := search.MustDecimal(string(q["value"].(json.Number)))
+				want := fhir.MustDecimal(string(q["value"].(json.Number)))
 				vq := ix["value-quantity"]
 				check(sm, len(vq) == 1 && vq[0].(search.QuantityValue).Value.Cmp(want) == 0 && vq[0].(search.QuantityValue).Unit == jsonStr(q["unit"]),
 					"value-quantity %v, want %v %s", vq, want, q["unit"])
@@ -256,7 +256,7 @@ func TestExtractSynthea(t *testing.T) {
 				c := jsonObj(c)
 				if q := jsonObj(c["valueQuantity"]); q != nil {
 					tuples += len(jsonArr(jsonObj(c["code"])["coding"]))
-					check(sm, ix.has("component-value-quantity", search.QuantityValue{Value: search.MustDecimal(string(q["value"].(json.Number)))}),
+					check(sm, ix.has("component-value-quantity", search.QuantityValue{Value: fhir.MustDecimal(string(q["value"].(json.Number)))}),
 						"component-value-quantity %v missing", q["value"])
 				}
 			}

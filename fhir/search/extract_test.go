@@ -47,7 +47,7 @@ func tokenV(system, code string) search.TokenValue {
 }
 
 func quantityV(v, system, code, unit string) search.QuantityValue {
-	return search.QuantityValue{Value: search.MustDecimal(v), System: system, Code: code, Unit: unit}
+	return search.QuantityValue{Value: fhir.MustDecimal(v), System: system, Code: code, Unit: unit}
 }
 
 func refV(typ, id string) search.ReferenceValue {
@@ -232,7 +232,7 @@ func TestExtractQuantity(t *testing.T) {
 		{"value quantity", "Observation", `{"resourceType":"Observation","valueQuantity":{"value":120.50,"unit":"mmHg","system":"` + ucum + `","code":"mm[Hg]"}}`,
 			"value-quantity", []search.Value{quantityV("120.50", ucum, "mm[Hg]", "mmHg")}},
 		{"comparator", "Observation", `{"resourceType":"Observation","valueQuantity":{"value":5,"comparator":"<","code":"mg"}}`,
-			"value-quantity", []search.Value{search.QuantityValue{Value: search.MustDecimal("5"), Comparator: "<", Code: "mg"}}},
+			"value-quantity", []search.Value{search.QuantityValue{Value: fhir.MustDecimal("5"), Comparator: "<", Code: "mg"}}},
 		{"sampled data origin", "Observation", `{"resourceType":"Observation","valueSampledData":{"origin":{"value":-2.5e1,"unit":"mV"},"period":10,"dimensions":1}}`,
 			"value-quantity", []search.Value{quantityV("-2.5e1", "", "", "mV")}},
 		{"value of another type", "Observation", `{"resourceType":"Observation","valueString":"5"}`, "value-quantity", nil},

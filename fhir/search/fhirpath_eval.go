@@ -1,6 +1,10 @@
 package search
 
-import "strings"
+import (
+	"strings"
+
+	"healthhub/fhir"
+)
 
 // Evaluation of compiled FHIRPath expressions (fhirpath.go parses them).
 
@@ -416,8 +420,8 @@ func nodesEqual(a, b *node) bool {
 		if a.str == b.str {
 			return true
 		}
-		x, err1 := ParseDecimal(a.str)
-		y, err2 := ParseDecimal(b.str)
+		x, err1 := fhir.ParseDecimal(a.str)
+		y, err2 := fhir.ParseDecimal(b.str)
 		return err1 == nil && err2 == nil && x.Cmp(y) == 0
 	case kindObject, kindArray:
 		if len(a.kids) != len(b.kids) {

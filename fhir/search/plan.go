@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"healthhub/conformance"
+	"healthhub/fhir"
 )
 
 // Planning one condition: the index key ranges that find its matches, and
@@ -413,7 +414,7 @@ func newNumCond(o *Operand) (numCond, bool) {
 	if n.prefix == "" {
 		n.prefix = PrefixEq
 	}
-	v, err := ParseDecimal(o.Number.Text)
+	v, err := fhir.ParseDecimal(o.Number.Text)
 	if err != nil || o.Number.Rat == nil {
 		return numCond{}, false
 	}
@@ -427,8 +428,8 @@ func newNumCond(o *Operand) (numCond, bool) {
 		lo = new(big.Rat).Sub(lo, d)
 		hi = new(big.Rat).Add(hi, d)
 	}
-	dlo, err1 := DecimalFromRat(lo)
-	dhi, err2 := DecimalFromRat(hi)
+	dlo, err1 := fhir.DecimalFromRat(lo)
+	dhi, err2 := fhir.DecimalFromRat(hi)
 	if err1 != nil || err2 != nil {
 		return numCond{}, false
 	}

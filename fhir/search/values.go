@@ -303,7 +303,7 @@ func (QuantityValue) Type() Type { return Quantity }
 func (v QuantityValue) Key() []byte { return v.Value.AppendKey(nil) }
 
 func (v QuantityValue) Keys() [][]byte {
-	n := len(v.Value.digits) + 8
+	n := len(v.Value.String()) + 8
 	k := newKeySet(4, 4*n+len(v.System)+2*len(v.Code)+len(v.Unit)+16)
 	k.begin(FormValue)
 	k.buf = v.Value.AppendKey(k.buf)

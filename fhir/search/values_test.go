@@ -2,7 +2,6 @@ package search_test
 
 import (
 	"bytes"
-	"math/big"
 	"slices"
 	"strings"
 	"testing"
@@ -37,64 +36,6 @@ func TestNormalizeString(t *testing.T) {
 	}
 }
 
-func TestParseDecimal(t *testing.T) {
-	valid := []struct {
-		in    string
-		sign  int
-		equal string // another spelling of the same value
-	}{
-		{"0", 0, "-0.000"},
-		{"1", 1, "1.000"},
-		{"1.0", 1, "+1"},
-		{"-1.50", -1, "-1.5"},
-		{"0.0012", 1, "1.2e-3"},
-		{"1200", 1, "1.2E3"},
-		{"100.5", 1, "1005e-1"},
-		{"007", 1, "7"},
-		{"-2.5e1", -1, "-25"},
-		{"120.50", 1, "120.5"},
-	}
-	for _, tt := range valid {
-		d, err := search.ParseDecimal(tt.in)
-		if err != nil {
-			t.Errorf("ParseDecimal(%q): %v", tt.in, err)
-			continue
-		}
-		if d.String() != tt.in || d.Sign() != tt.sign {
-			t.Errorf("ParseDecimal(%q): got %q sign %d, want %q sign %d", tt.in, d.String(), d.Sign(), tt.in, tt.sign)
-		}
-		e := search.MustDecimal(tt.equal)
-		if d.Cmp(e) != 0 || !bytes.Equal(d.Key(), e.Key()) {
-			t.Errorf("%s and %s: Cmp %d, keys %x %x; want equal", tt.in, tt.equal, d.Cmp(e), d.Key(), e.Key())
-		}
-		want, _ := new(big.Rat).SetString(tt.in)
-		if d.Rat().Cmp(want) != 0 {
-			t.Errorf("%s: Rat %s, want %s", tt.in, d.Rat().RatString(), want.RatString())
-		}
-	}
-	for _, in := range []string{"", "-", "1.", ".5", "1e", "1e+", "0x10", "1,5", "1 ", "NaN", "Inf", "1e10001", "1e99999999999999999999"} {
-		if d, err := search.ParseDecimal(in); err == nil {
-			t.Errorf("ParseDecimal(%q): got %v, want an error", in, d)
-		}
-	}
-	if f := search.MustDecimal("-2.5e1").Float64(); f != -25 {
-		t.Errorf("Float64: got %v", f)
-	}
-}
-
-func TestDecimalFromRat(t *testing.T) {
-	for _, s := range []string{"199/2", "-1/8", "0", "3", "1/1000000"} {
-		r, _ := new(big.Rat).SetString(s)
-		d, err := search.DecimalFromRat(r)
-		if err != nil || d.Rat().Cmp(r) != 0 {
-			t.Errorf("DecimalFromRat(%s): got %v, %v", s, d, err)
-		}
-	}
-	if _, err := search.DecimalFromRat(big.NewRat(1, 3)); err == nil {
-		t.Error("DecimalFromRat(1/3): no error")
-	}
-}
-
 // keysAscending checks that keys of values listed in ascending order are
 // strictly ascending.
 func keysAscending[T any](t *testing.T, name string, vals []T, key func(T) []byte) {
@@ -107,13 +48,6 @@ func keysAscending[T any](t *testing.T, name string, vals []T, key func(T) []byt
 }
 
 func TestKeyOrder(t *testing.T) {
-	decimals := []string{"-1e300", "-1000", "-999.5", "-100", "-10.5", "-10", "-9", "-1.01", "-1.001", "-1", "-0.5", "-0.123", "-0.12",
-		"-0.0001", "0", "0.0001", "0.12", "0.123", "0.5", "1", "1.001", "1.01", "9", "10", "10.5", "100", "999.5", "1000", "1e300"}
-	keysAscending(t, "decimals", decimals, func(s string) []byte { return search.MustDecimal(s).Key() })
-	// A decimal's key is never a prefix of a larger one's, so a suffix (a
-	// resource id) cannot reorder them.
-	keysAscending(t, "decimals with a suffix", decimals, func(s string) []byte { return append(search.MustDecimal(s).Key(), 0xFF, 0xFF) })
-
 	strs := []string{"", "\x00", "\x00\x00", "\x00a", "a", "a\x00", "a\x00b", "ab", "b", "\xff"}
 	keysAscending(t, "strings", strs, func(s string) []byte { return search.AppendKeyString(nil, s) })
 	keysAscending(t, "strings with a suffix", strs, func(s string) []byte { return append(search.AppendKeyString(nil, s), 0xFF) })
@@ -157,7 +91,7 @@ func TestValueKeys(t *testing.T) {
 		{"quantity", quantityV("1", "u", "mg", "milligram"), "vsnn"},
 		{"quantity, unit = code", quantityV("1", "u", "mg", "mg"), "vsn"},
 		{"bare quantity", quantityV("1", "", "", ""), "v"},
-		{"number", search.NumberValue{Value: search.MustDecimal("2")}, "v"},
+		{"number", search.NumberValue{Value: fhir.MustDecimal("2")}, "v"},
 		{"uri", search.URIValue{URI: "http://x"}, "v"},
 		{"composite token quantity", compositeV(search.TokenValue{System: "s", Code: "c", Display: "D"}, quantityV("1", "u", "mg", "")), "vv"}, // (system|code, code) x number: units are not keyed
 	}
@@ -226,36 +160,4 @@ func TestDateValueIsTheParsedRange(t *testing.T) {
 	if !v.Contains(time.Date(2024, 2, 29, 12, 0, 0, 0, time.UTC)) || v.Contains(time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)) {
 		t.Errorf("2024-02 covers %v", v.DateRange)
 	}
-}
-
-// For two decimals a < b, Key(a) < Key(b); equal decimals have equal keys.
-func FuzzDecimalKeyOrder(f *testing.F) {
-	for _, p := range [][2]string{
-		{"1", "2"}, {"-1", "-2"}, {"0.12", "0.123"}, {"-0.12", "-0.123"}, {"10", "9.99"}, {"-10", "-9.99"},
-		{"0", "-0"}, {"1e3", "1000.0"}, {"1e-3", "0.001"}, {"-5e2", "5e-2"}, {"105", "1.05e2"}, {"0.0", "0.00001"},
-	} {
-		f.Add(p[0], p[1])
-	}
-	f.Fuzz(func(t *testing.T, a, b string) {
-		da, err1 := search.ParseDecimal(a)
-		db, err2 := search.ParseDecimal(b)
-		if err1 != nil || err2 != nil || len(a) > 60 || len(b) > 60 {
-			return
-		}
-		ra, ok1 := new(big.Rat).SetString(a)
-		rb, ok2 := new(big.Rat).SetString(b)
-		if !ok1 || !ok2 {
-			t.Fatalf("big.Rat rejects %q or %q, ParseDecimal accepts both", a, b)
-		}
-		want := ra.Cmp(rb)
-		if got := bytes.Compare(da.Key(), db.Key()); got != want {
-			t.Errorf("%s vs %s: keys compare %d, values %d (%x, %x)", a, b, got, want, da.Key(), db.Key())
-		}
-		if got := da.Cmp(db); got != want {
-			t.Errorf("%s vs %s: Cmp %d, want %d", a, b, got, want)
-		}
-		if da.Rat().Cmp(ra) != 0 {
-			t.Errorf("%s: Rat %s", a, da.Rat().RatString())
-		}
-	})
 }

@@ -1,10 +1,10 @@
 package validate
 
 import (
-	"cmp"
 	"encoding/json"
 	"strconv"
-	"strings"
+
+	"healthhub/fhir"
 )
 
 // The R4 invariants of error severity ("Rule" in the specification) on
@@ -85,109 +85,19 @@ func sameUnit(a, b map[string]any) bool {
 	return ac != "" || au == bu
 }
 
-// decimal is a JSON number as written, normalised: value = 0.digits ×
-// 10^exp, digits without leading or trailing zeros ("" for zero).
-type decimal struct {
-	neg    bool
-	digits string
-	exp    int64
-}
-
-// parseDecimal reads a JSON number exactly. ok is false for anything else,
-// and for an exponent of more than 15 digits, which no real value needs.
-func parseDecimal(s string) (d decimal, ok bool) {
-	isDigit := func(c byte) bool { return c >= '0' && c <= '9' }
-	i := 0
-	if i < len(s) && s[i] == '-' {
-		d.neg = true
-		i++
-	}
-	start := i
-	for i < len(s) && isDigit(s[i]) {
-		i++
-	}
-	intPart := s[start:i]
-	if intPart == "" {
-		return d, false
-	}
-	var frac string
-	if i < len(s) && s[i] == '.' {
-		i++
-		start = i
-		for i < len(s) && isDigit(s[i]) {
-			i++
-		}
-		if frac = s[start:i]; frac == "" {
-			return d, false
-		}
-	}
-	var e int64
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		negExp := false
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			negExp = s[i] == '-'
-			i++
-		}
-		start = i
-		for i < len(s) && isDigit(s[i]) {
-			i++
-		}
-		digits := strings.TrimLeft(s[start:i], "0")
-		if i == start || len(digits) > 15 {
-			return d, false
-		}
-		if digits != "" {
-			e, _ = strconv.ParseInt(digits, 10, 64)
-		}
-		if negExp {
-			e = -e
-		}
-	}
-	if i != len(s) {
-		return d, false
-	}
-	mant := intPart + frac
-	d.exp = int64(len(intPart)) + e
-	trimmed := strings.TrimLeft(mant, "0")
-	d.exp -= int64(len(mant) - len(trimmed))
-	d.digits = strings.TrimRight(trimmed, "0")
-	if d.digits == "" {
-		d = decimal{} // zero, -0 included
-	}
-	return d, true
-}
-
-// compareDecimal compares two JSON numbers exactly (-1, 0, +1); ok is false
-// when either cannot be read (see parseDecimal).
+// compareDecimal compares two JSON numbers exactly (-1, 0, +1), as
+// written, never through float64; ok is false when either is not a
+// decimal (fhir.ParseDecimal).
 func compareDecimal(a, b string) (int, bool) {
-	x, ok1 := parseDecimal(a)
-	y, ok2 := parseDecimal(b)
-	if !ok1 || !ok2 {
+	x, err := fhir.ParseDecimal(a)
+	if err != nil {
 		return 0, false
 	}
-	sign := func(d decimal) int {
-		switch {
-		case d.digits == "":
-			return 0
-		case d.neg:
-			return -1
-		}
-		return 1
+	y, err := fhir.ParseDecimal(b)
+	if err != nil {
+		return 0, false
 	}
-	sx, sy := sign(x), sign(y)
-	if sx != sy || sx == 0 {
-		return cmp.Compare(sx, sy), true
-	}
-	// Same sign, both non-zero: compare the magnitudes. With no leading
-	// zeros, a larger exp is a larger magnitude; at equal exp the digit
-	// strings compare as written (no trailing zeros: equal values, equal
-	// strings; "19" < "2" as 0.19 < 0.2).
-	c := cmp.Compare(x.exp, y.exp)
-	if c == 0 {
-		c = strings.Compare(x.digits, y.digits)
-	}
-	return c * sx, true
+	return x.Cmp(y), true
 }
 
 // contactPoint checks cpt-2: value.empty() or system.exists().
@@ -230,7 +140,7 @@ func (w *walker) observation(obj map[string]any, def *definition) {
 		cm, _ := c.(map[string]any)
 		for _, cc := range codings(cm["code"]) {
 			for _, oc := range own {
-				if jsonEqual(cc, oc) {
+				if fhir.JSONEqual(cc, oc) {
 					w.add("invariant", "."+valueKey, "component[%d].code repeats the Observation's code %s, so the Observation has no value of its own: the value belongs in that component (obs-7)", i, codingText(oc))
 					return
 				}
@@ -251,49 +161,6 @@ func codingText(c any) string {
 	system, _ := m["system"].(string)
 	code, _ := m["code"].(string)
 	return strconv.Quote(system + "|" + code)
-}
-
-// jsonEqual: two decoded JSON values are the same, member for member;
-// numbers as written (1.0 and 1.00 differ, which can only make two values
-// unequal that FHIRPath would find equal, never the other way round).
-func jsonEqual(a, b any) bool {
-	switch a := a.(type) {
-	case map[string]any:
-		bm, ok := b.(map[string]any)
-		if !ok || len(a) != len(bm) {
-			return false
-		}
-		for k, v := range a {
-			bv, ok := bm[k]
-			if !ok || !jsonEqual(v, bv) {
-				return false
-			}
-		}
-		return true
-	case []any:
-		ba, ok := b.([]any)
-		if !ok || len(a) != len(ba) {
-			return false
-		}
-		for i := range a {
-			if !jsonEqual(a[i], ba[i]) {
-				return false
-			}
-		}
-		return true
-	case string:
-		s, ok := b.(string)
-		return ok && a == s
-	case json.Number:
-		n, ok := b.(json.Number)
-		return ok && a == n
-	case bool:
-		x, ok := b.(bool)
-		return ok && a == x
-	case nil:
-		return b == nil
-	}
-	return false
 }
 
 // referenceRange checks obs-3 on an Observation.referenceRange (and a

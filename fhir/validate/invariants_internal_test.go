@@ -4,7 +4,8 @@ import "testing"
 
 // TestCompareDecimal: rng-2 compares JSON numbers exactly as written, never
 // through float64, and gives up (ok false: the Range is accepted) only on
-// what is not a JSON number or has an exponent of more than 15 digits.
+// what is not a decimal, or has an exponent beyond fhir.ParseDecimal's
+// bound (10,000).
 func TestCompareDecimal(t *testing.T) {
 	for _, c := range []struct {
 		a, b string
