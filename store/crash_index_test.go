@@ -373,6 +373,19 @@ func (sn *snapshots) take(s *store.Bolt) {
 	sn.dirs = append(sn.dirs, dir)
 }
 
+// checkEveryCopy requires exact indexes of s, the store written to, and
+// of every copy in sn once recovered (recoverAndCheck; every eighth is
+// built on further).
+func checkEveryCopy(t *testing.T, s *store.Bolt, sn *snapshots, ix store.Indexer, journal int, r *rand.Rand) {
+	t.Helper()
+	requireExactIndexes(t, s, ix, "the store written to")
+	var st replayStats
+	for i, dir := range sn.dirs {
+		recoverAndCheck(t, dir, ix, journal, r, i%8 == 0, &st)
+	}
+	t.Log(st)
+}
+
 // recoverAndCheck opens the copy in dir as a restarted server would and
 // requires exact indexes; then writes more, folds everything and reopens,
 // so that the replayed journal and its fold markers are also built on.
@@ -517,13 +530,8 @@ func TestIndexExactAfterCrashAtCommits(t *testing.T) {
 			}
 			defer s.Close()
 			sn := &snapshots{t: t, root: t.TempDir()}
-			var st replayStats
 			serialCrashes(t, s, &crashGen{r: r, ix: ix, prefix: "c"}, sn, 60)
-			requireExactIndexes(t, s, ix, "the store written to")
-			for i, dir := range sn.dirs {
-				recoverAndCheck(t, dir, ix, journal, r, i%8 == 0, &st)
-			}
-			t.Log(st)
+			checkEveryCopy(t, s, sn, ix, journal, r)
 		})
 	}
 	for seed := range uint64(scale) {
@@ -535,7 +543,6 @@ func TestIndexExactAfterCrashAtCommits(t *testing.T) {
 				t.Fatal(err)
 			}
 			sn := &snapshots{t: t, root: t.TempDir()}
-			var st replayStats
 			g := &crashGen{r: r, ix: ix, prefix: "c"}
 			serialCrashes(t, s, g, sn, 30)
 			if err := s.Close(); err != nil {
@@ -546,11 +553,7 @@ func TestIndexExactAfterCrashAtCommits(t *testing.T) {
 			}
 			defer s.Close()
 			serialCrashes(t, s, g, sn, 30)
-			requireExactIndexes(t, s, ix, "the store written to")
-			for i, dir := range sn.dirs {
-				recoverAndCheck(t, dir, ix, journal, r, i%8 == 0, &st)
-			}
-			t.Log(st)
+			checkEveryCopy(t, s, sn, ix, journal, r)
 		})
 	}
 	for seed := range uint64(scale) {
