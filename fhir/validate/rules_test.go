@@ -214,6 +214,7 @@ func TestReferenceTypeMember(t *testing.T) {
 		{"canonical form not allowed", "Observation", obs + `"subject":{"type":"http://hl7.org/fhir/StructureDefinition/Medication","display":"x"}}`, "Observation.subject.type"},
 		{"disagrees with the reference", "Observation", obs + `"subject":{"type":"Group","reference":"Patient/p1"}}`, "Observation.subject.type"},
 		{"in an array", "Observation", obs + `"performer":[{"type":"Practitioner","reference":"Practitioner/a"},{"type":"Device","display":"x"}]}`, "Observation.performer[1].type"},
+		{"an element called reference", "CarePlan", `{"resourceType":"CarePlan","status":"active","intent":"plan","subject":{"reference":"Patient/p"},"activity":[{"reference":{"type":"Patient","display":"x"}}]}`, "CarePlan.activity[0].reference.type"},
 	})
 	validate.CrossCheck(t)
 	v := validate.New()

@@ -177,7 +177,10 @@ func (w *walker) referenceTypeMember(obj map[string]any) {
 			return
 		}
 	}
-	elem := w.resType + elementPath(string(w.path[w.resRoot:]))
+	// w.path is the Reference itself, which elementPath reads as the
+	// element of its reference member: ".reference" is what it drops (an
+	// element may itself be called reference: CarePlan.activity.reference).
+	elem := w.resType + elementPath(string(w.path[w.resRoot:])+".reference")
 	if allowed := referenceTargets(elem); allowed != nil && !slices.Contains(allowed, typ) {
 		w.add("value", ".type", "type %s: %s refers to %s", typ, elem, orList(allowed))
 	}
