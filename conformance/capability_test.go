@@ -103,6 +103,11 @@ func TestCapabilityStatement(t *testing.T) {
 			t.Errorf("system interactions %v lack %s", system, w)
 		}
 	}
+	// search-system is served by GET [base] and POST [base]/_search: one
+	// interaction, declared once.
+	if n := slices.Index(system, "search-system"); n < 0 || slices.Contains(system[n+1:], "search-system") {
+		t.Errorf("system interactions %v: want search-system exactly once", system)
+	}
 
 	// Every R4 type, each with the interactions the server has.
 	want := []string{"read", "vread", "create", "update", "patch", "delete", "history-instance", "history-type"}
